@@ -1,0 +1,86 @@
+# crmstream — top-level build. Plain GNU make: the tree is small, C compiles
+# in seconds, and one file shows every target (see docs/decisions.md).
+#
+#   make            build/crmstream
+#   make deps       install missing Debian packages (root) or print the command
+#   make demo       deps + build + `crmstream demo`
+#   make test       deps + gcc and clang -Werror builds + unit, integration and
+#                   dependency tests + the same suite under ASan/UBSan
+#   make test-asan  only the sanitizer suite
+#   make bench      every benchmark; make bench-NAME runs bench/NAME.sh
+#   make clean
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2 -g
+CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+           -Wno-missing-field-initializers -pthread -Isrc -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS  := -lmicrohttpd -lcjson -lsqlite3 -lyaml -lz -lm -pthread $(EXTRA_LDFLAGS)
+
+# Debian 12 packages the build, tests and benchmarks need (docs/decisions.md).
+DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev \
+             libsqlite3-dev libyaml-dev zlib1g-dev libcmocka-dev redis-server \
+             sqlite3 curl
+
+SRC      := $(shell find src -name '*.c' | sort)
+OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
+LIBOBJ   := $(filter-out $(BUILD)/obj/src/app/main.o,$(OBJ))
+TESTSRC  := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c))
+TESTBIN  := $(TESTSRC:%.c=$(BUILD)/%)
+BENCHES  := $(basename $(notdir $(wildcard bench/*.sh)))
+
+.PHONY: all deps demo test test-asan test-run check-clang bench clean
+all: $(BUILD)/crmstream
+
+$(BUILD)/crmstream: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(LIBOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBOBJ) $(LDLIBS) -lcmocka
+
+deps:
+	@missing=""; for p in $(DEPS_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+	  echo "deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; \
+	fi
+
+demo: deps all
+	$(BUILD)/crmstream demo
+
+# The suite: every test binary, then the shell checks; tests/run.sh prints
+# the final "N passed, N failed" line.
+test-run: all $(TESTBIN)
+	tests/run.sh $(BUILD)
+
+check-clang:
+	$(MAKE) --no-print-directory CC=clang BUILD=build-clang OPT=-O1 all
+
+test: deps
+	$(MAKE) --no-print-directory check-clang
+	$(MAKE) --no-print-directory test-run
+	$(MAKE) --no-print-directory test-asan
+
+test-asan:
+	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test-run
+
+bench: $(addprefix bench-,$(BENCHES))
+bench-%: all
+	bench/$*.sh
+
+clean:
+	rm -rf build build-asan build-clang
+
+-include $(OBJ:.o=.d) $(TESTBIN:=.d)

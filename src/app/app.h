@@ -1,0 +1,43 @@
+/*
+ * app — the running server: wires config, bus, store, pipeline, ingest and
+ * HTTP together (serve.c), and the REST handlers over them (handlers.c).
+ *
+ * Owns process lifecycle and the route table. Holds no business logic: each
+ * handler calls one component.
+ */
+#ifndef CS_APP_APP_H
+#define CS_APP_APP_H
+
+#include "bus/bus.h"
+#include "core/config.h"
+#include "http/server.h"
+#include "ingest/ingest.h"
+#include "pipeline/pipeline.h"
+#include "store/store.h"
+
+typedef struct cs_app {
+    cs_config    cfg;
+    cs_bus      *bus;
+    cs_store    *store;
+    cs_pipeline *pipeline;
+    cs_ingest    ingest;
+    cs_http     *http;
+} cs_app;
+
+extern const cs_http_route cs_app_routes[];
+extern const size_t cs_app_nroutes;
+
+/* Subcommands (argv[0] is the subcommand name). Return the exit status. */
+int cs_cmd_serve(int argc, char **argv);
+int cs_cmd_simulate(int argc, char **argv);
+int cs_cmd_demo(int argc, char **argv);
+
+/* Load path (or config/crmstream.yaml when present) over the defaults;
+ * prints the error and returns -1 on failure. */
+int cs_app_load_config(cs_config *cfg, const char *path);
+
+/* "crmstream: <what>: <why>" on stderr. */
+void cs_die_usage(const char *what, const char *why) __attribute__((noreturn));
+void cs_fail(const char *what, const char *why);
+
+#endif

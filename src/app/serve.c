@@ -1,0 +1,159 @@
+/*
+ * app/serve — `crmstream serve`: open the log and the store, start the
+ * pipeline and the HTTP server, wait for SIGINT/SIGTERM, stop in order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "core/logging.h"
+
+static const char serve_usage[] =
+    "usage: crmstream serve [--config FILE] [--data DIR] [--http HOST:PORT] [--log-level LEVEL]\n"
+    "\n"
+    "Run everything: the embedded log, the pipeline, the SQLite store and the HTTP API.\n"
+    "\n"
+    "  --config FILE     configuration (default: config/crmstream.yaml if present)\n"
+    "  --data DIR        data directory (default: ./data, or `data:` in the config)\n"
+    "  --http HOST:PORT  listen address (default 127.0.0.1:8080; port 0 picks a free one,\n"
+    "                    written to DIR/http.addr once ready)\n"
+    "  --log-level L     debug | info | warn | error (default info)\n"
+    "  -h, --help        this help\n";
+
+/* Load --config, or config/crmstream.yaml when present, over the defaults. */
+int cs_app_load_config(cs_config *cfg, const char *path)
+{
+    char err[512];
+    cs_config_defaults(cfg);
+    if (!path && access("config/crmstream.yaml", R_OK) == 0) path = "config/crmstream.yaml";
+    if (path && cs_config_load(cfg, path, err, sizeof err) != 0) {
+        cs_fail("config", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_addr(const char *dir, const char *addr)
+{
+    char tmp[4200], path[4200];
+    snprintf(tmp, sizeof tmp, "%s/http.addr.tmp", dir);
+    snprintf(path, sizeof path, "%s/http.addr", dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "%s\n", addr);
+    if (fclose(f) != 0) return -1;
+    return rename(tmp, path);
+}
+
+int cs_cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
+                                         {"http", required_argument, 0, 'H'}, {"log-level", required_argument, 0, 'l'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *config = NULL, *data = NULL, *http = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'd': data = optarg; break;
+        case 'H': http = optarg; break;
+        case 'l':
+            if (cs_log_level_parse(optarg) < 0) cs_die_usage("serve", "--log-level: expected debug, info, warn or error");
+            cs_log_set_level((enum cs_log_level)cs_log_level_parse(optarg));
+            break;
+        case 'h': fputs(serve_usage, stdout); return 0;
+        default: cs_die_usage("serve", "unknown option or missing value (see crmstream serve --help)");
+        }
+    }
+    if (optind < argc) cs_die_usage("serve", "unexpected argument (see crmstream serve --help)");
+
+    /* Signals are taken by sigwait below: block them before any thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static cs_app app;
+    char err[1024];
+    if (cs_app_load_config(&app.cfg, config)) return 1;
+    if (data) free(app.cfg.data_dir), app.cfg.data_dir = cs_strdup(data);
+    if (http) free(app.cfg.http_addr), app.cfg.http_addr = cs_strdup(http);
+    const char *dir = app.cfg.data_dir;
+    if (cs_mkdirs(dir, 0755) != 0) {
+        cs_fail(dir, strerror(errno));
+        return 1;
+    }
+    char lockpath[4200];
+    snprintf(lockpath, sizeof lockpath, "%s/LOCK", dir);
+    int lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        cs_fail(dir, "the data directory is in use by another crmstream process");
+        return 1;
+    }
+    unlink(strcat(strcpy(err, dir), "/http.addr"));
+
+    int64_t t0 = cs_mono_us();
+    app.bus = cs_bus_embedded_open(dir, app.cfg.partitions, app.cfg.fsync_policy, app.cfg.fsync_interval_ms, err,
+                                   sizeof err);
+    if (!app.bus) {
+        cs_fail("log", err);
+        return 1;
+    }
+    char dbpath[4200];
+    snprintf(dbpath, sizeof dbpath, "%s/crm.sqlite", dir);
+    app.store = cs_store_sqlite_open(dbpath, err, sizeof err);
+    if (!app.store) {
+        cs_fail("store", err);
+        app.bus->ops->close(app.bus);
+        return 1;
+    }
+    app.ingest = (cs_ingest){.bus = app.bus, .cfg = &app.cfg};
+    app.pipeline = cs_pipeline_start(app.bus, app.store, &app.cfg, err, sizeof err);
+    if (!app.pipeline) {
+        cs_fail("pipeline", err);
+        app.store->ops->close(app.store);
+        app.bus->ops->close(app.bus);
+        return 1;
+    }
+    cs_http_opts ho = {.addr = app.cfg.http_addr, .threads = app.cfg.http_threads,
+                       .max_body = (size_t)app.cfg.max_body_bytes, .routes = cs_app_routes,
+                       .nroutes = cs_app_nroutes, .app = &app};
+    app.http = cs_http_start(&ho, err, sizeof err);
+    int rc = 0;
+    if (!app.http) {
+        cs_fail("http", err);
+        rc = 1;
+    } else {
+        char addr[300], host[256];
+        snprintf(host, sizeof host, "%.*s", (int)(strrchr(app.cfg.http_addr, ':') - app.cfg.http_addr),
+                 app.cfg.http_addr);
+        snprintf(addr, sizeof addr, "%s:%d", host, cs_http_port(app.http));
+        write_addr(dir, addr);
+        cs_info("serve", "ready",
+                "\"http\":\"%s\",\"data\":\"%s\",\"partitions\":%d,\"fsync\":\"%s\",\"reps\":%zu,"
+                "\"pipeline_lag\":%lld,\"startup_ms\":%.1f",
+                addr, dir, app.cfg.partitions, app.cfg.fsync, app.cfg.nreps,
+                (long long)cs_pipeline_lag(app.pipeline), (double)(cs_mono_us() - t0) / 1000.0);
+        int sig;
+        sigwait(&sigs, &sig);
+        cs_info("serve", "stopping", "\"signal\":%d", sig);
+        cs_http_stop(app.http);
+    }
+    cs_pipeline_stop(app.pipeline);
+    app.store->ops->close(app.store);
+    app.bus->ops->close(app.bus);
+    cs_config_free(&app.cfg);
+    close(lockfd);
+    return rc;
+}

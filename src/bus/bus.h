@@ -1,0 +1,67 @@
+/*
+ * bus — the interface between producers (ingest) and consumers (pipeline)
+ * of partitioned topics, declared as a struct of function pointers so the
+ * embedded log and (later) Apache Kafka are interchangeable.
+ *
+ * Owns nothing itself; a backend owns its storage. Nothing above this
+ * interface may know which backend runs. Keys are partitioned with Kafka's
+ * murmur2 (core/hash.h), so backends agree on partitions.
+ */
+#ifndef CS_BUS_BUS_H
+#define CS_BUS_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/plog.h"
+
+/* Topics the product uses. */
+#define CS_TOPIC_EVENTS "events"
+
+typedef struct cs_bus cs_bus;
+
+/* A message to produce: key, value, ingest time. produce() sets partition
+ * and offset. */
+typedef struct cs_msg {
+    const char *key;
+    size_t      key_len;
+    const char *value;
+    size_t      value_len;
+    int64_t     ts_us;
+    int         partition;   /* out */
+    int64_t     offset;      /* out */
+} cs_msg;
+
+struct cs_bus_ops {
+    const char *name;
+    /* Append msgs durably (per the fsync policy); 0, or -1 with errno
+     * (nothing of a failed partition's batch is kept). */
+    int (*produce)(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n);
+    /* Deliver up to max records of topic/partition from offset `from`.
+     * Returns the count, or -1 on a read error. */
+    int (*fetch)(cs_bus *bus, const char *topic, int partition, int64_t from, size_t max,
+                 cs_rec_cb cb, void *arg);
+    /* Next offset to be written (the high watermark). */
+    int64_t (*end_offset)(cs_bus *bus, const char *topic, int partition);
+    /* Block until something is produced after `seen` (a value returned by an
+     * earlier call; start with 0) or timeout; returns the new sequence. */
+    uint64_t (*wait)(cs_bus *bus, uint64_t seen, int timeout_ms);
+    /* Wake every waiter (shutdown). */
+    void (*wakeup)(cs_bus *bus);
+    void (*close)(cs_bus *bus);
+};
+
+struct cs_bus {
+    const struct cs_bus_ops *ops;
+    int   partitions;
+    void *impl;
+};
+
+/* The embedded backend: topic directories under dir/log. */
+cs_bus *cs_bus_embedded_open(const char *data_dir, int partitions, int fsync_policy,
+                             int fsync_interval_ms, char *err, size_t errlen);
+
+/* Partition of a key on this bus. */
+int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * core/config — the configuration file (YAML) and its defaults.
+ *
+ * Every key is declared once in the table in config.c, which also generates
+ * docs/CONFIG.md's reference (`crmstream config-reference`). Unknown keys and
+ * wrong types are errors that name file:line:column. Never reads anything but
+ * the file it is given.
+ */
+#ifndef CS_CORE_CONFIG_H
+#define CS_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum cs_fsync_policy { CS_FSYNC_ALWAYS, CS_FSYNC_INTERVAL, CS_FSYNC_NEVER };
+
+typedef struct cs_rep_cfg {
+    char *id;
+    char *name;
+    char *email;
+} cs_rep_cfg;
+
+typedef struct cs_config {
+    char  *data_dir;            /* data: */
+    char  *http_addr;           /* http: HOST:PORT */
+    int    partitions;          /* log.partitions */
+    char  *fsync;               /* log.fsync: always | interval:<ms> | never */
+    int    fsync_policy;        /* parsed from fsync */
+    int    fsync_interval_ms;
+    long   max_body_bytes;      /* ingest.max_body_bytes */
+    long   max_event_bytes;     /* ingest.max_event_bytes */
+    long   max_batch_events;    /* ingest.max_batch_events */
+    int    http_threads;        /* http_threads */
+    long   pipeline_batch_max;  /* pipeline.batch_max_events */
+    cs_rep_cfg *reps;           /* routing.reps */
+    size_t nreps;
+} cs_config;
+
+/* Fill defaults (no reps). */
+void cs_config_defaults(cs_config *cfg);
+/* Load path over the defaults. Returns 0, or -1 with "file:line:col: why" in err. */
+int cs_config_load(cs_config *cfg, const char *path, char *err, size_t errlen);
+/* Same, from a string (tests); name is used in error messages. */
+int cs_config_load_string(cs_config *cfg, const char *name, const char *yaml, char *err,
+                          size_t errlen);
+void cs_config_free(cs_config *cfg);
+/* Print the reference of every key (Markdown table). */
+void cs_config_reference(FILE *out);
+
+#endif

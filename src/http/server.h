@@ -1,0 +1,65 @@
+/*
+ * http/server — the HTTP server glue over libmicrohttpd: a routing table,
+ * request bodies bounded by a limit checked before allocation, and JSON
+ * answers. Handlers see a plain request and fill a plain response; they
+ * never touch libmicrohttpd.
+ *
+ * Owns connections, limits and the routing table. Never interprets bodies.
+ */
+#ifndef CS_HTTP_SERVER_H
+#define CS_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/util.h"
+
+typedef struct cs_http cs_http;
+
+typedef struct cs_http_req {
+    const char *method;
+    const char *path;
+    const char *param;        /* the {id} segment of a pattern route, or NULL */
+    const char *body;
+    size_t      body_len;
+    int64_t     received_us;  /* wall clock when the request arrived */
+    void       *conn;         /* opaque, for cs_http_query/header */
+} cs_http_req;
+
+typedef struct cs_http_resp {
+    int         status;
+    cs_buf      body;         /* JSON unless content_type says otherwise */
+    const char *content_type;
+    int         retry_after;  /* seconds; 0 = no header */
+} cs_http_resp;
+
+typedef void (*cs_http_handler)(void *app, const cs_http_req *req, cs_http_resp *resp);
+
+/* A route: exact path, or a prefix ending in "{id}" that binds one segment. */
+typedef struct cs_http_route {
+    const char     *method;
+    const char     *pattern;
+    cs_http_handler fn;
+} cs_http_route;
+
+typedef struct cs_http_opts {
+    const char          *addr;        /* HOST:PORT; port 0 = any free port */
+    int                  threads;
+    size_t               max_body;
+    const cs_http_route *routes;
+    size_t               nroutes;
+    void                *app;
+} cs_http_opts;
+
+cs_http *cs_http_start(const cs_http_opts *o, char *err, size_t errlen);
+int cs_http_port(cs_http *h);
+void cs_http_stop(cs_http *h);
+
+const char *cs_http_query(const cs_http_req *req, const char *key);
+const char *cs_http_header(const cs_http_req *req, const char *name);
+
+/* Convenience: set a JSON error answer. */
+void cs_http_error(cs_http_resp *resp, int status, const char *code, const char *message,
+                   const char *field);
+
+#endif

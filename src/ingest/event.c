@@ -1,0 +1,208 @@
+/*
+ * ingest/event — validation and canonical serialization of events.
+ */
+#include "ingest/event.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int set_err(cs_verr *err, const char *code, const char *field, const char *fmt, const char *a)
+{
+    err->code = code;
+    snprintf(err->field, sizeof err->field, "%s", field);
+    snprintf(err->message, sizeof err->message, fmt, field, a);
+    return -1;
+}
+
+/* Optional (or required) string field of at most max bytes. */
+static int get_str(const cJSON *obj, const char *name, const char *path, int required, size_t max,
+                   const char **out, cs_verr *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return set_err(err, "missing_field", path, "%s is required%s", "");
+        return 0;
+    }
+    if (!cJSON_IsString(v)) return set_err(err, "wrong_type", path, "%s must be a string%s", "");
+    size_t n = strlen(v->valuestring);
+    if (n == 0 && required) return set_err(err, "invalid_value", path, "%s must not be empty%s", "");
+    if (n > max) return set_err(err, "invalid_value", path, "%s is longer than the limit%s", "");
+    *out = v->valuestring;
+    return 0;
+}
+
+static int get_num(const cJSON *obj, const char *name, const char *path, cs_verr *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return set_err(err, "wrong_type", path, "%s must be a number%s", "");
+    if (v->valuedouble < 0) return set_err(err, "invalid_value", path, "%s must not be negative%s", "");
+    return 0;
+}
+
+int cs_event_is_lead(const char *type)
+{
+    return strcmp(type, "LeadCreated") == 0 || strcmp(type, "DemoRequested") == 0;
+}
+
+static int valid_type_name(const char *t)
+{
+    if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z'))) return 0;
+    for (; *t; t++)
+        if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') ||
+              *t == '_' || *t == '.' || *t == '-' || *t == ':'))
+            return 0;
+    return 1;
+}
+
+static const char *const known_fields[] = {"event_id", "type",      "account_id", "user_id",
+                                           "timestamp", "product_area", "plan_tier", "properties",
+                                           "context",  "integrations"};
+
+int cs_event_validate(const cJSON *obj, int64_t received_us, cs_event *ev, cs_verr *err)
+{
+    memset(ev, 0, sizeof *ev);
+    if (!cJSON_IsObject(obj)) return set_err(err, "wrong_type", "", "an event must be a JSON object%s%s", "");
+    for (const cJSON *f = obj->child; f; f = f->next) {
+        size_t i, n = sizeof known_fields / sizeof known_fields[0];
+        for (i = 0; i < n; i++)
+            if (strcmp(f->string, known_fields[i]) == 0) break;
+        if (i == n) {
+            char path[96];
+            snprintf(path, sizeof path, "%.90s", f->string);
+            return set_err(err, "unknown_field", path,
+                           "%s is not a field of an event (custom data goes in properties)%s", "");
+        }
+    }
+    if (get_str(obj, "event_id", "event_id", 1, CS_ID_MAX, &ev->event_id, err)) return -1;
+    if (get_str(obj, "type", "type", 1, CS_TYPE_MAX, &ev->type, err)) return -1;
+    if (!valid_type_name(ev->type))
+        return set_err(err, "invalid_value", "type",
+                       "%s must start with a letter and hold only letters, digits and _.:-%s", "");
+    if (get_str(obj, "user_id", "user_id", 0, CS_ID_MAX, &ev->user_id, err)) return -1;
+    if (get_str(obj, "product_area", "product_area", 0, CS_ID_MAX, &ev->product_area, err)) return -1;
+    if (get_str(obj, "plan_tier", "plan_tier", 0, CS_ID_MAX, &ev->plan_tier, err)) return -1;
+
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(obj, "properties");
+    if (props && !cJSON_IsNull(props) && !cJSON_IsObject(props))
+        return set_err(err, "wrong_type", "properties", "%s must be an object%s", "");
+    ev->properties = cJSON_IsObject(props) ? props : NULL;
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(obj, "context");
+    if (ctx && !cJSON_IsNull(ctx) && !cJSON_IsObject(ctx))
+        return set_err(err, "wrong_type", "context", "%s must be an object%s", "");
+    ev->context = cJSON_IsObject(ctx) ? ctx : NULL;
+
+    const char *ts;
+    if (get_str(obj, "timestamp", "timestamp", 0, 64, &ts, err)) return -1;
+    if (ts) {
+        if (cs_parse_time(ts, &ev->ts_us) != 0)
+            return set_err(err, "invalid_value", "timestamp",
+                           "%s must be an RFC 3339 time such as 2026-11-27T10:00:00.123Z%s", "");
+        ev->has_ts = 1;
+    } else {
+        ev->ts_us = received_us;
+    }
+
+    /* Per-type required properties (design brief §5). */
+    const char *email = NULL, *s;
+    static const cJSON empty = {0};
+    const cJSON *p = ev->properties ? ev->properties : &empty;
+    int lead = cs_event_is_lead(ev->type);
+    if (lead) {
+        if (get_str(p, "email", "properties.email", 1, 254, &email, err)) return -1;
+        const char *at = strrchr(email, '@');
+        if (!at || at == email || !at[1] || strchr(at + 1, '.') == NULL)
+            return set_err(err, "invalid_value", "properties.email", "%s must be an email address%s", "");
+        snprintf(ev->lead_domain, sizeof ev->lead_domain, "%s", at + 1);
+        for (char *c = ev->lead_domain; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+        if (get_str(p, "company", "properties.company", 0, 256, &s, err) ||
+            get_str(p, "country", "properties.country", 0, 64, &s, err) ||
+            get_str(p, "source", "properties.source", 0, 128, &s, err) ||
+            get_num(p, "employee_count", "properties.employee_count", err))
+            return -1;
+    } else if (strcmp(ev->type, "FeatureUsed") == 0) {
+        if (get_str(p, "feature", "properties.feature", 1, 128, &s, err) ||
+            get_num(p, "count", "properties.count", err))
+            return -1;
+    } else if (strcmp(ev->type, "SubscriptionUpgraded") == 0) {
+        if (get_str(p, "plan_tier", "properties.plan_tier", 1, 64, &s, err) ||
+            get_num(p, "mrr", "properties.mrr", err))
+            return -1;
+    } else if (strcmp(ev->type, "SupportCaseEscalated") == 0) {
+        if (get_str(p, "case_id", "properties.case_id", 1, 128, &s, err)) return -1;
+    } else if (strcmp(ev->type, "TrialActivated") == 0) {
+        if (get_num(p, "trial_days", "properties.trial_days", err)) return -1;
+    }
+    if (get_str(obj, "account_id", "account_id", !lead, CS_ID_MAX, &ev->account_id, err)) return -1;
+    return 0;
+}
+
+const char *cs_event_key(const cs_event *ev, char *buf, size_t len)
+{
+    if (ev->account_id) return ev->account_id;
+    snprintf(buf, len, "domain:%s", ev->lead_domain);
+    return buf;
+}
+
+static void add_field(cs_buf *out, const char *name, const char *v)
+{
+    if (!v) return;
+    cs_buf_printf(out, ",\"%s\":", name);
+    cs_buf_json_str(out, v);
+}
+
+static void add_json(cs_buf *out, const char *name, const cJSON *v)
+{
+    if (!v) return;
+    char *s = cJSON_PrintUnformatted(v);
+    cs_buf_printf(out, ",\"%s\":%s", name, s);
+    cJSON_free(s);
+}
+
+void cs_event_serialize(const cs_event *ev, const char *source, int64_t received_us, cs_buf *out)
+{
+    char ts[40];
+    cs_buf_adds(out, "{\"event_id\":");
+    cs_buf_json_str(out, ev->event_id);
+    add_field(out, "type", ev->type);
+    add_field(out, "account_id", ev->account_id);
+    add_field(out, "user_id", ev->user_id);
+    cs_fmt_time_ms(ev->ts_us, ts, sizeof ts);
+    add_field(out, "timestamp", ts);
+    add_field(out, "product_area", ev->product_area);
+    add_field(out, "plan_tier", ev->plan_tier);
+    add_json(out, "properties", ev->properties);
+    add_json(out, "context", ev->context);
+    add_field(out, "source", source);
+    cs_fmt_time_ms(received_us, ts, sizeof ts);
+    add_field(out, "received_at", ts);
+    cs_buf_adds(out, "}");
+}
+
+long cs_utf8_invalid_at(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t n;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07;
+        else return (long)i;
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (s[i + k] & 0xc0) != 0x80) return (long)i;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return (long)i;
+        i += n + 1;
+    }
+    return -1;
+}

@@ -1,0 +1,59 @@
+/*
+ * ingest/event — the canonical event: validation of a decoded JSON object
+ * into it, and its canonical serialization (the bytes stored in the log).
+ *
+ * Owns the rules of what a valid event is (design brief §5). Never touches
+ * the bus or the store. Field pointers are borrowed from the cJSON tree the
+ * event was validated from.
+ */
+#ifndef CS_INGEST_EVENT_H
+#define CS_INGEST_EVENT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/util.h"
+
+#define CS_ID_MAX   128   /* event_id, account_id, user_id */
+#define CS_TYPE_MAX 64
+
+/* A per-event validation error: code (stable, machine-readable), the field
+ * (dotted path) and a human message. */
+typedef struct cs_verr {
+    const char *code;
+    char        field[96];
+    char        message[256];
+} cs_verr;
+
+typedef struct cs_event {
+    const char *event_id;
+    const char *type;
+    const char *account_id;   /* NULL for a lead from a prospect with no account */
+    const char *user_id;
+    const char *product_area;
+    const char *plan_tier;
+    int64_t     ts_us;        /* event time; received time when absent */
+    int         has_ts;
+    const cJSON *properties;  /* object or NULL */
+    const cJSON *context;     /* object or NULL */
+    char        lead_domain[128]; /* email domain, for leads with no account */
+} cs_event;
+
+/* Validate obj as a native event. Returns 0, or -1 with err set. */
+int cs_event_validate(const cJSON *obj, int64_t received_us, cs_event *ev, cs_verr *err);
+
+/* The partition key: account_id, or "domain:<email domain>" for a lead with
+ * no account yet. */
+const char *cs_event_key(const cs_event *ev, char *buf, size_t len);
+
+/* Canonical JSON (compact) of the event plus ingest metadata, appended to out. */
+void cs_event_serialize(const cs_event *ev, const char *source, int64_t received_us, cs_buf *out);
+
+/* 1 when type is one of the lead/signup types routed by the leads lane. */
+int cs_event_is_lead(const char *type);
+
+/* Validate UTF-8; returns -1 when valid, else the offset of the first bad byte. */
+long cs_utf8_invalid_at(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,238 @@
+/*
+ * pipeline — the worker loop: fetch → apply → commit with offsets.
+ */
+#include "pipeline/pipeline.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/hash.h"
+#include "core/logging.h"
+#include "core/util.h"
+#include "routing/router.h"
+
+struct cs_pipeline {
+    cs_bus          *bus;
+    cs_store        *st;
+    const cs_config *cfg;
+    pthread_t        thread;
+    int              stop;
+    int64_t         *next;      /* committed next offset per partition */
+    uint64_t         applied;
+    uint64_t         poison;
+};
+
+static const char *str_of(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void copy(char *dst, size_t n, const char *s)
+{
+    snprintf(dst, n, "%s", s ? s : "");
+}
+
+/* A lead id derived from its event id: stable across replays, URL-safe. */
+static void lead_id(const char *event_id, char *out, size_t n)
+{
+    size_t len = strlen(event_id);
+    uint32_t a = (uint32_t)cs_murmur2(event_id, len), b = cs_crc32c(0, event_id, len);
+    snprintf(out, n, "ld_%08x%08x", a, b);
+}
+
+static int apply_lead(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
+                      const cJSON *ev)
+{
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
+    cs_lead l;
+    memset(&l, 0, sizeof l);
+    const char *eid = str_of(ev, "event_id");
+    lead_id(eid, l.id, sizeof l.id);
+    copy(l.event_id, sizeof l.event_id, eid);
+    copy(l.account_id, sizeof l.account_id, str_of(ev, "account_id"));
+    copy(l.email, sizeof l.email, str_of(props, "email"));
+    copy(l.company, sizeof l.company, str_of(props, "company"));
+    copy(l.country, sizeof l.country, str_of(props, "country"));
+    copy(l.source, sizeof l.source, str_of(props, "source"));
+    const cJSON *emp = cJSON_GetObjectItemCaseSensitive(props, "employee_count");
+    l.employee_count = cJSON_IsNumber(emp) ? (long)emp->valuedouble : -1;
+    copy(l.created_at, sizeof l.created_at, str_of(ev, "timestamp"));
+    l.partition = partition;
+    l.offset = rec->offset;
+
+    cs_route_decision d;
+    if (cs_route_round_robin(cfg, st, &d)) return -1;
+    copy(l.status, sizeof l.status, d.owner ? "routed" : "unassigned");
+    copy(l.owner, sizeof l.owner, d.owner);
+    copy(l.route_reason, sizeof l.route_reason, d.reason);
+    /* routed_at is the log-append time: identical after a replay. */
+    cs_fmt_time_ms(rec->append_us, l.routed_at, sizeof l.routed_at);
+    l.route_latency_ms = (double)(cs_now_us() - rec->ts_us) / 1000.0;
+
+    int ins = st->ops->lead_insert(st, &l);
+    if (ins < 0) return -1;
+    if (ins == 0) return 0; /* already applied: no effect, pointer unchanged */
+    if (cs_route_commit(st, &d)) return -1;
+    cs_audit a = {.object = "lead", .object_id = l.id, .field = "owner", .old_value = NULL,
+                  .new_value = d.owner, .cause_event_id = eid, .partition = partition,
+                  .offset = rec->offset, .rule_id = "routing.round_robin", .at = l.routed_at};
+    if (st->ops->audit_insert(st, &a)) return -1;
+    a.field = "status";
+    a.new_value = l.status;
+    return st->ops->audit_insert(st, &a);
+}
+
+int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
+                      uint64_t *poison)
+{
+    cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
+    const char *type = ev ? str_of(ev, "type") : NULL;
+    if (!type || !str_of(ev, "event_id")) {
+        /* Ingest validated it, so this is corruption or a foreign writer:
+         * never stall the partition on it (the DLQ comes with its issue). */
+        (*poison)++;
+        cs_error("pipeline", "undecodable record skipped", "\"partition\":%d,\"offset\":%lld", partition,
+                 (long long)rec->offset);
+        cJSON_Delete(ev);
+        return 0;
+    }
+    int rc = 0;
+    if (strcmp(type, "LeadCreated") == 0) rc = apply_lead(st, cfg, partition, rec, ev);
+    cJSON_Delete(ev);
+    return rc;
+}
+
+struct fetch_ctx {
+    cs_pipeline *pl;
+    int          partition;
+    int64_t      next;
+    int          failed;
+};
+
+static int on_rec(const cs_rec *rec, void *arg)
+{
+    struct fetch_ctx *c = arg;
+    if (cs_pipeline_apply(c->pl->st, c->pl->cfg, c->partition, rec, &c->pl->poison)) {
+        c->failed = 1;
+        return 1;
+    }
+    c->next = rec->offset + 1;
+    return 0;
+}
+
+/* One batch across partitions. Returns records applied, 0 when idle, -1 on
+ * a store error (rolled back; offsets unchanged). */
+static int run_batch(cs_pipeline *pl)
+{
+    int P = pl->bus->partitions, any = 0;
+    for (int p = 0; p < P && !any; p++)
+        any = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) > pl->next[p];
+    if (!any) return 0;
+    cs_store *st = pl->st;
+    if (st->ops->begin(st)) return -1;
+    int64_t *next = cs_malloc((size_t)P * sizeof *next);
+    memcpy(next, pl->next, (size_t)P * sizeof *next);
+    size_t budget = (size_t)pl->cfg->pipeline_batch_max, total = 0;
+    for (int p = 0; p < P && total < budget; p++) {
+        struct fetch_ctx c = {pl, p, next[p], 0};
+        int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, next[p], budget - total, on_rec, &c);
+        if (n < 0 || c.failed) goto fail;
+        if (c.next == next[p]) continue;
+        total += (size_t)(c.next - next[p]);
+        next[p] = c.next;
+        if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, next[p])) goto fail;
+    }
+    if (st->ops->commit(st)) goto fail;
+    for (int p = 0; p < P; p++) __atomic_store_n(&pl->next[p], next[p], __ATOMIC_RELAXED);
+    free(next);
+    __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
+    return (int)total;
+fail:
+    st->ops->rollback(st);
+    free(next);
+    return -1;
+}
+
+static void *worker(void *arg)
+{
+    cs_pipeline *pl = arg;
+    uint64_t seen = 0;
+    int backoff_ms = 10;
+    while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
+        int n = run_batch(pl);
+        if (n > 0) {
+            backoff_ms = 10;
+            continue;
+        }
+        if (n < 0) {
+            cs_warn("pipeline", "batch rolled back; retrying", "\"backoff_ms\":%d", backoff_ms);
+            usleep((useconds_t)backoff_ms * 1000);
+            backoff_ms = backoff_ms < 2000 ? backoff_ms * 2 : 2000;
+            continue;
+        }
+        seen = pl->bus->ops->wait(pl->bus, seen, 200);
+    }
+    return NULL;
+}
+
+cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
+{
+    cs_pipeline *pl = cs_calloc(1, sizeof *pl);
+    pl->bus = bus;
+    pl->st = st;
+    pl->cfg = cfg;
+    pl->next = cs_calloc((size_t)bus->partitions, sizeof *pl->next);
+    for (int p = 0; p < bus->partitions; p++) {
+        if (st->ops->offset_get(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &pl->next[p])) {
+            snprintf(err, errlen, "reading pipeline offsets: %s", st->errmsg);
+            goto fail;
+        }
+        int64_t end = bus->ops->end_offset(bus, CS_TOPIC_EVENTS, p);
+        if (pl->next[p] > end) {
+            snprintf(err, errlen,
+                     "store offset %lld of partition %d is past the log end %lld: the log lost "
+                     "acknowledged events or belongs to another store",
+                     (long long)pl->next[p], p, (long long)end);
+            goto fail;
+        }
+    }
+    if (pthread_create(&pl->thread, NULL, worker, pl) != 0) {
+        snprintf(err, errlen, "cannot start the pipeline thread");
+        goto fail;
+    }
+    return pl;
+fail:
+    free(pl->next);
+    free(pl);
+    return NULL;
+}
+
+void cs_pipeline_stop(cs_pipeline *pl)
+{
+    if (!pl) return;
+    __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+    pl->bus->ops->wakeup(pl->bus);
+    pthread_join(pl->thread, NULL);
+    free(pl->next);
+    free(pl);
+}
+
+int64_t cs_pipeline_lag(cs_pipeline *pl)
+{
+    int64_t lag = 0;
+    for (int p = 0; p < pl->bus->partitions; p++) {
+        int64_t next = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+        lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) - next;
+    }
+    return lag;
+}
+
+uint64_t cs_pipeline_applied(cs_pipeline *pl)
+{
+    return __atomic_load_n(&pl->applied, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,40 @@
+/*
+ * pipeline — consumes the `events` topic as consumer "pipeline" and applies
+ * each batch to the store in ONE transaction together with the partitions'
+ * next offsets, so every event has its effect exactly once, across crashes.
+ *
+ * Owns the worker thread, batching and the transaction boundary. Never
+ * talks HTTP; never writes the log (that is ingest's).
+ */
+#ifndef CS_PIPELINE_PIPELINE_H
+#define CS_PIPELINE_PIPELINE_H
+
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "core/config.h"
+#include "store/store.h"
+
+#define CS_CONSUMER_PIPELINE "pipeline"
+
+typedef struct cs_pipeline cs_pipeline;
+
+/* Load the stored offsets and start the worker. NULL with err on failure. */
+cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err,
+                               size_t errlen);
+/* Finish the current batch, commit, join. */
+void cs_pipeline_stop(cs_pipeline *pl);
+
+/* Records in the log not yet committed by the pipeline (sum over partitions). */
+int64_t cs_pipeline_lag(cs_pipeline *pl);
+/* Events applied (committed) since start. */
+uint64_t cs_pipeline_applied(cs_pipeline *pl);
+
+/* Apply one log record inside the caller's open transaction (exported for
+ * tests and replay). Returns 0, or -1 on a store error (the batch must be
+ * rolled back and retried). A record that cannot be decoded is skipped and
+ * counted in *poison. */
+int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
+                      uint64_t *poison);
+
+#endif

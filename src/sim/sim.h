@@ -1,0 +1,42 @@
+/*
+ * sim — the world simulator: a deterministic (seeded) stream of the six
+ * seed event types for a set of accounts, leads among them, sent through
+ * the real front door (POST /v1/events) at a paced rate.
+ *
+ * Owns event generation and pacing. Never reads the server's store; what it
+ * knows is what the server acknowledged.
+ */
+#ifndef CS_SIM_SIM_H
+#define CS_SIM_SIM_H
+
+#include <stdint.h>
+
+typedef struct cs_sim_opts {
+    const char *target;     /* http://HOST:PORT */
+    double      rate;       /* events per second */
+    double      duration;   /* seconds */
+    uint64_t    seed;
+    int         accounts;
+    int         batch;      /* events per request, at most */
+    int         progress;   /* show a progress line on stderr */
+} cs_sim_opts;
+
+typedef struct cs_sim_result {
+    uint64_t sent, acked, rejected, failed;  /* events */
+    uint64_t leads_acked;                    /* LeadCreated acknowledged */
+    uint64_t requests, request_errors;
+    double   elapsed_s;
+} cs_sim_result;
+
+/* Run the simulation; returns 0, or -1 when the target could not be reached. */
+int cs_sim_run(const cs_sim_opts *o, cs_sim_result *r);
+
+/* Event i of the world with this seed, as canonical JSON (appended to out);
+ * *is_lead tells whether it is a LeadCreated. Exposed for tests. */
+struct cs_buf;
+void cs_sim_event(uint64_t seed, uint64_t i, int accounts, int64_t now_us, struct cs_buf *out, int *is_lead);
+
+/* Parse simulate's options (shared with demo); exits 0 on --help, 2 on bad usage. */
+void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const char *usage_text);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * sim/simulate — `crmstream simulate`: generate and send the world's events.
+ */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "core/util.h"
+#include "sim/httpc.h"
+#include "sim/sim.h"
+
+/* splitmix64: a tiny, well-mixed PRNG; event i's randomness depends only on
+ * (seed, i), so any event of the world can be regenerated on its own. */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static const char *const features[] = {"reports", "export_csv", "dashboards", "api", "sso", "alerts",
+                                       "integrations", "billing"};
+static const char *const tiers[] = {"free", "trial", "starter", "pro", "enterprise"};
+static const char *const countries[] = {"US", "DE", "FR", "GB", "IN", "BR", "JP", "CA"};
+static const char *const sources[] = {"website", "webinar", "paid_search", "referral", "event"};
+
+void cs_sim_event(uint64_t seed, uint64_t i, int accounts, int64_t now_us, cs_buf *out, int *is_lead)
+{
+    uint64_t r = mix(seed * 0x100000001b3ull ^ mix(i));
+    uint64_t r2 = mix(r);
+    int acc = (int)(r2 % (uint64_t)accounts);
+    unsigned pick = (unsigned)(r % 100);
+    char ts[40];
+    cs_fmt_time_ms(now_us, ts, sizeof ts);
+    const char *type = pick < 55   ? "FeatureUsed"
+                       : pick < 70 ? "LeadCreated"
+                       : pick < 77 ? "DemoRequested"
+                       : pick < 85 ? "TrialActivated"
+                       : pick < 91 ? "SubscriptionUpgraded"
+                                   : "SupportCaseEscalated";
+    *is_lead = strcmp(type, "LeadCreated") == 0;
+    cs_buf_printf(out, "{\"event_id\":\"sim-%llu-%llu\",\"type\":\"%s\",\"account_id\":\"acc_%05d\","
+                       "\"user_id\":\"u_%05d_%d\",\"timestamp\":\"%s\",\"plan_tier\":\"%s\"",
+                  (unsigned long long)seed, (unsigned long long)i, type, acc, acc, (int)(r2 >> 20) % 7, ts,
+                  tiers[acc % 5]);
+    if (strcmp(type, "FeatureUsed") == 0) {
+        const char *f = features[(r2 >> 8) % 8];
+        cs_buf_printf(out, ",\"product_area\":\"%s\",\"properties\":{\"feature\":\"%s\",\"count\":%d}}", f, f,
+                      1 + (int)((r2 >> 16) % 5));
+    } else if (*is_lead || strcmp(type, "DemoRequested") == 0) {
+        cs_buf_printf(out, ",\"properties\":{\"email\":\"person%llu@company%d.example\",\"company\":\"Company %d\","
+                           "\"country\":\"%s\",\"employee_count\":%d,\"source\":\"%s\"}}",
+                      (unsigned long long)(i % 100000), acc, acc, countries[(r2 >> 12) % 8],
+                      10 + (int)((r2 >> 24) % 5000), sources[(r2 >> 32) % 5]);
+    } else if (strcmp(type, "TrialActivated") == 0) {
+        cs_buf_printf(out, ",\"properties\":{\"trial_days\":14}}");
+    } else if (strcmp(type, "SubscriptionUpgraded") == 0) {
+        cs_buf_printf(out, ",\"properties\":{\"plan_tier\":\"%s\",\"mrr\":%d}}", tiers[2 + (r2 >> 9) % 3],
+                      100 * (1 + (int)((r2 >> 40) % 50)));
+    } else {
+        cs_buf_printf(out, ",\"properties\":{\"case_id\":\"case-%llu\",\"severity\":\"high\"}}",
+                      (unsigned long long)i);
+    }
+}
+
+static void sleep_until(int64_t t_us)
+{
+    int64_t d = t_us - cs_mono_us();
+    if (d <= 0) return;
+    struct timespec ts = {d / 1000000, (long)(d % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+int cs_sim_run(const cs_sim_opts *o, cs_sim_result *r)
+{
+    memset(r, 0, sizeof *r);
+    cs_httpc c;
+    if (cs_httpc_init(&c, o->target)) return -1;
+    uint64_t total = (uint64_t)llround(o->rate * o->duration);
+    int64_t start = cs_mono_us(), last_progress = 0;
+    cs_buf body, resp;
+    cs_buf_init(&body);
+    cs_buf_init(&resp);
+    int leads_in[4096];
+    uint64_t i = 0;
+    while (i < total) {
+        /* Send what is due now, at most `batch` events per request. */
+        int64_t due_us = start + (int64_t)((double)i * 1e6 / o->rate);
+        sleep_until(due_us);
+        uint64_t due_n = (uint64_t)((double)(cs_mono_us() - start) * o->rate / 1e6) + 1;
+        if (due_n > total) due_n = total;
+        uint64_t n = due_n > i ? due_n - i : 1;
+        if (n > (uint64_t)o->batch) n = (uint64_t)o->batch;
+        cs_buf_reset(&body);
+        cs_buf_adds(&body, "[");
+        int64_t now = cs_now_us();
+        for (uint64_t k = 0; k < n; k++) {
+            if (k) cs_buf_adds(&body, ",");
+            cs_sim_event(o->seed, i + k, o->accounts, now, &body, &leads_in[k]);
+        }
+        cs_buf_adds(&body, "]");
+        int status;
+        r->requests++;
+        r->sent += n;
+        if (cs_httpc_request(&c, "POST", "/v1/events", NULL, body.data, body.len, &status, &resp) != 0) {
+            if (r->acked == 0 && r->failed == 0 && i == 0) {
+                cs_buf_free(&body), cs_buf_free(&resp), cs_httpc_close(&c);
+                return -1;
+            }
+            r->request_errors++;
+            r->failed += n;
+        } else if (status == 200) {
+            cJSON *j = cJSON_Parse(resp.data);
+            cJSON *acc = cJSON_GetObjectItem(j, "accepted");
+            r->acked += cJSON_IsNumber(acc) ? (uint64_t)acc->valuedouble : 0;
+            cJSON *rej = cJSON_GetObjectItem(j, "rejected");
+            r->rejected += (uint64_t)cJSON_GetArraySize(rej);
+            /* Count acknowledged leads: every event not in `rejected`. */
+            for (uint64_t k = 0; k < n; k++) {
+                int rejected = 0;
+                for (cJSON *e = rej ? rej->child : NULL; e; e = e->next)
+                    if ((uint64_t)cJSON_GetObjectItem(e, "index")->valuedouble == k) rejected = 1;
+                if (leads_in[k] && !rejected) r->leads_acked++;
+            }
+            cJSON_Delete(j);
+        } else {
+            r->request_errors++;
+            r->failed += n;
+        }
+        i += n;
+        if (o->progress && cs_mono_us() - last_progress > 250000) {
+            last_progress = cs_mono_us();
+            double el = (double)(last_progress - start) / 1e6;
+            fprintf(stderr, "\rsimulate [%-30.*s] %3.0f%%  %llu/%llu events  %.0f ev/s  %.0fs left   ",
+                    (int)(30 * i / total), "##############################", 100.0 * (double)i / (double)total,
+                    (unsigned long long)i, (unsigned long long)total, (double)i / (el > 0 ? el : 1),
+                    o->duration - el > 0 ? o->duration - el : 0);
+        }
+    }
+    if (o->progress) fputs("\n", stderr);
+    r->elapsed_s = (double)(cs_mono_us() - start) / 1e6;
+    cs_buf_free(&body);
+    cs_buf_free(&resp);
+    cs_httpc_close(&c);
+    return 0;
+}
+
+static const char sim_usage[] =
+    "usage: crmstream simulate [--target URL] [--rate EPS] [--duration S] [--seed S]\n"
+    "                          [--accounts N] [--batch N]\n"
+    "\n"
+    "Send a deterministic mix of the six seed event types (FeatureUsed, LeadCreated,\n"
+    "DemoRequested, TrialActivated, SubscriptionUpgraded, SupportCaseEscalated) to a\n"
+    "running server's POST /v1/events, paced at EPS events per second. The same seed\n"
+    "gives the same events. Prints one JSON line of counts at the end.\n"
+    "\n"
+    "  --target URL    server (default http://127.0.0.1:8080)\n"
+    "  --rate EPS      events per second (default 1000)\n"
+    "  --duration S    seconds to run (default 10)\n"
+    "  --seed S        world seed (default 1)\n"
+    "  --accounts N    accounts in the world (default 200)\n"
+    "  --batch N       most events per request (default 20)\n"
+    "  -h, --help      this help\n";
+
+static double num_arg(const char *opt, const char *v, double lo, double hi)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (*end || end == v || !(d >= lo && d <= hi)) {
+        char why[160];
+        snprintf(why, sizeof why, "%s: expected a number from %g to %g, got \"%.40s\"", opt, lo, hi, v);
+        cs_die_usage("simulate", why);
+    }
+    return d;
+}
+
+/* Parse simulate's options into o (shared with demo). */
+void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const char *usage_text)
+{
+    static const struct option opts[] = {{"target", required_argument, 0, 't'}, {"rate", required_argument, 0, 'r'},
+                                         {"duration", required_argument, 0, 'd'}, {"seed", required_argument, 0, 's'},
+                                         {"accounts", required_argument, 0, 'a'}, {"batch", required_argument, 0, 'b'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': o->target = optarg; break;
+        case 'r': o->rate = num_arg("--rate", optarg, 1, 1e7); break;
+        case 'd': o->duration = num_arg("--duration", optarg, 0.1, 86400 * 7); break;
+        case 's': o->seed = (uint64_t)num_arg("--seed", optarg, 0, 1e15); break;
+        case 'a': o->accounts = (int)num_arg("--accounts", optarg, 1, 1e7); break;
+        case 'b': o->batch = (int)num_arg("--batch", optarg, 1, 2500); break;
+        case 'h': fputs(usage_text, stdout); exit(0);
+        default: {
+            char why[160];
+            snprintf(why, sizeof why, "unknown option or missing value (see crmstream %s --help)", cmd);
+            cs_die_usage(cmd, why);
+        }
+        }
+    }
+    if (optind < argc) {
+        char why[160];
+        snprintf(why, sizeof why, "unexpected argument \"%.40s\" (see crmstream %s --help)", argv[optind], cmd);
+        cs_die_usage(cmd, why);
+    }
+}
+
+int cs_cmd_simulate(int argc, char **argv)
+{
+    cs_sim_opts o = {.target = "http://127.0.0.1:8080", .rate = 1000, .duration = 10, .seed = 1, .accounts = 200,
+                     .batch = 20, .progress = isatty(STDERR_FILENO)};
+    cs_sim_parse(argc, argv, &o, "simulate", sim_usage);
+    cs_sim_result r;
+    if (cs_sim_run(&o, &r) != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "cannot reach %s (is `crmstream serve` running?)", o.target);
+        cs_fail("simulate", why);
+        return 1;
+    }
+    printf("{\"sent\":%llu,\"acked\":%llu,\"rejected\":%llu,\"failed\":%llu,\"leads_acked\":%llu,"
+           "\"requests\":%llu,\"request_errors\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f}\n",
+           (unsigned long long)r.sent, (unsigned long long)r.acked, (unsigned long long)r.rejected,
+           (unsigned long long)r.failed, (unsigned long long)r.leads_acked, (unsigned long long)r.requests,
+           (unsigned long long)r.request_errors, r.elapsed_s, (double)r.acked / (r.elapsed_s > 0 ? r.elapsed_s : 1));
+    return r.request_errors ? 1 : 0;
+}

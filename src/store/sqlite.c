@@ -1,0 +1,377 @@
+/*
+ * store/sqlite — the default store backend. WAL mode: the pipeline writes
+ * through one connection, HTTP readers share another behind a mutex.
+ * synchronous=NORMAL is enough for exactly-once: offsets commit in the same
+ * transaction as the effects, so a commit lost to power failure is simply
+ * re-applied from the log.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/logging.h"
+#include "core/util.h"
+#include "store/migrations.h"
+#include "store/store.h"
+
+enum {
+    W_BEGIN, W_COMMIT, W_ROLLBACK, W_OFF_GET, W_OFF_SET, W_CNT_GET, W_CNT_SET, W_LEAD_INS,
+    W_AUDIT_INS, W_COUNT
+};
+static const char *const wsql[W_COUNT] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_OFF_GET] = "SELECT next_offset FROM consumer_offsets WHERE consumer=?1 AND topic=?2 AND partition=?3",
+    [W_OFF_SET] = "INSERT INTO consumer_offsets(consumer,topic,partition,next_offset) VALUES(?1,?2,?3,?4)"
+                  " ON CONFLICT(consumer,topic,partition) DO UPDATE SET next_offset=excluded.next_offset",
+    [W_CNT_GET] = "SELECT value FROM counters WHERE name=?1",
+    [W_CNT_SET] = "INSERT INTO counters(name,value) VALUES(?1,?2)"
+                  " ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+    [W_LEAD_INS] = "INSERT INTO leads(id,event_id,account_id,email,company,country,source,employee_count,"
+                   "status,owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset)"
+                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+                   " ON CONFLICT DO NOTHING",
+    [W_AUDIT_INS] = "INSERT INTO audit(object,object_id,field,old_value,new_value,cause_event_id,"
+                    "partition,offset,rule_id,at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+};
+
+enum { R_LEAD_GET, R_LEAD_LIST, R_LEAD_BY_OWNER, R_COUNT };
+#define LEAD_COLS "seq,id,event_id,account_id,email,company,country,source,employee_count,status," \
+                  "owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset"
+static const char *const rsql[R_COUNT] = {
+    [R_LEAD_GET] = "SELECT " LEAD_COLS " FROM leads WHERE id=?1",
+    [R_LEAD_LIST] = "SELECT " LEAD_COLS " FROM leads WHERE seq>?1 ORDER BY seq LIMIT ?2",
+    [R_LEAD_BY_OWNER] = "SELECT owner, count(*) FROM leads GROUP BY owner ORDER BY owner",
+};
+
+struct sq {
+    sqlite3        *w, *r;
+    sqlite3_stmt   *ws[W_COUNT], *rs[R_COUNT];
+    pthread_mutex_t rmu;
+};
+
+static int fail(cs_store *st, sqlite3 *db, const char *what)
+{
+    snprintf(st->errmsg, sizeof st->errmsg, "%s: %s", what, sqlite3_errmsg(db));
+    cs_error("store", "sqlite error", "\"what\":\"%s\",\"error\":\"%s\"", what, sqlite3_errmsg(db));
+    return -1;
+}
+
+static int step_done(cs_store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return fail(st, sqlite3_db_handle(s), what);
+    return 0;
+}
+
+static int sq_begin(cs_store *st)
+{
+    struct sq *q = st->impl;
+    return step_done(st, q->ws[W_BEGIN], "begin");
+}
+
+static int sq_commit(cs_store *st)
+{
+    struct sq *q = st->impl;
+    return step_done(st, q->ws[W_COMMIT], "commit");
+}
+
+static void sq_rollback(cs_store *st)
+{
+    struct sq *q = st->impl;
+    if (!sqlite3_get_autocommit(q->w)) step_done(st, q->ws[W_ROLLBACK], "rollback");
+}
+
+static int get_int(cs_store *st, sqlite3_stmt *s, int64_t *out, const char *what)
+{
+    int rc = sqlite3_step(s);
+    *out = 0;
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(st, sqlite3_db_handle(s), what);
+    return 0;
+}
+
+static int sq_off_get(cs_store *st, const char *consumer, const char *topic, int part, int64_t *next)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_OFF_GET];
+    sqlite3_bind_text(s, 1, consumer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, part);
+    return get_int(st, s, next, "offset_get");
+}
+
+static int sq_off_set(cs_store *st, const char *consumer, const char *topic, int part, int64_t next)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_OFF_SET];
+    sqlite3_bind_text(s, 1, consumer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, part);
+    sqlite3_bind_int64(s, 4, next);
+    return step_done(st, s, "offset_set");
+}
+
+static int sq_cnt_get(cs_store *st, const char *name, int64_t *v)
+{
+    struct sq *q = st->impl;
+    sqlite3_bind_text(q->ws[W_CNT_GET], 1, name, -1, SQLITE_STATIC);
+    return get_int(st, q->ws[W_CNT_GET], v, "counter_get");
+}
+
+static int sq_cnt_set(cs_store *st, const char *name, int64_t v)
+{
+    struct sq *q = st->impl;
+    sqlite3_bind_text(q->ws[W_CNT_SET], 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q->ws[W_CNT_SET], 2, v);
+    return step_done(st, q->ws[W_CNT_SET], "counter_set");
+}
+
+static void bind_opt(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v && *v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(s, i);
+}
+
+static int sq_lead_ins(cs_store *st, const cs_lead *l)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_LEAD_INS];
+    sqlite3_bind_text(s, 1, l->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, l->event_id, -1, SQLITE_STATIC);
+    bind_opt(s, 3, l->account_id);
+    sqlite3_bind_text(s, 4, l->email, -1, SQLITE_STATIC);
+    bind_opt(s, 5, l->company);
+    bind_opt(s, 6, l->country);
+    bind_opt(s, 7, l->source);
+    if (l->employee_count >= 0) sqlite3_bind_int64(s, 8, l->employee_count);
+    else sqlite3_bind_null(s, 8);
+    sqlite3_bind_text(s, 9, l->status, -1, SQLITE_STATIC);
+    bind_opt(s, 10, l->owner);
+    bind_opt(s, 11, l->routed_at);
+    bind_opt(s, 12, l->route_reason);
+    sqlite3_bind_double(s, 13, l->route_latency_ms);
+    sqlite3_bind_text(s, 14, l->created_at, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 15, l->partition);
+    sqlite3_bind_int64(s, 16, l->offset);
+    if (step_done(st, s, "lead_insert")) return -1;
+    return sqlite3_changes(q->w) > 0 ? 1 : 0;
+}
+
+static int sq_audit_ins(cs_store *st, const cs_audit *a)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_AUDIT_INS];
+    sqlite3_bind_text(s, 1, a->object, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, a->object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, a->field, -1, SQLITE_STATIC);
+    bind_opt(s, 4, a->old_value);
+    bind_opt(s, 5, a->new_value);
+    bind_opt(s, 6, a->cause_event_id);
+    sqlite3_bind_int(s, 7, a->partition);
+    sqlite3_bind_int64(s, 8, a->offset);
+    bind_opt(s, 9, a->rule_id);
+    sqlite3_bind_text(s, 10, a->at, -1, SQLITE_STATIC);
+    return step_done(st, s, "audit_insert");
+}
+
+static void col_text(sqlite3_stmt *s, int i, char *dst, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+static void row_to_lead(sqlite3_stmt *s, cs_lead *l)
+{
+    l->seq = sqlite3_column_int64(s, 0);
+    col_text(s, 1, l->id, sizeof l->id);
+    col_text(s, 2, l->event_id, sizeof l->event_id);
+    col_text(s, 3, l->account_id, sizeof l->account_id);
+    col_text(s, 4, l->email, sizeof l->email);
+    col_text(s, 5, l->company, sizeof l->company);
+    col_text(s, 6, l->country, sizeof l->country);
+    col_text(s, 7, l->source, sizeof l->source);
+    l->employee_count = sqlite3_column_type(s, 8) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(s, 8);
+    col_text(s, 9, l->status, sizeof l->status);
+    col_text(s, 10, l->owner, sizeof l->owner);
+    col_text(s, 11, l->routed_at, sizeof l->routed_at);
+    col_text(s, 12, l->route_reason, sizeof l->route_reason);
+    l->route_latency_ms = sqlite3_column_double(s, 13);
+    col_text(s, 14, l->created_at, sizeof l->created_at);
+    l->partition = sqlite3_column_int(s, 15);
+    l->offset = sqlite3_column_int64(s, 16);
+}
+
+static int sq_lead_get(cs_store *st, const char *id, cs_lead *out)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->rs[R_LEAD_GET];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s), ret;
+    if (rc == SQLITE_ROW) row_to_lead(s, out), ret = 0;
+    else if (rc == SQLITE_DONE) ret = 1;
+    else ret = fail(st, q->r, "lead_get");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    pthread_mutex_unlock(&q->rmu);
+    return ret;
+}
+
+static int sq_lead_list(cs_store *st, int64_t after, int limit, cs_lead_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->rs[R_LEAD_LIST];
+    sqlite3_bind_int64(s, 1, after);
+    sqlite3_bind_int(s, 2, limit);
+    int n = 0, rc;
+    cs_lead l;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        row_to_lead(s, &l);
+        n++;
+        if (cb(&l, arg)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->r, "lead_list");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int sq_by_owner(cs_store *st, void (*cb)(const char *, int64_t, void *), void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->rs[R_LEAD_BY_OWNER];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *o = sqlite3_column_text(s, 0);
+        cb(o ? (const char *)o : "", sqlite3_column_int64(s, 1), arg);
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(st, q->r, "lead_count_by_owner");
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&q->rmu);
+    return ret;
+}
+
+static void sq_close(cs_store *st)
+{
+    if (!st) return;
+    struct sq *q = st->impl;
+    if (q) {
+        for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(q->ws[i]);
+        for (int i = 0; i < R_COUNT; i++) sqlite3_finalize(q->rs[i]);
+        sqlite3_close(q->w);
+        sqlite3_close(q->r);
+        pthread_mutex_destroy(&q->rmu);
+        free(q);
+    }
+    free(st);
+}
+
+static const struct cs_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .offset_get = sq_off_get,
+    .offset_set = sq_off_set,
+    .counter_get = sq_cnt_get,
+    .counter_set = sq_cnt_set,
+    .lead_insert = sq_lead_ins,
+    .audit_insert = sq_audit_ins,
+    .lead_get = sq_lead_get,
+    .lead_list = sq_lead_list,
+    .lead_count_by_owner = sq_by_owner,
+    .close = sq_close,
+};
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: %s", msg ? msg : "error");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    if (exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                 " name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))",
+             err, errlen))
+        return -1;
+    for (int i = 0; i < cs_sqlite_migrations_count; i++) {
+        const struct cs_migration *m = &cs_sqlite_migrations[i];
+        sqlite3_stmt *s;
+        sqlite3_prepare_v2(db, "SELECT 1 FROM schema_migrations WHERE version=?1", -1, &s, NULL);
+        sqlite3_bind_int(s, 1, m->version);
+        int have = sqlite3_step(s) == SQLITE_ROW;
+        sqlite3_finalize(s);
+        if (have) continue;
+        char rec[256];
+        snprintf(rec, sizeof rec, "INSERT INTO schema_migrations(version,name) VALUES(%d,'%s')", m->version,
+                 m->name);
+        if (exec(db, "BEGIN", err, errlen)) return -1;
+        if (exec(db, m->sql, err, errlen) || exec(db, rec, err, errlen)) {
+            exec(db, "ROLLBACK", err + strlen(err), 0);
+            return -1;
+        }
+        if (exec(db, "COMMIT", err, errlen)) return -1;
+        cs_info("store", "migration applied", "\"version\":%d,\"name\":\"%s\"", m->version, m->name);
+    }
+    return 0;
+}
+
+static sqlite3 *open_db(const char *path, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", err, errlen)) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+cs_store *cs_store_sqlite_open(const char *path, char *err, size_t errlen)
+{
+    cs_store *st = cs_calloc(1, sizeof *st);
+    struct sq *q = cs_calloc(1, sizeof *q);
+    st->ops = &sqlite_ops;
+    st->impl = q;
+    pthread_mutex_init(&q->rmu, NULL);
+    if (!(q->w = open_db(path, err, errlen)) || migrate(q->w, err, errlen) ||
+        !(q->r = open_db(path, err, errlen)))
+        goto fail;
+    for (int i = 0; i < W_COUNT; i++)
+        if (sqlite3_prepare_v3(q->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->ws[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(q->w));
+            goto fail;
+        }
+    for (int i = 0; i < R_COUNT; i++)
+        if (sqlite3_prepare_v3(q->r, rsql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->rs[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(q->r));
+            goto fail;
+        }
+    return st;
+fail:
+    sq_close(st);
+    return NULL;
+}
