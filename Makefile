@@ -28,9 +28,11 @@ LIBOBJ   := $(filter-out $(BUILD)/obj/src/app/main.o,$(OBJ))
 TESTSRC  := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c))
 TESTBIN  := $(TESTSRC:%.c=$(BUILD)/%)
 BENCHES  := $(basename $(notdir $(wildcard bench/*.sh)))
+BENCHBIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all deps demo test test-asan test-run check-clang bench clean
+.PHONY: all build-all deps demo test test-asan test-run check-clang bench clean
 all: $(BUILD)/crmstream
+build-all: all $(TESTBIN) $(BENCHBIN)
 
 $(BUILD)/crmstream: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -42,6 +44,10 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/tests/%: tests/%.c $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBOBJ) $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: bench/%.c $(LIBOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBOBJ) $(LDLIBS)
 
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
@@ -64,7 +70,7 @@ test-run: all $(TESTBIN)
 	tests/run.sh $(BUILD)
 
 check-clang:
-	$(MAKE) --no-print-directory CC=clang BUILD=build-clang OPT=-O1 all
+	$(MAKE) --no-print-directory CC=clang BUILD=build-clang OPT=-O1 build-all
 
 test: deps
 	$(MAKE) --no-print-directory check-clang
@@ -77,10 +83,10 @@ test-asan:
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test-run
 
 bench: $(addprefix bench-,$(BENCHES))
-bench-%: all
-	bench/$*.sh
+bench-%: all $(BENCHBIN)
+	BUILD=$(BUILD) bench/$*.sh
 
 clean:
 	rm -rf build build-asan build-clang
 
--include $(OBJ:.o=.d) $(TESTBIN:=.d)
+-include $(OBJ:.o=.d) $(TESTBIN:=.d) $(BENCHBIN:=.d)

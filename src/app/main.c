@@ -26,17 +26,6 @@ static const char usage[] =
     "\n"
     "Run `crmstream COMMAND --help` for a command's options.\n";
 
-void cs_die_usage(const char *what, const char *why)
-{
-    fprintf(stderr, "crmstream: %s: %s\n", what, why);
-    exit(2);
-}
-
-void cs_fail(const char *what, const char *why)
-{
-    fprintf(stderr, "crmstream: %s: %s\n", what, why);
-}
-
 static int cmd_config_reference(int argc, char **argv)
 {
     (void)argv;
@@ -51,10 +40,7 @@ static int cmd_config_reference(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (argc < 2) cs_die_usage("usage", "missing command (see crmstream --help)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage, stdout);
