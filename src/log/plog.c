@@ -178,8 +178,12 @@ int cs_plog_sync(cs_plog *pl)
     pthread_mutex_unlock(&pl->mu);
     if (fdatasync(pl->fd) != 0) fatal_sync(pl);
     pthread_mutex_lock(&pl->mu);
-    pl->durable_pos = pos;
-    pl->durable_next = next;
+    /* Only forward: under never/interval, appends publish their own end
+     * while this sync ran unlocked. */
+    if (next > pl->durable_next) {
+        pl->durable_pos = pos;
+        pl->durable_next = next;
+    }
     pl->syncing = 0;
     pl->last_sync_us = cs_mono_us();
     pthread_cond_broadcast(&pl->synced);
