@@ -27,10 +27,22 @@ typedef struct cs_app {
 extern const cs_http_route cs_app_routes[];
 extern const size_t cs_app_nroutes;
 
+/* REST for CRM objects (api_crm.c). One handler per route pattern; the
+ * method decides read (store) or write (admin event on the log, 202). */
+void cs_api_accounts(void *app, const cs_http_req *req, cs_http_resp *resp);  /* GET|POST /api/v1/accounts */
+void cs_api_account(void *app, const cs_http_req *req, cs_http_resp *resp);   /* GET|PUT /api/v1/accounts/{id} */
+void cs_api_reps(void *app, const cs_http_req *req, cs_http_resp *resp);      /* GET|POST /api/v1/reps */
+void cs_api_rep(void *app, const cs_http_req *req, cs_http_resp *resp);       /* GET|PUT /api/v1/reps/{id} */
+void cs_api_alerts(void *app, const cs_http_req *req, cs_http_resp *resp);    /* GET /api/v1/alerts */
+void cs_api_tasks(void *app, const cs_http_req *req, cs_http_resp *resp);     /* GET /api/v1/tasks */
+void cs_api_contacts(void *app, const cs_http_req *req, cs_http_resp *resp);  /* GET /api/v1/contacts */
+void cs_api_audit(void *app, const cs_http_req *req, cs_http_resp *resp);     /* GET /api/v1/audit?object=&id= */
+
 /* Subcommands (argv[0] is the subcommand name). Return the exit status. */
 int cs_cmd_serve(int argc, char **argv);
 int cs_cmd_simulate(int argc, char **argv);
 int cs_cmd_demo(int argc, char **argv);
+int cs_cmd_status(int argc, char **argv);
 
 /* Load path (or config/crmstream.yaml when present) over the defaults;
  * prints the error and returns -1 on failure. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "metrics/catalog.h"
 
 #ifndef CS_VERSION
 #define CS_VERSION "0.1.0"
@@ -21,7 +22,9 @@ static const char usage[] =
     "  serve       run the log, pipeline, store and HTTP API\n"
     "  simulate    send a deterministic mix of the six seed event types to a server\n"
     "  demo        serve + simulate on a fresh data dir, then print a summary\n"
+    "  status      live view of a running server: rates, lag, latency, errors\n"
     "  config-reference  print every configuration key with its default\n"
+    "  metrics-reference print every metric with its type and labels\n"
     "  version     print the version\n"
     "\n"
     "Run `crmstream COMMAND --help` for a command's options.\n";
@@ -35,6 +38,17 @@ static int cmd_config_reference(int argc, char **argv)
     }
     if (argc > 1) cs_die_usage("config-reference", "takes no arguments");
     cs_config_reference(stdout);
+    return 0;
+}
+
+static int cmd_metrics_reference(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        puts("usage: crmstream metrics-reference\n\nPrint every exported metric, its type, labels and meaning (Markdown).");
+        return 0;
+    }
+    if (argc > 1) cs_die_usage("metrics-reference", "takes no arguments");
+    cs_metrics_reference(stdout);
     return 0;
 }
 
@@ -56,7 +70,9 @@ int main(int argc, char **argv)
     } cmds[] = {{"serve", cs_cmd_serve},
                 {"simulate", cs_cmd_simulate},
                 {"demo", cs_cmd_demo},
-                {"config-reference", cmd_config_reference}};
+                {"status", cs_cmd_status},
+                {"config-reference", cmd_config_reference},
+                {"metrics-reference", cmd_metrics_reference}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     char why[128];

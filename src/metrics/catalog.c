@@ -1,0 +1,75 @@
+/*
+ * metrics/catalog — the metric table.
+ */
+#include "metrics/catalog.h"
+
+#include <string.h>
+
+cs_metrics_catalog cs_m;
+
+/* Latency buckets: 100 µs .. 10 s. */
+static const double lat_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 10};
+#define NLAT (sizeof lat_buckets / sizeof lat_buckets[0])
+
+struct def {
+    cs_metric **slot;
+    const char *name;
+    enum cs_metric_kind kind;
+    const char *labels;
+    const char *help;
+};
+
+static const struct def defs[] = {
+    {&cs_m.events_received, "crmstream_events_received_total", CS_COUNTER, "source",
+     "Events received at ingest, before validation."},
+    {&cs_m.events_accepted, "crmstream_events_accepted_total", CS_COUNTER, "source, type",
+     "Events validated and durably appended to the log (type: seed type or custom)."},
+    {&cs_m.events_rejected, "crmstream_events_rejected_total", CS_COUNTER, "source, reason",
+     "Events rejected at ingest, by error code."},
+    {&cs_m.events_duplicate, "crmstream_events_duplicate_total", CS_COUNTER, "source",
+     "Events acknowledged as duplicates of an event_id already taken."},
+    {&cs_m.ingest_requests, "crmstream_ingest_requests_total", CS_COUNTER, "endpoint, code",
+     "Ingest HTTP requests by endpoint and status code."},
+    {&cs_m.log_append_seconds, "crmstream_log_append_seconds", CS_HISTOGRAM, "",
+     "Time to append one batch durably (write + shared fsync)."},
+    {&cs_m.log_append_bytes, "crmstream_log_append_bytes_total", CS_COUNTER, "", "Bytes appended to the log."},
+    {&cs_m.pipeline_events, "crmstream_pipeline_events_total", CS_COUNTER, "result",
+     "Events the pipeline committed (applied) or skipped as undecodable (poison)."},
+    {&cs_m.store_tx_seconds, "crmstream_store_transaction_seconds", CS_HISTOGRAM, "",
+     "Time of one pipeline store transaction, begin to commit."},
+    {&cs_m.e2e_seconds, "crmstream_e2e_latency_seconds", CS_HISTOGRAM, "stage",
+     "From the HTTP request's arrival to the effect: stage=routed (lead committed)."},
+    {&cs_m.build_info, "crmstream_build_info", CS_GAUGE, "version", "Always 1; the version is in the label."},
+};
+
+void cs_metrics_catalog_init(const char *version)
+{
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        const struct def *d = &defs[i];
+        *d->slot = d->kind == CS_COUNTER ? cs_metric_counter(d->name, d->help)
+                   : d->kind == CS_GAUGE ? cs_metric_gauge(d->name, d->help)
+                                         : cs_metric_histogram(d->name, d->help, lat_buckets, NLAT);
+    }
+    char l[96];
+    snprintf(l, sizeof l, "version=\"%s\"", version);
+    cs_gauge_set(cs_metric_series(cs_m.build_info, l), 1);
+}
+
+const char *cs_metrics_type_label(const char *type)
+{
+    static const char *const seed[] = {"LeadCreated", "DemoRequested", "TrialActivated",
+                                       "FeatureUsed", "SubscriptionUpgraded", "SupportCaseEscalated"};
+    for (size_t i = 0; i < sizeof seed / sizeof seed[0]; i++)
+        if (strcmp(type, seed[i]) == 0) return seed[i];
+    return "custom";
+}
+
+void cs_metrics_reference(FILE *out)
+{
+    static const char *const kinds[] = {"counter", "gauge", "histogram"};
+    fprintf(out, "| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++)
+        fprintf(out, "| `%s` | %s | %s | %s |\n", defs[i].name, kinds[defs[i].kind],
+                *defs[i].labels ? defs[i].labels : "—", defs[i].help);
+}

@@ -1,0 +1,39 @@
+/*
+ * metrics/catalog — every metric crmstream exports, declared in one place
+ * (docs/METRICS.md is generated from this table: `crmstream
+ * metrics-reference`). Components update the series through cs_m; label
+ * values are bounded sets (event types outside the seed set are "custom").
+ */
+#ifndef CS_METRICS_CATALOG_H
+#define CS_METRICS_CATALOG_H
+
+#include <stdio.h>
+
+#include "metrics/metrics.h"
+
+typedef struct cs_metrics_catalog {
+    cs_metric *events_received;     /* {source} */
+    cs_metric *events_accepted;     /* {source,type} */
+    cs_metric *events_rejected;     /* {source,reason} */
+    cs_metric *events_duplicate;    /* {source} */
+    cs_metric *ingest_requests;     /* {endpoint,code} */
+    cs_metric *log_append_seconds;  /* histogram */
+    cs_metric *log_append_bytes;
+    cs_metric *pipeline_events;     /* {result}: applied | poison */
+    cs_metric *store_tx_seconds;    /* histogram */
+    cs_metric *e2e_seconds;         /* histogram {stage} */
+    cs_metric *build_info;          /* gauge {version} */
+} cs_metrics_catalog;
+
+extern cs_metrics_catalog cs_m;
+
+/* Register the catalog (idempotent). */
+void cs_metrics_catalog_init(const char *version);
+
+/* The label value for an event type: itself for the seed types, else "custom". */
+const char *cs_metrics_type_label(const char *type);
+
+/* Markdown reference of the catalog. */
+void cs_metrics_reference(FILE *out);
+
+#endif
