@@ -14,13 +14,14 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
-           -Wno-missing-field-initializers -pthread -Isrc -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -lmicrohttpd -lcjson -lsqlite3 -lyaml -lz -lm -pthread $(EXTRA_LDFLAGS)
+           -Wno-missing-field-initializers -pthread -Isrc -I/usr/include/postgresql -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS  := -lmicrohttpd -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxhash -lm -pthread $(EXTRA_LDFLAGS)
 
 # Debian 12 packages the build, tests and benchmarks need (docs/decisions.md).
 DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev \
-             libsqlite3-dev libyaml-dev zlib1g-dev libcmocka-dev redis-server \
-             sqlite3 curl
+             libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
+             libcmocka-dev redis-server \
+             sqlite3 curl libpq-dev postgresql
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -53,12 +54,19 @@ deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "deps: all present"; exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
 	  echo "deps: installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing || exit 1; \
 	else \
 	  echo "deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; \
+	fi
+	@# npm packages of the SDK tests (tests/npm), pinned by package-lock.json.
+	@if [ ! -f tests/npm/node_modules/.package-lock.json ] || \
+	    [ tests/npm/package-lock.json -nt tests/npm/node_modules/.package-lock.json ]; then \
+	  echo "deps: npm ci in tests/npm"; \
+	  cd tests/npm && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 demo: deps all

@@ -2,6 +2,7 @@
  * app/handlers — the HTTP route table and the handlers behind it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,11 +14,79 @@ static void h_healthz(void *a, const cs_http_req *req, cs_http_resp *resp)
     cs_buf_adds(&resp->body, "{\"status\":\"ok\"}");
 }
 
+static cs_ingest_req ingest_req(const cs_http_req *req)
+{
+    return (cs_ingest_req){.body = req->body, .len = req->body_len,
+                           .content_encoding = cs_http_header(req, "Content-Encoding"),
+                           .authorization = cs_http_header(req, "Authorization"), .received_us = req->received_us};
+}
+
 static void h_events(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
-    resp->status = cs_ingest_native(&app->ingest, req->body, req->body_len, req->received_us, &resp->body,
-                                    &resp->retry_after);
+    cs_ingest_req ir = ingest_req(req);
+    resp->status = cs_ingest_native(&app->ingest, &ir, &resp->body, &resp->retry_after);
+}
+
+/* Segment tracking API: the call is the path's last segment. */
+static void h_segment(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    cs_ingest_req ir = ingest_req(req);
+    resp->status = cs_ingest_segment(&app->ingest, strrchr(req->path, '/') + 1, &ir, &resp->body,
+                                     &resp->retry_after);
+}
+
+/* Prometheus text 0.0.4: the ingest counters and the dedupe window's size. */
+static void h_metrics(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    (void)req;
+    cs_app *app = a;
+    cs_ingest *ing = &app->ingest;
+    static const struct {
+        const char *name, *help;
+        size_t      off;
+    } counters[] = {
+        {"crmstream_ingest_events_accepted_total", "Events appended to the log.", offsetof(cs_ingest, accepted)},
+        {"crmstream_ingest_events_duplicate_total", "Events acknowledged as duplicates inside the dedupe window.",
+         offsetof(cs_ingest, duplicates)},
+        {"crmstream_ingest_events_rejected_total", "Events rejected by validation or as id conflicts.",
+         offsetof(cs_ingest, rejected)},
+        {"crmstream_ingest_requests_failed_total", "Ingest requests answered with a whole-request error.",
+         offsetof(cs_ingest, requests_failed)},
+        {"crmstream_ingest_unauthorized_total", "Ingest requests with a missing or unknown write key.",
+         offsetof(cs_ingest, unauthorized)},
+        {"crmstream_ingest_rate_limited_total", "Ingest requests refused with 429 by a write key's rate limit.",
+         offsetof(cs_ingest, rate_limited)},
+    };
+    resp->content_type = "text/plain; version=0.0.4";
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        uint64_t v = __atomic_load_n((uint64_t *)((char *)ing + counters[i].off), __ATOMIC_RELAXED);
+        cs_buf_printf(&resp->body, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[i].name, counters[i].help,
+                      counters[i].name, counters[i].name, (unsigned long long)v);
+    }
+    cs_dedupe *d = &ing->dedupe;
+    uint64_t live = 0, expired = 0, early = 0;
+    if (d->ring) {
+        pthread_mutex_lock(&d->lock);
+        live = d->live, expired = d->expired, early = d->evicted_early;
+        pthread_mutex_unlock(&d->lock);
+    }
+    cs_buf_printf(&resp->body,
+                  "# HELP crmstream_ingest_dedupe_ids Event ids in the dedupe window.\n"
+                  "# TYPE crmstream_ingest_dedupe_ids gauge\ncrmstream_ingest_dedupe_ids %llu\n"
+                  "# HELP crmstream_ingest_dedupe_max_ids Most ids the dedupe window holds (ingest.dedupe_max_ids).\n"
+                  "# TYPE crmstream_ingest_dedupe_max_ids gauge\ncrmstream_ingest_dedupe_max_ids %llu\n"
+                  "# HELP crmstream_ingest_dedupe_bytes Memory reserved by the dedupe window.\n"
+                  "# TYPE crmstream_ingest_dedupe_bytes gauge\ncrmstream_ingest_dedupe_bytes %zu\n"
+                  "# HELP crmstream_ingest_dedupe_expired_total Ids that left the window by age.\n"
+                  "# TYPE crmstream_ingest_dedupe_expired_total counter\ncrmstream_ingest_dedupe_expired_total %llu\n"
+                  "# HELP crmstream_ingest_dedupe_evicted_early_total Ids forgotten before the window ended because "
+                  "the window was full.\n"
+                  "# TYPE crmstream_ingest_dedupe_evicted_early_total counter\n"
+                  "crmstream_ingest_dedupe_evicted_early_total %llu\n",
+                  (unsigned long long)live, (unsigned long long)d->cap, ing->dedupe_bytes,
+                  (unsigned long long)expired, (unsigned long long)early);
 }
 
 static void json_opt_str(cs_buf *b, const char *name, const char *v)
@@ -127,8 +196,28 @@ static void h_leads(void *a, const cs_http_req *req, cs_http_resp *resp)
 
 const cs_http_route cs_app_routes[] = {
     {"GET", "/healthz", h_healthz},
+    {"GET", "/metrics", h_metrics},
     {"POST", "/v1/events", h_events},
+    {"POST", "/v1/batch", h_segment},
+    {"POST", "/v1/track", h_segment},
+    {"POST", "/v1/identify", h_segment},
+    {"POST", "/v1/group", h_segment},
+    {"POST", "/v1/page", h_segment},
+    {"POST", "/v1/screen", h_segment},
     {"GET", "/api/v1/leads", h_leads},
     {"GET", "/api/v1/leads/{id}", h_lead_get},
+    /* CRM objects: src/app/api_crm.c */
+    {"GET", "/api/v1/accounts", cs_api_accounts},
+    {"POST", "/api/v1/accounts", cs_api_accounts},
+    {"GET", "/api/v1/accounts/{id}", cs_api_account},
+    {"PUT", "/api/v1/accounts/{id}", cs_api_account},
+    {"GET", "/api/v1/reps", cs_api_reps},
+    {"POST", "/api/v1/reps", cs_api_reps},
+    {"GET", "/api/v1/reps/{id}", cs_api_rep},
+    {"PUT", "/api/v1/reps/{id}", cs_api_rep},
+    {"GET", "/api/v1/alerts", cs_api_alerts},
+    {"GET", "/api/v1/tasks", cs_api_tasks},
+    {"GET", "/api/v1/contacts", cs_api_contacts},
+    {"GET", "/api/v1/audit", cs_api_audit},
 };
 const size_t cs_app_nroutes = sizeof cs_app_routes / sizeof cs_app_routes[0];

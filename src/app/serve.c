@@ -110,18 +110,30 @@ int cs_cmd_serve(int argc, char **argv)
         cs_fail("log", err);
         return 1;
     }
-    char dbpath[4200];
-    snprintf(dbpath, sizeof dbpath, "%s/crm.sqlite", dir);
-    app.store = cs_store_sqlite_open(dbpath, err, sizeof err);
+    app.store = cs_store_open(app.cfg.store, dir, err, sizeof err);
     if (!app.store) {
         cs_fail("store", err);
         app.bus->ops->close(app.bus);
         return 1;
     }
-    app.ingest = (cs_ingest){.bus = app.bus, .cfg = &app.cfg};
+    if (cs_ingest_init(&app.ingest, app.bus, &app.cfg, err, sizeof err) != 0) {
+        cs_fail("ingest", err);
+        cs_ingest_destroy(&app.ingest);
+        app.store->ops->close(app.store);
+        app.bus->ops->close(app.bus);
+        return 1;
+    }
+    cs_info("ingest", "dedupe window rebuilt from the log",
+            "\"ids\":%llu,\"records\":%llu,\"ms\":%.1f,\"window_s\":%ld,\"max_ids\":%ld,\"bytes\":%zu",
+            (unsigned long long)app.ingest.dedupe_rebuilt_ids, (unsigned long long)app.ingest.dedupe_rebuild_records,
+            app.ingest.dedupe_rebuild_ms, app.cfg.dedupe_window_s, app.cfg.dedupe_max_ids, app.ingest.dedupe_bytes);
+    if (app.cfg.nwrite_keys == 0)
+        cs_warn("ingest", "no write keys configured: ingest is open to anyone who can reach the HTTP port",
+                "\"hint\":\"set auth.write_keys (docs/CONFIG.md)\"");
     app.pipeline = cs_pipeline_start(app.bus, app.store, &app.cfg, err, sizeof err);
     if (!app.pipeline) {
         cs_fail("pipeline", err);
+        cs_ingest_destroy(&app.ingest);
         app.store->ops->close(app.store);
         app.bus->ops->close(app.bus);
         return 1;
@@ -151,6 +163,7 @@ int cs_cmd_serve(int argc, char **argv)
         cs_http_stop(app.http);
     }
     cs_pipeline_stop(app.pipeline);
+    cs_ingest_destroy(&app.ingest);
     app.store->ops->close(app.store);
     app.bus->ops->close(app.bus);
     cs_config_free(&app.cfg);

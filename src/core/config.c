@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <yaml.h>
 
 #include "core/util.h"
 
-enum kind { K_STR, K_INT, K_LONG, K_REPS };
+/* K_DUR: a duration in seconds, written as N, Ns, Nm, Nh or Nd. */
+enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS };
 
 struct key {
     const char *path;
@@ -25,6 +28,7 @@ struct key {
 #define OFF(f) offsetof(cs_config, f)
 static const struct key keys[] = {
     {"data", K_STR, OFF(data_dir), 0, 0, "./data", "Directory for the log and the SQLite store."},
+    {"store", K_STR, OFF(store), 0, 0, "sqlite:DATA/crm.sqlite", "The CRM store: `sqlite:PATH` (a leading `DATA/` is the data directory) or a PostgreSQL URI `postgresql://user:pass@host:port/db` (libpq syntax, `?sslmode=` etc. allowed)."},
     {"http", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "HTTP listen address HOST:PORT (port 0 picks a free one)."},
     {"http_threads", K_INT, OFF(http_threads), 1, 64, "4", "HTTP worker threads."},
     {"log.partitions", K_INT, OFF(partitions), 1, 1024, "8", "Partitions of the `events` topic; key = account id, murmur2 like Kafka."},
@@ -32,6 +36,13 @@ static const struct key keys[] = {
     {"ingest.max_body_bytes", K_LONG, OFF(max_body_bytes), 1024, 64L << 20, "524288", "Largest request body; larger gets 413."},
     {"ingest.max_event_bytes", K_LONG, OFF(max_event_bytes), 256, 1L << 20, "32768", "Largest single event; larger is rejected with `event_too_large`."},
     {"ingest.max_batch_events", K_LONG, OFF(max_batch_events), 1, 100000, "2500", "Most events in one request."},
+    {"ingest.max_object_keys", K_LONG, OFF(max_object_keys), 16, 100000, "1000", "Most keys in any one JSON object of an event (properties, traits, context, ...); more is rejected with `too_many_keys`."},
+    {"ingest.max_future", K_DUR, OFF(max_future_s), 0, 366L * 86400, "1d", "How far an event's timestamp may be ahead of the receive time (`implausible_timestamp` beyond). Durations: N, Ns, Nm, Nh, Nd."},
+    {"ingest.max_age", K_DUR, OFF(max_age_s), 0, 100L * 366 * 86400, "7d", "How far an event's timestamp may be behind the receive time (`implausible_timestamp` beyond); 0 = no limit (backfills)."},
+    {"ingest.unknown_types", K_STR, OFF(unknown_types), 0, 0, "accept", "`accept` or `reject` (`unknown_type`) events whose type is not a known type (the six seed types and the Segment call types, docs/API.md)."},
+    {"ingest.dedupe_window", K_DUR, OFF(dedupe_window_s), 60, 366L * 86400, "7d", "How long an event_id / messageId is remembered: a repeat inside the window is acknowledged as a duplicate and not stored again. Rebuilt from the log at start."},
+    {"ingest.dedupe_max_ids", K_LONG, OFF(dedupe_max_ids), 1024, 1L << 30, "1048576", "Most ids the dedupe window holds (40 bytes each: 40 MiB by default, allocated up front as virtual memory); past it the oldest ids are forgotten early (counted)."},
+    {"auth.write_keys", K_KEYS, OFF(write_keys), 0, 0, "[]", "Write keys for the ingest endpoints: list of {name, key or key_sha256 (hex), rate_limit (events/s, optional)}. Empty: ingest is open (a warning is logged at start)."},
     {"pipeline.batch_max_events", K_LONG, OFF(pipeline_batch_max), 1, 100000, "500", "Most events the pipeline applies in one store transaction."},
     {"routing.reps", K_REPS, OFF(reps), 0, 0, "[]", "Reps for round-robin lead routing: list of {id, name, email}."},
 };
@@ -69,6 +80,18 @@ static int parse_fsync(cs_config *cfg, char *err, size_t errlen, const char *whe
     return 0;
 }
 
+static int parse_unknown_types(cs_config *cfg, char *err, size_t errlen, const char *where)
+{
+    if (strcmp(cfg->unknown_types, "accept") == 0) cfg->reject_unknown_types = 0;
+    else if (strcmp(cfg->unknown_types, "reject") == 0) cfg->reject_unknown_types = 1;
+    else {
+        snprintf(err, errlen, "%s: ingest.unknown_types: expected accept or reject, got \"%s\"", where,
+                 cfg->unknown_types);
+        return -1;
+    }
+    return 0;
+}
+
 static int apply_scalar(cs_config *cfg, const struct key *k, const char *v)
 {
     if (k->kind == K_STR) {
@@ -78,6 +101,12 @@ static int apply_scalar(cs_config *cfg, const struct key *k, const char *v)
     char *end;
     errno = 0;
     long n = strtol(v, &end, 10);
+    if (k->kind == K_DUR && end != v && !errno) {
+        long mult = *end == 'd' ? 86400 : *end == 'h' ? 3600 : *end == 'm' ? 60 : 1;
+        if (*end == 's' || mult > 1) end++;
+        if (n > 0 && n > k->max / mult + 1) return -1;
+        n *= mult;
+    }
     if (errno || *end || end == v || n < k->min || n > k->max) return -1;
     if (k->kind == K_INT)
         *(int *)((char *)cfg + k->off) = (int)n;
@@ -90,7 +119,7 @@ void cs_config_defaults(cs_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].kind != K_REPS) apply_scalar(cfg, &keys[i], keys[i].dflt);
+        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS) apply_scalar(cfg, &keys[i], keys[i].dflt);
     cfg->fsync_policy = CS_FSYNC_ALWAYS;
 }
 
@@ -99,12 +128,16 @@ void cs_config_free(cs_config *cfg)
     free(cfg->data_dir);
     free(cfg->http_addr);
     free(cfg->fsync);
+    free(cfg->store);
     for (size_t i = 0; i < cfg->nreps; i++) {
         free(cfg->reps[i].id);
         free(cfg->reps[i].name);
         free(cfg->reps[i].email);
     }
     free(cfg->reps);
+    free(cfg->unknown_types);
+    for (size_t i = 0; i < cfg->nwrite_keys; i++) free(cfg->write_keys[i].name);
+    free(cfg->write_keys);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -171,6 +204,83 @@ static int load_reps(struct ctx *c, yaml_node_t *seq)
     return 0;
 }
 
+static int hexval(int ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* auth.write_keys: [{name, key | key_sha256, rate_limit}] */
+static int load_keys(struct ctx *c, yaml_node_t *seq)
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(c, seq, "auth.write_keys: expected a list of {name, key, rate_limit}%s%s", "", "");
+    cs_config *cfg = c->cfg;
+    for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+        yaml_node_t *wk = yaml_document_get_node(c->doc, *it);
+        if (wk->type != YAML_MAPPING_NODE)
+            return fail(c, wk, "auth.write_keys: each key is a mapping with name, key (or key_sha256), rate_limit%s%s",
+                        "", "");
+        cs_write_key_cfg k = {0};
+        int have_key = 0;
+        for (yaml_node_pair_t *p = wk->data.mapping.pairs.start; p < wk->data.mapping.pairs.top; p++) {
+            yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+            yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+            if (kn->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE) {
+                free(k.name);
+                return fail(c, v, "auth.write_keys: fields must be single values%s%s", "", "");
+            }
+            const char *ks = (const char *)kn->data.scalar.value, *vs = (const char *)v->data.scalar.value;
+            if (strcmp(ks, "name") == 0) {
+                set_str(&k.name, vs);
+            } else if (strcmp(ks, "key") == 0) {
+                if (!*vs || have_key) {
+                    free(k.name);
+                    return fail(c, v, "auth.write_keys: key must be non-empty, and only one of key / key_sha256%s%s", "", "");
+                }
+                SHA256((const unsigned char *)vs, strlen(vs), k.sha256);
+                have_key = 1;
+            } else if (strcmp(ks, "key_sha256") == 0) {
+                int ok = strlen(vs) == 64 && !have_key;
+                for (int i = 0; ok && i < 32; i++) {
+                    int hi = hexval(vs[2 * i]), lo = hexval(vs[2 * i + 1]);
+                    if (hi < 0 || lo < 0) ok = 0;
+                    else k.sha256[i] = (unsigned char)(hi << 4 | lo);
+                }
+                if (!ok) {
+                    free(k.name);
+                    return fail(c, v, "auth.write_keys: key_sha256 must be 64 hex digits (and only one of key / key_sha256)%s%s", "", "");
+                }
+                have_key = 1;
+            } else if (strcmp(ks, "rate_limit") == 0) {
+                char *end;
+                errno = 0;
+                double r = strtod(vs, &end);
+                if (errno || *end || end == vs || !(r >= 0 && r <= 1e9)) {
+                    free(k.name);
+                    return fail(c, v, "auth.write_keys: rate_limit must be events per second, 0..1e9%s%s", "", "");
+                }
+                k.rate_limit = r;
+            } else {
+                free(k.name);
+                return fail(c, kn, "auth.write_keys: unknown field \"%s\"%s (expected name, key, key_sha256, rate_limit)", ks, "");
+            }
+        }
+        if (!k.name || !*k.name || !have_key) {
+            free(k.name);
+            return fail(c, wk, "auth.write_keys: a write key needs a name and a key (or key_sha256)%s%s", "", "");
+        }
+        for (size_t i = 0; i < cfg->nwrite_keys; i++)
+            if (strcmp(cfg->write_keys[i].name, k.name) == 0 || CRYPTO_memcmp(cfg->write_keys[i].sha256, k.sha256, 32) == 0) {
+                int rc = fail(c, wk, "auth.write_keys: duplicate name or key \"%s\"%s", k.name, "");
+                free(k.name);
+                return rc;
+            }
+        cfg->write_keys = cs_realloc(cfg->write_keys, (cfg->nwrite_keys + 1) * sizeof *cfg->write_keys);
+        cfg->write_keys[cfg->nwrite_keys++] = k;
+    }
+    return 0;
+}
+
 static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
 {
     if (map->type != YAML_MAPPING_NODE)
@@ -190,11 +300,17 @@ static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
         }
         if (found && found->kind == K_REPS) {
             if (load_reps(c, v)) return -1;
+        } else if (found && found->kind == K_KEYS) {
+            if (load_keys(c, v)) return -1;
         } else if (found) {
             if (v->type != YAML_SCALAR_NODE) return fail(c, v, "%s: expected a single value%s", path, "");
             if (apply_scalar(c->cfg, found, (const char *)v->data.scalar.value)) {
                 char range[96];
-                snprintf(range, sizeof range, "an integer in %ld..%ld", found->min, found->max);
+                if (found->kind == K_DUR)
+                    snprintf(range, sizeof range, "a duration (N, Ns, Nm, Nh, Nd) of %ld..%ld seconds", found->min,
+                             found->max);
+                else
+                    snprintf(range, sizeof range, "an integer in %ld..%ld", found->min, found->max);
                 return fail(c, v, "%s: expected %s", path, range);
             }
         } else if (is_section) {
@@ -225,6 +341,7 @@ int cs_config_load_string(cs_config *cfg, const char *name, const char *text, ch
         rc = 0; /* empty file: defaults */
     } else if (walk(&c, root, "") == 0) {
         rc = parse_fsync(cfg, err, errlen, name);
+        if (rc == 0) rc = parse_unknown_types(cfg, err, errlen, name);
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);

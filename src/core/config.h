@@ -20,9 +20,18 @@ typedef struct cs_rep_cfg {
     char *email;
 } cs_rep_cfg;
 
+/* A write key (auth.write_keys). Only the SHA-256 of the key is kept: a key
+ * given in clear in the file is hashed at load and the clear text dropped. */
+typedef struct cs_write_key_cfg {
+    char         *name;          /* recorded in each stored event as write_key */
+    unsigned char sha256[32];
+    double        rate_limit;    /* events per second; 0 = unlimited */
+} cs_write_key_cfg;
+
 typedef struct cs_config {
     char  *data_dir;            /* data: */
     char  *http_addr;           /* http: HOST:PORT */
+    char  *store;               /* store: sqlite:PATH | postgresql://URI (store/store.h) */
     int    partitions;          /* log.partitions */
     char  *fsync;               /* log.fsync: always | interval:<ms> | never */
     int    fsync_policy;        /* parsed from fsync */
@@ -30,6 +39,15 @@ typedef struct cs_config {
     long   max_body_bytes;      /* ingest.max_body_bytes */
     long   max_event_bytes;     /* ingest.max_event_bytes */
     long   max_batch_events;    /* ingest.max_batch_events */
+    long   dedupe_window_s;     /* ingest.dedupe_window (seconds) */
+    long   dedupe_max_ids;      /* ingest.dedupe_max_ids */
+    long   max_object_keys;     /* ingest.max_object_keys */
+    long   max_future_s;        /* ingest.max_future (seconds) */
+    long   max_age_s;           /* ingest.max_age (seconds; 0 = no limit) */
+    char  *unknown_types;       /* ingest.unknown_types: accept | reject */
+    int    reject_unknown_types;/* parsed from unknown_types */
+    cs_write_key_cfg *write_keys; /* auth.write_keys */
+    size_t nwrite_keys;
     int    http_threads;        /* http_threads */
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     cs_rep_cfg *reps;           /* routing.reps */

@@ -5,7 +5,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static int set_err(cs_verr *err, const char *code, const char *field, const char *fmt, const char *a)
 {
@@ -181,6 +183,79 @@ void cs_event_serialize(const cs_event *ev, const char *source, int64_t received
     cs_fmt_time_ms(received_us, ts, sizeof ts);
     add_field(out, "received_at", ts);
     cs_buf_adds(out, "}");
+}
+
+int cs_event_type_known(const char *type)
+{
+    static const char *const known[] = {"LeadCreated",          "DemoRequested",       "TrialActivated",
+                                        "FeatureUsed",          "SubscriptionUpgraded", "SupportCaseEscalated",
+                                        "ContactIdentified",    "AccountGrouped",      "PageViewed",
+                                        "ScreenViewed"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(type, known[i]) == 0) return 1;
+    return 0;
+}
+
+void cs_event_serialize_full(const cs_event *ev, const cs_event_meta *m, cs_buf *out, uint64_t id_fp[2],
+                             uint64_t *payload)
+{
+    size_t start = out->len;
+    cs_event_serialize(ev, m->source, m->received_us, out);
+    /* Spans of the bytes just written (see cs_event_serialize's field order):
+     *   {"event_id":"..." ... ,"timestamp":"<24>" ... ,"source":... }
+     * A JSON string never holds a raw ",\"" sequence (quotes are escaped),
+     * so the first ,"timestamp":" is the top-level one, and the last
+     * ,"source":" is ours (it follows properties and context). */
+    const char *b = out->data + start, *e = out->data + out->len;
+    const char *idp = b + strlen("{\"event_id\":");
+    const char *idend = idp + 1;
+    while (*idend != '"') idend += *idend == '\\' ? 2 : 1;
+    idend++;
+    XXH128_hash_t h = XXH3_128bits(idp, (size_t)(idend - idp));
+    id_fp[0] = h.high64, id_fp[1] = h.low64;
+    static const char tsk[] = ",\"timestamp\":\"", srck[] = ",\"source\":\"";
+    const char *ts = memmem(b, (size_t)(e - b), tsk, sizeof tsk - 1);
+    const char *tsend = (const char *)memchr(ts + sizeof tsk - 1, '"', (size_t)(e - ts) - (sizeof tsk - 1)) + 1;
+    const char *src = NULL;
+    for (const char *p = tsend; (p = memmem(p, (size_t)(e - p), srck, sizeof srck - 1)); p++) src = p;
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, b, (size_t)(ts - b));
+    char cts[40] = "-";
+    if (m->has_client_ts) cs_fmt_time_ms(m->client_ts_us, cts, sizeof cts);
+    XXH3_64bits_update(st, cts, strlen(cts));
+    XXH3_64bits_update(st, tsend, (size_t)(src - tsend));
+    uint64_t ph = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    if (ph == 0) ph = 1; /* 0 means "unknown" in the dedupe window */
+    *payload = ph;
+    out->len--; /* reopen the object */
+    if (m->write_key) add_field(out, "write_key", m->write_key);
+    cs_buf_printf(out, ",\"payload_hash\":\"%016llx\"}", (unsigned long long)ph);
+}
+
+int cs_event_dedupe_keys(const char *v, size_t len, uint64_t id_fp[2], uint64_t *payload)
+{
+    static const char pre[] = "{\"event_id\":\"";
+    if (len < sizeof pre || memcmp(v, pre, sizeof pre - 1) != 0) return -1;
+    const char *idp = v + sizeof pre - 2, *end = v + len, *q = idp + 1;
+    while (q < end && *q != '"') q += *q == '\\' ? 2 : 1;
+    if (q >= end) return -1;
+    q++;
+    XXH128_hash_t h = XXH3_128bits(idp, (size_t)(q - idp));
+    id_fp[0] = h.high64, id_fp[1] = h.low64;
+    *payload = 0;
+    static const char suf[] = ",\"payload_hash\":\"";
+    size_t sl = sizeof suf - 1;
+    if (len >= sl + 18 && memcmp(end - 18 - sl, suf, sl) == 0 && end[-1] == '}' && end[-2] == '"') {
+        char hex[17];
+        memcpy(hex, end - 18, 16);
+        hex[16] = '\0';
+        char *stop;
+        unsigned long long x = strtoull(hex, &stop, 16);
+        if (*stop == '\0') *payload = x;
+    }
+    return 0;
 }
 
 long cs_utf8_invalid_at(const char *str, size_t len)

@@ -50,6 +50,33 @@ const char *cs_event_key(const cs_event *ev, char *buf, size_t len);
 /* Canonical JSON (compact) of the event plus ingest metadata, appended to out. */
 void cs_event_serialize(const cs_event *ev, const char *source, int64_t received_us, cs_buf *out);
 
+/* Ingest metadata written with an event, and what the dedupe window needs. */
+typedef struct cs_event_meta {
+    const char *source;        /* "native", "segment", "cloudevents" */
+    const char *write_key;     /* name of the write key, or NULL (open ingest) */
+    int64_t     received_us;
+    int         has_client_ts; /* the sender gave a time (else ts is the receive time) */
+    int64_t     client_ts_us;  /* that time, before any clock-skew correction */
+} cs_event_meta;
+
+/* Canonical JSON like cs_event_serialize, plus "write_key" (when set) and
+ * "payload_hash" (16 hex digits) last. Sets id_fp to the 128-bit fingerprint
+ * of the event id and *payload to the 64-bit payload hash: XXH3 over the
+ * canonical bytes without the ingest metadata (source, received_at,
+ * write_key) and with the timestamp replaced by the client's time (none when
+ * the sender gave none), so a retry hashes the same however late it comes. */
+void cs_event_serialize_full(const cs_event *ev, const cs_event_meta *m, cs_buf *out, uint64_t id_fp[2],
+                             uint64_t *payload);
+
+/* The same two values from stored canonical bytes, without a JSON parse.
+ * *payload is 0 when the record carries no payload_hash. Returns 0, or -1
+ * when value is not canonical JSON written by cs_event_serialize*. */
+int cs_event_dedupe_keys(const char *value, size_t len, uint64_t id_fp[2], uint64_t *payload);
+
+/* 1 when type is a known type: the six seed types and the types Segment
+ * calls map to (ContactIdentified, AccountGrouped, PageViewed, ScreenViewed). */
+int cs_event_type_known(const char *type);
+
 /* 1 when type is one of the lead/signup types routed by the leads lane. */
 int cs_event_is_lead(const char *type);
 

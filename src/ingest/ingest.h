@@ -1,11 +1,17 @@
 /*
  * ingest — the front door's logic, independent of the HTTP library: decode a
- * request body, validate each event, append the valid ones to the bus and
- * build the answer the design brief §5 specifies:
+ * request body (Content-Encoding, UTF-8, JSON), authenticate its write key,
+ * validate each event, drop duplicates inside the dedupe window, append the
+ * rest to the bus and build the answer the design brief §5 specifies:
  *   200 {"accepted": N, "duplicates": D, "rejected": [{index, code, field, message}]}
  *
- * Owns request decoding and the answer's shape. Never writes the store: the
- * log is the only thing ingest changes, and only after validation.
+ * Endpoints: native /v1/events (native.c), the Segment tracking API
+ * (segment.c). Shared machinery: ingest.c (auth, body, one request's batch,
+ * dedupe rebuild), body.c, auth.c, dedupe.c, jsoncheck.c, event.c.
+ *
+ * Owns request decoding, the dedupe window and the write keys' buckets.
+ * Never writes the store: the log is the only thing ingest changes, and
+ * only after validation.
  */
 #ifndef CS_INGEST_INGEST_H
 #define CS_INGEST_INGEST_H
@@ -16,18 +22,46 @@
 #include "bus/bus.h"
 #include "core/config.h"
 #include "core/util.h"
+#include "ingest/auth.h"
+#include "ingest/dedupe.h"
 
 typedef struct cs_ingest {
     cs_bus          *bus;
     const cs_config *cfg;
-    /* counters (atomic), for the summary and later /metrics */
-    uint64_t accepted, rejected, requests_failed;
+    cs_auth          auth;     /* nkeys 0: open ingest */
+    cs_dedupe        dedupe;   /* ring NULL: no dedupe (a zero-initialised cs_ingest still works) */
+    /* counters (atomic), for the summary and /metrics */
+    uint64_t accepted, duplicates, rejected, requests_failed, unauthorized, rate_limited;
+    /* the dedupe window: bytes reserved (ring + index), and the start-up rebuild */
+    size_t   dedupe_bytes;
+    uint64_t dedupe_rebuilt_ids, dedupe_rebuild_records;
+    double   dedupe_rebuild_ms;
 } cs_ingest;
+
+/* Set up auth and the dedupe window, and rebuild the window from the
+ * `events` topic (every partition from offset 0 through bus->ops->fetch,
+ * skipping records older than the window by their ingest time). Returns 0,
+ * or -1 with err filled when the log cannot be read. */
+int cs_ingest_init(cs_ingest *ing, cs_bus *bus, const cs_config *cfg, char *err, size_t errlen);
+void cs_ingest_destroy(cs_ingest *ing);
+
+/* One ingest request as the HTTP layer hands it over (pointers borrowed). */
+typedef struct cs_ingest_req {
+    const char *body;
+    size_t      len;
+    const char *content_encoding;  /* header value or NULL */
+    const char *authorization;     /* header value or NULL */
+    int64_t     received_us;       /* wall clock at arrival */
+} cs_ingest_req;
 
 /* POST /v1/events: one object, an array of objects, or NDJSON. Returns the
  * HTTP status; resp gets the JSON body; *retry_after is set (seconds) for
- * 503. */
-int cs_ingest_native(cs_ingest *ing, const char *body, size_t len, int64_t received_us,
-                     cs_buf *resp, int *retry_after);
+ * 429 and 503. */
+int cs_ingest_native(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int *retry_after);
+
+/* POST /v1/{batch,track,identify,group,page,screen}: call is the last path
+ * segment. Same answer as cs_ingest_native. */
+int cs_ingest_segment(cs_ingest *ing, const char *call, const cs_ingest_req *req, cs_buf *resp,
+                      int *retry_after);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * log/plog — one partition of a topic: an append-only file of CRC-checked
+ * log/plog — LEGACY single-file partition (kept for bench/log_append.c until
+ * it moves to log/log.h; the bus uses log/log.h). One partition of a topic: an append-only file of CRC-checked
  * record batches with dense 64-bit offsets, group commit and recovery.
  *
  * Owns the partition file and its in-memory batch index. Never interprets
@@ -46,6 +47,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "log/record.h"
 
 #define CS_PLOG_MAGIC       0x31425343u
 #define CS_PLOG_HDR         32
@@ -53,20 +55,6 @@
 #define CS_PLOG_MAX_BATCH   (64u << 20)
 
 typedef struct cs_plog cs_plog;
-
-/* One record to append, or one read back (pointers borrowed). */
-typedef struct cs_rec {
-    int64_t     offset;      /* set by append / read */
-    int64_t     ts_us;       /* ingest time */
-    int64_t     append_us;   /* set on read: the batch's append time */
-    const char *key;
-    size_t      key_len;
-    const char *value;
-    size_t      value_len;
-} cs_rec;
-
-/* Called for each record read; return non-zero to stop early. */
-typedef int (*cs_rec_cb)(const cs_rec *rec, void *arg);
 
 /* Open or create path and recover it. Returns NULL with err filled. */
 cs_plog *cs_plog_open(const char *path, int fsync_policy, int fsync_interval_ms, char *err,

@@ -103,6 +103,7 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const c
     }
     int rc = 0;
     if (strcmp(type, "LeadCreated") == 0) rc = apply_lead(st, cfg, partition, rec, ev);
+    else if (cs_pipeline_admin_object(type) >= 0) rc = cs_pipeline_apply_admin(st, partition, rec, ev, poison);
     cJSON_Delete(ev);
     return rc;
 }
@@ -170,7 +171,10 @@ static void *worker(void *arg)
             continue;
         }
         if (n < 0) {
-            cs_warn("pipeline", "batch rolled back; retrying", "\"backoff_ms\":%d", backoff_ms);
+            /* Retriable or not, the batch is retried from the stored offsets:
+             * skipping would lose effects; the log says which kind it was. */
+            cs_warn("pipeline", "batch rolled back; retrying", "\"backoff_ms\":%d,\"retriable\":%s", backoff_ms,
+                    pl->st->retriable ? "true" : "false");
             usleep((useconds_t)backoff_ms * 1000);
             backoff_ms = backoff_ms < 2000 ? backoff_ms * 2 : 2000;
             continue;

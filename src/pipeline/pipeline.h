@@ -37,4 +37,12 @@ uint64_t cs_pipeline_applied(cs_pipeline *pl);
 int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
                       uint64_t *poison);
 
+/* Admin events (pipeline/admin.c): the object an admin event type writes
+ * (CS_OBJ_ACCOUNT for "AccountUpserted", CS_OBJ_REP for "RepUpserted"), or
+ * -1; and applying one (event is its parsed cJSON). 0, or -1 on a store
+ * error; an invalid one is skipped and counted in *poison. */
+int cs_pipeline_admin_object(const char *type);
+int cs_pipeline_apply_admin(cs_store *st, int partition, const cs_rec *rec, const void *event,
+                            uint64_t *poison);
+
 #endif

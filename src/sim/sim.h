@@ -19,11 +19,17 @@ typedef struct cs_sim_opts {
     int         accounts;
     int         batch;      /* events per request, at most */
     int         progress;   /* show a progress line on stderr */
+    int         days;       /* > 0: the world in event time (sim/world.h) over this many days */
+    const char *truth;      /* world mode: write the ground truth here */
+    double      dup_share, ooo_share, late_share, invalid_share; /* world mode perturbations */
+    int         duration_set; /* world mode: --duration caps the run */
 } cs_sim_opts;
 
 typedef struct cs_sim_result {
     uint64_t sent, acked, rejected, failed;  /* events */
     uint64_t leads_acked;                    /* LeadCreated acknowledged */
+    uint64_t duplicates;                     /* answered as duplicates */
+    uint64_t sent_invalid, sent_duplicate;   /* world mode: deliberately bad or repeated */
     uint64_t requests, request_errors;
     double   elapsed_s;
 } cs_sim_result;

@@ -14,6 +14,7 @@
 #include "core/util.h"
 #include "sim/httpc.h"
 #include "sim/sim.h"
+#include "sim/world.h"
 
 /* splitmix64: a tiny, well-mixed PRNG; event i's randomness depends only on
  * (seed, i), so any event of the world can be regenerated on its own. */
@@ -78,9 +79,115 @@ static void sleep_until(int64_t t_us)
     nanosleep(&ts, NULL);
 }
 
+/* Send one JSON array of events; account the answer. is_lead[k] marks
+ * LeadCreated events (acknowledged leads are counted). */
+static int send_batch(cs_httpc *c, cs_buf *body, const int *is_lead, size_t n, cs_sim_result *r, cs_buf *resp)
+{
+    int status;
+    r->requests++;
+    r->sent += n;
+    if (cs_httpc_request(c, "POST", "/v1/events", NULL, body->data, body->len, &status, resp) != 0) {
+        r->request_errors++;
+        r->failed += n;
+        return -1;
+    }
+    if (status != 200) {
+        if (status != 422) r->request_errors++, r->failed += n;
+        else r->rejected += n;
+        return 0;
+    }
+    cJSON *j = cJSON_Parse(resp->data);
+    cJSON *acc = cJSON_GetObjectItem(j, "accepted"), *dup = cJSON_GetObjectItem(j, "duplicates");
+    r->acked += cJSON_IsNumber(acc) ? (uint64_t)acc->valuedouble : 0;
+    r->duplicates += cJSON_IsNumber(dup) ? (uint64_t)dup->valuedouble : 0;
+    cJSON *rej = cJSON_GetObjectItem(j, "rejected");
+    r->rejected += (uint64_t)cJSON_GetArraySize(rej);
+    for (size_t k = 0; k < n; k++) {
+        int bad = 0;
+        for (cJSON *e = rej ? rej->child : NULL; e; e = e->next)
+            if ((size_t)cJSON_GetObjectItem(e, "index")->valuedouble == k) bad = 1;
+        if (is_lead[k] && !bad) r->leads_acked++;
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int run_world(const cs_sim_opts *o, cs_sim_result *r)
+{
+    cs_world_opts wo = {.seed = o->seed, .accounts = o->accounts, .days = o->days, .end_us = cs_now_us(),
+                        .dup_share = o->dup_share, .ooo_share = o->ooo_share, .late_share = o->late_share,
+                        .invalid_share = o->invalid_share};
+    wo.end_us -= wo.end_us % 1000;
+    cs_world *w = cs_world_new(&wo);
+    if (o->truth) {
+        FILE *f = fopen(o->truth, "w");
+        if (!f) {
+            cs_world_free(w);
+            return -2;
+        }
+        cs_world_truth(w, f);
+        fclose(f);
+    }
+    cs_httpc c;
+    if (cs_httpc_init(&c, o->target)) {
+        cs_world_free(w);
+        return -1;
+    }
+    cs_buf body, resp;
+    cs_buf_init(&body);
+    cs_buf_init(&resp);
+    cs_wevent ev = {0};
+    cs_buf_init(&ev.json);
+    int is_lead[2500];
+    size_t n = 0;
+    uint64_t i = 0;
+    int64_t start = cs_mono_us(), last_progress = 0;
+    int rc = 0, more = 1;
+    while (more) {
+        more = cs_world_next(w, &ev) == 0;
+        if (more) {
+            cs_buf_adds(&body, n ? "," : "[");
+            cs_buf_add(&body, ev.json.data, ev.json.len);
+            is_lead[n++] = ev.is_lead;
+            r->sent_invalid += (uint64_t)ev.invalid;
+            r->sent_duplicate += (uint64_t)ev.duplicate;
+            i++;
+        }
+        if (n == (size_t)o->batch || (!more && n)) {
+            cs_buf_adds(&body, "]");
+            /* Pace: event i is due at i / rate seconds. */
+            int64_t due = start + (int64_t)((double)i * 1e6 / o->rate), d = due - cs_mono_us();
+            if (d > 0) usleep((useconds_t)d);
+            if (send_batch(&c, &body, is_lead, n, r, &resp) != 0 && r->acked == 0) {
+                rc = -1;
+                break;
+            }
+            cs_buf_reset(&body);
+            n = 0;
+            if (o->duration_set && (double)(cs_mono_us() - start) / 1e6 >= o->duration) break;
+        }
+        if (o->progress && cs_mono_us() - last_progress > 250000) {
+            last_progress = cs_mono_us();
+            char t[40];
+            cs_fmt_time_ms(ev.ts_us, t, sizeof t);
+            fprintf(stderr, "\rsimulate  event time %.19s  %llu events  %.0f ev/s   ", t, (unsigned long long)i,
+                    (double)i / ((double)(last_progress - start) / 1e6 + 1e-9));
+        }
+    }
+    if (o->progress) fputs("\n", stderr);
+    r->elapsed_s = (double)(cs_mono_us() - start) / 1e6;
+    cs_buf_free(&ev.json);
+    cs_buf_free(&body);
+    cs_buf_free(&resp);
+    cs_httpc_close(&c);
+    cs_world_free(w);
+    return rc;
+}
+
 int cs_sim_run(const cs_sim_opts *o, cs_sim_result *r)
 {
     memset(r, 0, sizeof *r);
+    if (o->days > 0) return run_world(o, r);
     cs_httpc c;
     if (cs_httpc_init(&c, o->target)) return -1;
     uint64_t total = (uint64_t)llround(o->rate * o->duration);
@@ -122,6 +229,8 @@ int cs_sim_run(const cs_sim_opts *o, cs_sim_result *r)
             r->acked += cJSON_IsNumber(acc) ? (uint64_t)acc->valuedouble : 0;
             cJSON *rej = cJSON_GetObjectItem(j, "rejected");
             r->rejected += (uint64_t)cJSON_GetArraySize(rej);
+            cJSON *dup = cJSON_GetObjectItem(j, "duplicates");
+            r->duplicates += cJSON_IsNumber(dup) ? (uint64_t)dup->valuedouble : 0;
             /* Count acknowledged leads: every event not in `rejected`. */
             for (uint64_t k = 0; k < n; k++) {
                 int rejected = 0;
@@ -167,6 +276,13 @@ static const char sim_usage[] =
     "  --seed S        world seed (default 1)\n"
     "  --accounts N    accounts in the world (default 200)\n"
     "  --batch N       most events per request (default 20)\n"
+    "  --days D        send the world (sim/world.h) over D days of event time ending now,\n"
+    "                  as fast as --rate allows (--duration then caps the run)\n"
+    "  --truth FILE    with --days: write the ground truth (planted patterns) as JSON lines\n"
+    "  --duplicates F, --late F, --out-of-order F, --invalid F\n"
+    "                  with --days: shares of events sent twice, held back 2 h (past the\n"
+    "                  allowed lateness), swapped out of order, or made invalid\n"
+    "                  (defaults 0.02, 0.005, 0.05, 0.005)\n"
     "  -h, --help      this help\n";
 
 static double num_arg(const char *opt, const char *v, double lo, double hi)
@@ -187,6 +303,9 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
     static const struct option opts[] = {{"target", required_argument, 0, 't'}, {"rate", required_argument, 0, 'r'},
                                          {"duration", required_argument, 0, 'd'}, {"seed", required_argument, 0, 's'},
                                          {"accounts", required_argument, 0, 'a'}, {"batch", required_argument, 0, 'b'},
+                                         {"days", required_argument, 0, 'D'}, {"truth", required_argument, 0, 'T'},
+                                         {"duplicates", required_argument, 0, '1'}, {"late", required_argument, 0, '2'},
+                                         {"out-of-order", required_argument, 0, '3'}, {"invalid", required_argument, 0, '4'},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -195,7 +314,13 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
         switch (c) {
         case 't': o->target = optarg; break;
         case 'r': o->rate = num_arg("--rate", optarg, 1, 1e7); break;
-        case 'd': o->duration = num_arg("--duration", optarg, 0.1, 86400 * 7); break;
+        case 'd': o->duration = num_arg("--duration", optarg, 0.1, 86400 * 7), o->duration_set = 1; break;
+        case 'D': o->days = (int)num_arg("--days", optarg, 1, 3650); break;
+        case 'T': o->truth = optarg; break;
+        case '1': o->dup_share = num_arg("--duplicates", optarg, 0, 0.5); break;
+        case '2': o->late_share = num_arg("--late", optarg, 0, 0.5); break;
+        case '3': o->ooo_share = num_arg("--out-of-order", optarg, 0, 0.5); break;
+        case '4': o->invalid_share = num_arg("--invalid", optarg, 0, 0.5); break;
         case 's': o->seed = (uint64_t)num_arg("--seed", optarg, 0, 1e15); break;
         case 'a': o->accounts = (int)num_arg("--accounts", optarg, 1, 1e7); break;
         case 'b': o->batch = (int)num_arg("--batch", optarg, 1, 2500); break;
@@ -207,6 +332,7 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
         }
         }
     }
+    if (o->truth && o->days == 0) cs_die_usage(cmd, "--truth needs --days (the world mode)");
     if (optind < argc) {
         char why[160];
         snprintf(why, sizeof why, "unexpected argument \"%.40s\" (see crmstream %s --help)", argv[optind], cmd);
@@ -216,20 +342,30 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
 
 int cs_cmd_simulate(int argc, char **argv)
 {
-    cs_sim_opts o = {.target = "http://127.0.0.1:8080", .rate = 1000, .duration = 10, .seed = 1, .accounts = 200,
-                     .batch = 20, .progress = isatty(STDERR_FILENO)};
+    cs_sim_opts o = {.target = "http://127.0.0.1:8080", .rate = 1000, .duration = 10, .seed = 1, .accounts = 0,
+                     .batch = 20, .progress = isatty(STDERR_FILENO), .dup_share = 0.02, .ooo_share = 0.05,
+                     .late_share = 0.005, .invalid_share = 0.005};
     cs_sim_parse(argc, argv, &o, "simulate", sim_usage);
+    if (o.accounts == 0) o.accounts = o.days ? 500 : 200;
+    if (o.days && o.rate == 1000) o.rate = 20000; /* compressed time: as fast as the server takes it */
     cs_sim_result r;
-    if (cs_sim_run(&o, &r) != 0) {
+    int rc = cs_sim_run(&o, &r);
+    if (rc == -2) {
+        cs_fail(o.truth, "cannot write the truth file");
+        return 1;
+    }
+    if (rc != 0) {
         char why[256];
         snprintf(why, sizeof why, "cannot reach %s (is `crmstream serve` running?)", o.target);
         cs_fail("simulate", why);
         return 1;
     }
-    printf("{\"sent\":%llu,\"acked\":%llu,\"rejected\":%llu,\"failed\":%llu,\"leads_acked\":%llu,"
+    printf("{\"sent\":%llu,\"acked\":%llu,\"duplicates\":%llu,\"rejected\":%llu,\"failed\":%llu,"
+           "\"sent_invalid\":%llu,\"sent_duplicate\":%llu,\"leads_acked\":%llu,"
            "\"requests\":%llu,\"request_errors\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f}\n",
-           (unsigned long long)r.sent, (unsigned long long)r.acked, (unsigned long long)r.rejected,
-           (unsigned long long)r.failed, (unsigned long long)r.leads_acked, (unsigned long long)r.requests,
+           (unsigned long long)r.sent, (unsigned long long)r.acked, (unsigned long long)r.duplicates,
+           (unsigned long long)r.rejected, (unsigned long long)r.failed, (unsigned long long)r.sent_invalid,
+           (unsigned long long)r.sent_duplicate, (unsigned long long)r.leads_acked, (unsigned long long)r.requests,
            (unsigned long long)r.request_errors, r.elapsed_s, (double)r.acked / (r.elapsed_s > 0 ? r.elapsed_s : 1));
     return r.request_errors ? 1 : 0;
 }

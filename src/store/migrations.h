@@ -13,5 +13,8 @@ struct cs_migration {
 
 extern const struct cs_migration cs_sqlite_migrations[];
 extern const int cs_sqlite_migrations_count;
+/* PostgreSQL has its own list with the same numbering and meaning. */
+extern const struct cs_migration cs_postgres_migrations[];
+extern const int cs_postgres_migrations_count;
 
 #endif

@@ -14,11 +14,12 @@
 #include "core/logging.h"
 #include "core/util.h"
 #include "store/migrations.h"
+#include "store/objects.h"
 #include "store/store.h"
 
 enum {
     W_BEGIN, W_COMMIT, W_ROLLBACK, W_OFF_GET, W_OFF_SET, W_CNT_GET, W_CNT_SET, W_LEAD_INS,
-    W_AUDIT_INS, W_COUNT
+    W_AUDIT_INS, W_SIG_HIST, W_SIG_SET, W_COUNT
 };
 static const char *const wsql[W_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -36,25 +37,45 @@ static const char *const wsql[W_COUNT] = {
                    " ON CONFLICT DO NOTHING",
     [W_AUDIT_INS] = "INSERT INTO audit(object,object_id,field,old_value,new_value,cause_event_id,"
                     "partition,offset,rule_id,at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [W_SIG_HIST] = "INSERT INTO signal_history(account_id,name,value,at,cause_event_id,partition,\"offset\",rule_id)"
+                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT DO NOTHING",
+    [W_SIG_SET] = "INSERT INTO signals(account_id,name,value,at,cause_event_id,partition,\"offset\",rule_id)"
+                  " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(account_id,name) DO UPDATE SET"
+                  " value=excluded.value,at=excluded.at,cause_event_id=excluded.cause_event_id,"
+                  "partition=excluded.partition,\"offset\"=excluded.\"offset\",rule_id=excluded.rule_id",
 };
 
-enum { R_LEAD_GET, R_LEAD_LIST, R_LEAD_BY_OWNER, R_COUNT };
+enum { R_LEAD_GET, R_LEAD_LIST, R_LEAD_BY_OWNER, R_SIG_LIST, R_SIG_HIST, R_AUDIT_LIST, R_COUNT };
+#define SIG_COLS "account_id,name,value,at,cause_event_id,partition,\"offset\",rule_id"
 #define LEAD_COLS "seq,id,event_id,account_id,email,company,country,source,employee_count,status," \
                   "owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset"
 static const char *const rsql[R_COUNT] = {
     [R_LEAD_GET] = "SELECT " LEAD_COLS " FROM leads WHERE id=?1",
     [R_LEAD_LIST] = "SELECT " LEAD_COLS " FROM leads WHERE seq>?1 ORDER BY seq LIMIT ?2",
     [R_LEAD_BY_OWNER] = "SELECT owner, count(*) FROM leads GROUP BY owner ORDER BY owner",
+    [R_SIG_LIST] = "SELECT 0," SIG_COLS " FROM signals WHERE account_id=?1 ORDER BY name",
+    [R_SIG_HIST] = "SELECT seq," SIG_COLS " FROM signal_history WHERE account_id=?1 AND name=?2 AND seq>?3"
+                   " ORDER BY seq LIMIT ?4",
+    [R_AUDIT_LIST] = "SELECT seq,object,object_id,field,old_value,new_value,cause_event_id,partition,offset,"
+                     "rule_id,at FROM audit WHERE object=?1 AND (?2 IS NULL OR object_id=?2) AND seq>?3"
+                     " ORDER BY seq LIMIT ?4",
 };
+
+/* Per-object statements, built from the object table (objects.c). */
+enum { O_LOAD, O_UPSERT, O_INSERT, O_WCOUNT };
+enum { O_GET, O_LIST, O_RCOUNT };
 
 struct sq {
     sqlite3        *w, *r;
     sqlite3_stmt   *ws[W_COUNT], *rs[R_COUNT];
+    sqlite3_stmt   *ow[CS_OBJ_COUNT][O_WCOUNT], *or[CS_OBJ_COUNT][O_RCOUNT];
     pthread_mutex_t rmu;
 };
 
 static int fail(cs_store *st, sqlite3 *db, const char *what)
 {
+    int code = sqlite3_errcode(db) & 0xff;
+    st->retriable = code == SQLITE_BUSY || code == SQLITE_LOCKED;
     snprintf(st->errmsg, sizeof st->errmsg, "%s: %s", what, sqlite3_errmsg(db));
     cs_error("store", "sqlite error", "\"what\":\"%s\",\"error\":\"%s\"", what, sqlite3_errmsg(db));
     return -1;
@@ -262,6 +283,217 @@ static int sq_by_owner(cs_store *st, void (*cb)(const char *, int64_t, void *), 
     return ret;
 }
 
+/* ---- CRM objects ------------------------------------------------------ */
+
+static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(s, i);
+}
+
+static void reset(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+static int sq_obj_load(cs_store *st, int obj, const char *id, char **vals)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ow[obj][O_LOAD];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s), ret = 0;
+    if (rc == SQLITE_ROW) {
+        for (int i = 0; i < cs_objdefs[obj].ncols; i++) {
+            const unsigned char *t = sqlite3_column_text(s, i);
+            vals[i] = t ? cs_strdup((const char *)t) : NULL;
+        }
+        ret = 1;
+    } else if (rc != SQLITE_DONE) {
+        ret = fail(st, q->w, "object load");
+    }
+    reset(s);
+    return ret;
+}
+
+static int sq_obj_save(cs_store *st, int obj, const char *const *vals, int insert_only)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ow[obj][insert_only ? O_INSERT : O_UPSERT];
+    for (int i = 0; i < cs_objdefs[obj].ncols; i++) bind_text_or_null(s, i + 1, vals[i]);
+    if (step_done(st, s, "object save")) return -1;
+    return sqlite3_changes(q->w) > 0 ? 1 : 0;
+}
+
+static const struct cs_obj_prims sq_prims = {sq_obj_load, sq_obj_save};
+
+static int sq_obj_upsert(cs_store *st, int obj, const char *id, const cs_kv *kv, size_t n, const cs_cause *c)
+{
+    return cs_obj_write(st, &sq_prims, obj, id, kv, n, c, 0);
+}
+
+static int sq_obj_insert(cs_store *st, int obj, const char *id, const cs_kv *kv, size_t n, const cs_cause *c)
+{
+    return cs_obj_write(st, &sq_prims, obj, id, kv, n, c, 1);
+}
+
+static void bind_cause(sqlite3_stmt *s, const char *acc, const char *name, double v, const cs_cause *c)
+{
+    sqlite3_bind_text(s, 1, acc, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 3, v);
+    bind_text_or_null(s, 4, c->at);
+    sqlite3_bind_text(s, 5, c->event_id ? c->event_id : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 6, c->partition);
+    sqlite3_bind_int64(s, 7, c->offset);
+    bind_text_or_null(s, 8, c->rule_id);
+}
+
+static int sq_signal_set(cs_store *st, const char *acc, const char *name, double v, const cs_cause *c)
+{
+    struct sq *q = st->impl;
+    bind_cause(q->ws[W_SIG_HIST], acc, name, v, c);
+    if (step_done(st, q->ws[W_SIG_HIST], "signal history")) return -1;
+    if (sqlite3_changes(q->w) == 0) return 0; /* this event was recorded already */
+    bind_cause(q->ws[W_SIG_SET], acc, name, v, c);
+    return step_done(st, q->ws[W_SIG_SET], "signal set") ? -1 : 1;
+}
+
+/* Reader side: every read holds the reader mutex. */
+
+static int emit_rows(cs_store *st, sqlite3_stmt *s, int obj, cs_row_cb cb, void *arg, const char *what)
+{
+    struct sq *q = st->impl;
+    const cs_objdef *d = &cs_objdefs[obj];
+    const char *vals[CS_OBJ_MAXCOLS];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        for (int i = 0; i < d->ncols; i++) vals[i] = (const char *)sqlite3_column_text(s, i + 1);
+        cs_row row = {d, sqlite3_column_int64(s, 0), vals};
+        n++;
+        if (cb(&row, arg)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->r, what);
+    reset(s);
+    return n;
+}
+
+static int sq_obj_get(cs_store *st, int obj, const char *id, cs_row_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->or[obj][O_GET];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    int n = emit_rows(st, s, obj, cb, arg, "object get");
+    pthread_mutex_unlock(&q->rmu);
+    return n < 0 ? -1 : n == 0 ? 1 : 0;
+}
+
+static int sq_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
+                       void *arg)
+{
+    struct sq *q = st->impl;
+    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
+    const cs_objdef *d = &cs_objdefs[obj];
+    const char *params[CS_OBJ_MAXCOLS];
+    if (cs_obj_filter_params(st, d, f, nf, params)) return -1;
+    int nfl = cs_obj_nfilters(d);
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->or[obj][O_LIST];
+    sqlite3_bind_int64(s, 1, after);
+    for (int k = 0; k < nfl; k++)
+        if (params[k]) sqlite3_bind_text(s, k + 2, params[k], -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, nfl + 2, limit);
+    int n = emit_rows(st, s, obj, cb, arg, "object list");
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int emit_signals(cs_store *st, sqlite3_stmt *s, cs_signal_cb cb, void *arg, const char *what)
+{
+    struct sq *q = st->impl;
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cs_signal g = {
+            .seq = sqlite3_column_int64(s, 0),
+            .account_id = (const char *)sqlite3_column_text(s, 1),
+            .name = (const char *)sqlite3_column_text(s, 2),
+            .value = sqlite3_column_double(s, 3),
+            .at = (const char *)sqlite3_column_text(s, 4),
+            .cause_event_id = (const char *)sqlite3_column_text(s, 5),
+            .partition = sqlite3_column_int(s, 6),
+            .offset = sqlite3_column_int64(s, 7),
+            .rule_id = (const char *)sqlite3_column_text(s, 8),
+        };
+        n++;
+        if (cb(&g, arg)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->r, what);
+    reset(s);
+    return n;
+}
+
+static int sq_signal_list(cs_store *st, const char *acc, cs_signal_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->rs[R_SIG_LIST];
+    sqlite3_bind_text(s, 1, acc, -1, SQLITE_TRANSIENT);
+    int n = emit_signals(st, s, cb, arg, "signal list");
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int sq_signal_history(cs_store *st, const char *acc, const char *name, int64_t after, int limit,
+                             cs_signal_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->rs[R_SIG_HIST];
+    sqlite3_bind_text(s, 1, acc, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, after);
+    sqlite3_bind_int(s, 4, limit);
+    int n = emit_signals(st, s, cb, arg, "signal history");
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int sq_audit_list(cs_store *st, const char *object, const char *object_id, int64_t after, int limit,
+                         cs_audit_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->rs[R_AUDIT_LIST];
+    sqlite3_bind_text(s, 1, object, -1, SQLITE_TRANSIENT);
+    if (object_id) sqlite3_bind_text(s, 2, object_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, after);
+    sqlite3_bind_int(s, 4, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cs_audit a = {
+            .seq = sqlite3_column_int64(s, 0),
+            .object = (const char *)sqlite3_column_text(s, 1),
+            .object_id = (const char *)sqlite3_column_text(s, 2),
+            .field = (const char *)sqlite3_column_text(s, 3),
+            .old_value = (const char *)sqlite3_column_text(s, 4),
+            .new_value = (const char *)sqlite3_column_text(s, 5),
+            .cause_event_id = (const char *)sqlite3_column_text(s, 6),
+            .partition = sqlite3_column_int(s, 7),
+            .offset = sqlite3_column_int64(s, 8),
+            .rule_id = (const char *)sqlite3_column_text(s, 9),
+            .at = (const char *)sqlite3_column_text(s, 10),
+        };
+        n++;
+        if (cb(&a, arg)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->r, "audit list");
+    reset(s);
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
 static void sq_close(cs_store *st)
 {
     if (!st) return;
@@ -269,6 +501,10 @@ static void sq_close(cs_store *st)
     if (q) {
         for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(q->ws[i]);
         for (int i = 0; i < R_COUNT; i++) sqlite3_finalize(q->rs[i]);
+        for (int o = 0; o < CS_OBJ_COUNT; o++) {
+            for (int i = 0; i < O_WCOUNT; i++) sqlite3_finalize(q->ow[o][i]);
+            for (int i = 0; i < O_RCOUNT; i++) sqlite3_finalize(q->or[o][i]);
+        }
         sqlite3_close(q->w);
         sqlite3_close(q->r);
         pthread_mutex_destroy(&q->rmu);
@@ -291,6 +527,14 @@ static const struct cs_store_ops sqlite_ops = {
     .lead_get = sq_lead_get,
     .lead_list = sq_lead_list,
     .lead_count_by_owner = sq_by_owner,
+    .obj_upsert = sq_obj_upsert,
+    .obj_insert = sq_obj_insert,
+    .signal_set = sq_signal_set,
+    .obj_get = sq_obj_get,
+    .obj_list = sq_obj_list,
+    .signal_list = sq_signal_list,
+    .signal_history = sq_signal_history,
+    .audit_list = sq_audit_list,
     .close = sq_close,
 };
 
@@ -370,6 +614,23 @@ cs_store *cs_store_sqlite_open(const char *path, char *err, size_t errlen)
             snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(q->r));
             goto fail;
         }
+    for (int o = 0; o < CS_OBJ_COUNT; o++) {
+        const cs_objdef *d = &cs_objdefs[o];
+        char *sql[O_WCOUNT + O_RCOUNT] = {cs_obj_sql_load(d, '?'), cs_obj_sql_save(d, '?', 0),
+                                          cs_obj_sql_save(d, '?', 1), cs_obj_sql_get(d, '?'),
+                                          cs_obj_sql_list(d, '?')};
+        int bad = 0;
+        for (int i = 0; i < O_WCOUNT + O_RCOUNT; i++) {
+            sqlite3 *db = i < O_WCOUNT ? q->w : q->r;
+            sqlite3_stmt **slot = i < O_WCOUNT ? &q->ow[o][i] : &q->or[o][i - O_WCOUNT];
+            if (!bad && sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+                snprintf(err, errlen, "prepare %s: %s", d->table, sqlite3_errmsg(db));
+                bad = 1;
+            }
+            free(sql[i]);
+        }
+        if (bad) goto fail;
+    }
     return st;
 fail:
     sq_close(st);

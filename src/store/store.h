@@ -1,7 +1,7 @@
 /*
  * store — the CRM store interface (a struct of function pointers, like the
- * bus) and the objects it holds. Backends: sqlite (default); postgres comes
- * with its issue.
+ * bus) and the objects it holds. Backends: sqlite (default, sqlite.c) and
+ * postgres (postgres.c), chosen by the `store` config key (cs_store_open).
  *
  * Owns CRM state, the pipeline's authoritative offsets and the audit trail.
  * The pipeline is the only writer, one transaction per batch; HTTP handlers
@@ -46,7 +46,105 @@ typedef struct cs_audit {
     int64_t     offset;
     const char *rule_id;
     const char *at;           /* event or log time, RFC 3339 */
+    int64_t     seq;          /* set on read: the list cursor */
 } cs_audit;
+
+/* Why a change happened (design brief principle 9): recorded on every audit
+ * row an object write makes. */
+typedef struct cs_cause {
+    const char *event_id;
+    int         partition;
+    int64_t     offset;
+    const char *rule_id;      /* NULL when no rule decided it (e.g. an admin event) */
+    const char *at;           /* event or log time, RFC 3339 */
+} cs_cause;
+
+/* ---- CRM objects ------------------------------------------------------
+ * Accounts, contacts, reps, tasks and alerts are declared once, as a table
+ * (objects.c), and written and read generically: a write names the columns
+ * it sets as text (cs_kv), a read hands back every column as text (cs_row).
+ * Both backends build their prepared statements from the same table, so the
+ * two schemas cannot drift and the REST layer serialises any object. */
+enum cs_col_type {
+    CS_COL_TEXT,
+    CS_COL_REAL,   /* finite number */
+    CS_COL_INT,    /* 64-bit integer */
+    CS_COL_BOOL,   /* stored as INT 0/1 */
+    CS_COL_JSON,   /* a JSON object or array, stored as its text */
+};
+enum { CS_COL_FILTER = 1, /* usable as an equality filter in lists */
+       CS_COL_RO = 2      /* not writable through the REST API (derived, or set from the cause) */ };
+
+typedef struct cs_col {
+    const char      *name;
+    enum cs_col_type type;
+    int              flags;
+} cs_col;
+
+#define CS_OBJ_MAXCOLS 32   /* most columns an object has (checked at compile time) */
+
+typedef struct cs_objdef {
+    const char   *name;    /* "account": the audit `object` and the API's name */
+    const char   *table;   /* "accounts" */
+    const cs_col *cols;    /* cols[0] is "id"; every table also has seq (insertion order) */
+    int           ncols;
+} cs_objdef;
+
+enum cs_obj { CS_OBJ_ACCOUNT, CS_OBJ_CONTACT, CS_OBJ_REP, CS_OBJ_TASK, CS_OBJ_ALERT, CS_OBJ_COUNT };
+extern const cs_objdef cs_objdefs[CS_OBJ_COUNT];
+
+/* The object named name ("account"), or -1. */
+int cs_obj_find(const char *name);
+/* Index of column name in def, or -1. */
+int cs_obj_col(const cs_objdef *def, const char *name);
+
+/* One column's new value, as text; value NULL sets SQL NULL. */
+typedef struct cs_kv {
+    const char *name;
+    const char *value;
+} cs_kv;
+
+/* Check a write before it is made: known, distinct, non-id columns and
+ * values of the column's type. 0, or -1 with "field: why" in err and the
+ * offending column in *field (borrowed from def or kv). Pure: the pipeline
+ * uses it to skip a poison admin event, the API to answer 400/422. */
+int cs_obj_check(const cs_objdef *def, const char *id, const cs_kv *kv, size_t n, char *err,
+                 size_t errlen, const char **field);
+
+/* The columns of a JSON object (an API body, an admin event's properties) as
+ * a write: strings for TEXT, numbers for REAL/INT (INT integral), true/false
+ * for BOOL, objects/arrays for JSON, null clears. `id` is skipped (it names
+ * the object), CS_COL_RO columns are refused unless allow_ro. Returns the
+ * number of kv filled (at most max; the values are malloc'd: free them with
+ * cs_obj_kv_free), or -1 with "why" in err and the column in *field. */
+struct cJSON;
+int cs_obj_kv_from_json(const cs_objdef *def, const struct cJSON *obj, int allow_ro, cs_kv *kv, size_t max,
+                        char *err, size_t errlen, const char **field);
+void cs_obj_kv_free(cs_kv *kv, int n);
+
+/* A row handed to a read callback: vals[def->ncols] as text (NULL = null),
+ * valid only during the callback. */
+typedef struct cs_row {
+    const cs_objdef   *def;
+    int64_t            seq;
+    const char *const *vals;
+} cs_row;
+typedef int (*cs_row_cb)(const cs_row *row, void *arg);
+
+/* A signal value (current, or one history step). */
+typedef struct cs_signal {
+    int64_t     seq;            /* history only: the list cursor */
+    const char *account_id;
+    const char *name;
+    double      value;
+    const char *at;             /* event time of the cause */
+    const char *cause_event_id;
+    int         partition;
+    int64_t     offset;
+    const char *rule_id;
+} cs_signal;
+typedef int (*cs_signal_cb)(const cs_signal *s, void *arg);
+typedef int (*cs_audit_cb)(const cs_audit *a, void *arg);
 
 /* Leads list callback; return non-zero to stop. */
 typedef int (*cs_lead_cb)(const cs_lead *lead, void *arg);
@@ -69,6 +167,24 @@ struct cs_store_ops {
      * applied (no-op), -1 on error. */
     int (*lead_insert)(cs_store *st, const cs_lead *lead);
     int (*audit_insert)(cs_store *st, const cs_audit *a);
+    /* Insert or update object obj (enum cs_obj) id: the columns in kv take
+     * their values, the others keep theirs (NULL on a new object). Writes one
+     * audit row per changed field (a new object also gets an "id" row) with
+     * the cause, in the caller's transaction. Returns the number of audit
+     * rows written, 0 when nothing changed (a repeated event), -1 on error.
+     * Alerts: columns cause_event_id, partition, offset, rule_id, at are
+     * filled from the cause when kv does not set them. */
+    int (*obj_upsert)(cs_store *st, int obj, const char *id, const cs_kv *kv, size_t n,
+                      const cs_cause *cause);
+    /* Insert only when no row has the same id or other UNIQUE key (alerts:
+     * dedupe_key). 1 inserted (audited like an upsert), 0 existed, -1 error. */
+    int (*obj_insert)(cs_store *st, int obj, const char *id, const cs_kv *kv, size_t n,
+                      const cs_cause *cause);
+    /* Set a signal's current value and record one history row per cause
+     * event (UNIQUE account, name, cause event). 1 recorded, 0 this event was
+     * already recorded (nothing changed), -1 error. */
+    int (*signal_set)(cs_store *st, const char *account_id, const char *name, double value,
+                      const cs_cause *cause);
 
     /* Reader side (any thread). */
     /* 0 found, 1 not found, -1 error. */
@@ -78,6 +194,20 @@ struct cs_store_ops {
     /* Count leads per owner: calls cb(owner, count). */
     int (*lead_count_by_owner)(cs_store *st, void (*cb)(const char *owner, int64_t n, void *arg),
                                void *arg);
+    /* 0 found (cb called once), 1 not found, -1 error. */
+    int (*obj_get)(cs_store *st, int obj, const char *id, cs_row_cb cb, void *arg);
+    /* Rows with seq > after in insertion order, at most limit, matching every
+     * filter (column = value; only CS_COL_FILTER columns). Count or -1. */
+    int (*obj_list)(cs_store *st, int obj, int64_t after, int limit, const cs_kv *filters,
+                    size_t nfilters, cs_row_cb cb, void *arg);
+    /* Current signals of an account, by name. Count or -1. */
+    int (*signal_list)(cs_store *st, const char *account_id, cs_signal_cb cb, void *arg);
+    /* History of one signal, seq > after, oldest first. Count or -1. */
+    int (*signal_history)(cs_store *st, const char *account_id, const char *name, int64_t after,
+                          int limit, cs_signal_cb cb, void *arg);
+    /* Audit rows of object (and object_id unless NULL), seq > after. Count or -1. */
+    int (*audit_list)(cs_store *st, const char *object, const char *object_id, int64_t after,
+                      int limit, cs_audit_cb cb, void *arg);
     void (*close)(cs_store *st);
 };
 
@@ -85,9 +215,20 @@ struct cs_store {
     const struct cs_store_ops *ops;
     void *impl;
     char  errmsg[256];   /* last error, for logs */
+    /* Set with every error: 1 when the same call may succeed later (lost
+     * connection, server restarting, lock timeout) — the pipeline rolls
+     * back, backs off and retries the batch; 0 when retrying cannot help. */
+    int   retriable;
 };
 
 /* Open the SQLite store at path, applying migrations. NULL with err filled. */
 cs_store *cs_store_sqlite_open(const char *path, char *err, size_t errlen);
+/* Open the PostgreSQL store at a libpq URI (postgresql://...), applying its
+ * migrations. NULL with err filled. */
+cs_store *cs_store_postgres_open(const char *uri, char *err, size_t errlen);
+/* Open what a `store` config value names: "sqlite:PATH" (a leading "DATA/"
+ * is data_dir), a postgresql:// or postgres:// URI; "" or NULL means
+ * sqlite:DATA/crm.sqlite. */
+cs_store *cs_store_open(const char *spec, const char *data_dir, char *err, size_t errlen);
 
 #endif
