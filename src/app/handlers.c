@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "metrics/catalog.h"
 
 static void h_healthz(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
@@ -37,21 +38,18 @@ static void h_segment(void *a, const cs_http_req *req, cs_http_resp *resp)
                                      &resp->retry_after);
 }
 
-/* Prometheus text 0.0.4: the ingest counters and the dedupe window's size. */
+/* Prometheus text 0.0.4: the registry (src/metrics/catalog.h), then the
+ * ingest request counters and the dedupe window's size. */
 static void h_metrics(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     (void)req;
     cs_app *app = a;
     cs_ingest *ing = &app->ingest;
+    cs_metrics_render(&resp->body);
     static const struct {
         const char *name, *help;
         size_t      off;
     } counters[] = {
-        {"crmstream_ingest_events_accepted_total", "Events appended to the log.", offsetof(cs_ingest, accepted)},
-        {"crmstream_ingest_events_duplicate_total", "Events acknowledged as duplicates inside the dedupe window.",
-         offsetof(cs_ingest, duplicates)},
-        {"crmstream_ingest_events_rejected_total", "Events rejected by validation or as id conflicts.",
-         offsetof(cs_ingest, rejected)},
         {"crmstream_ingest_requests_failed_total", "Ingest requests answered with a whole-request error.",
          offsetof(cs_ingest, requests_failed)},
         {"crmstream_ingest_unauthorized_total", "Ingest requests with a missing or unknown write key.",

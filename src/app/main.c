@@ -7,11 +7,9 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "core/version.h"
 #include "metrics/catalog.h"
 
-#ifndef CS_VERSION
-#define CS_VERSION "0.1.0"
-#endif
 
 static const char usage[] =
     "usage: crmstream COMMAND [OPTIONS]\n"

@@ -47,6 +47,7 @@ typedef struct cs_batch_item {
     size_t   off, len;       /* canonical bytes in vals */
     char     key[160];       /* partition key */
     uint64_t id[2], payload;
+    const char *type_label;  /* metrics label: seed type or "custom" */
 } cs_batch_item;
 
 typedef struct cs_batch {

@@ -13,6 +13,7 @@
 #include "ingest/batch.h"
 #include "ingest/body.h"
 #include "ingest/jsoncheck.h"
+#include "metrics/catalog.h"
 
 /* ------------------------------------------------------------ set-up */
 
@@ -40,6 +41,7 @@ static int on_rebuild_rec(const cs_rec *rec, void *arg)
 int cs_ingest_init(cs_ingest *ing, cs_bus *bus, const cs_config *cfg, char *err, size_t errlen)
 {
     memset(ing, 0, sizeof *ing);
+    cs_metrics_catalog_init();
     ing->bus = bus;
     ing->cfg = cfg;
     cs_auth_init(&ing->auth, cfg);
@@ -178,6 +180,9 @@ void cs_batch_init(cs_batch *b, cs_ingest *ing, const char *source, const char *
     b->meta.received_us = received_us;
     b->id_field = id_field;
     b->total = total;
+    char l[64];
+    snprintf(l, sizeof l, "source=\"%s\"", source);
+    cs_metric_inc(cs_m.events_received, l, total);
     cs_buf_init(&b->vals);
     cs_buf_init(&b->rej);
 }
@@ -192,6 +197,9 @@ void cs_batch_free(cs_batch *b)
 
 void cs_batch_reject(cs_batch *b, size_t index, const cs_verr *err)
 {
+    char l[128];
+    snprintf(l, sizeof l, "source=\"%s\",reason=\"%s\"", b->meta.source, err->code);
+    cs_metric_inc(cs_m.events_rejected, l, 1);
     if (b->nrej++ == 0) b->first = *err;
     cs_buf_printf(&b->rej, "%s{\"index\":%zu,\"code\":", b->nrej > 1 ? "," : "", index);
     cs_buf_json_str(&b->rej, err->code);
@@ -256,6 +264,7 @@ void cs_batch_add(cs_batch *b, size_t index, const cJSON *obj, int has_client_ts
         goto reject;
     }
     it->index = index;
+    it->type_label = cs_metrics_type_label(ev.type);
     it->off = start;
     it->len = b->vals.len - start;
     const char *key = cs_event_key(&ev, it->key, sizeof it->key);
@@ -290,6 +299,7 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
     cs_msg *msgs = cs_malloc((b->n ? b->n : 1) * sizeof *msgs);
     uint64_t(*claimed)[2] = cs_malloc((b->n ? b->n : 1) * sizeof *claimed);
     size_t *todo = cs_malloc((b->n ? b->n : 1) * sizeof *todo), ntodo = b->n;
+    const char **types = cs_malloc((b->n ? b->n : 1) * sizeof *types);
     for (size_t i = 0; i < b->n; i++) todo[i] = i;
     uint32_t owner = d ? cs_dedupe_owner(d) : 0;
     uint32_t now_s = (uint32_t)(b->meta.received_us / 1000000);
@@ -301,6 +311,7 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
             cs_batch_item *it = &b->items[todo[t]];
             enum cs_dd_result r = d ? cs_dedupe_claim(d, it->id, it->payload, now_s, owner) : CS_DD_NEW;
             if (r == CS_DD_NEW) {
+                types[nmsg] = it->type_label;
                 memcpy(claimed[nmsg], it->id, sizeof it->id);
                 msgs[nmsg++] = (cs_msg){.key = it->key, .key_len = strlen(it->key), .value = b->vals.data + it->off,
                                         .value_len = it->len, .ts_us = b->meta.received_us};
@@ -316,7 +327,15 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
                 todo[nbusy++] = todo[t];
             }
         }
-        if (nmsg && ing->bus->ops->produce(ing->bus, CS_TOPIC_EVENTS, msgs, nmsg) != 0) {
+        int64_t t0 = cs_mono_us();
+        int prc = nmsg ? ing->bus->ops->produce(ing->bus, CS_TOPIC_EVENTS, msgs, nmsg) : 0;
+        if (nmsg && prc == 0) {
+            size_t bytes = 0;
+            for (size_t k = 0; k < nmsg; k++) bytes += msgs[k].value_len + msgs[k].key_len;
+            cs_hist_observe(cs_metric_series(cs_m.log_append_seconds, NULL), (double)(cs_mono_us() - t0) / 1e6);
+            cs_metric_inc(cs_m.log_append_bytes, NULL, bytes);
+        }
+        if (nmsg && prc != 0) {
             if (d) cs_dedupe_resolve(d, owner, (const uint64_t(*)[2])claimed, nmsg, 0);
             cs_error("ingest", "append to the log failed; nothing acknowledged", "\"error\":\"%s\"", strerror(errno));
             *retry_after = 1;
@@ -325,12 +344,22 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
             goto out;
         }
         if (d && nmsg) cs_dedupe_resolve(d, owner, (const uint64_t(*)[2])claimed, nmsg, 1);
+        for (size_t k = 0; k < nmsg; k++) {
+            char l[96];
+            snprintf(l, sizeof l, "source=\"%s\",type=\"%s\"", b->meta.source, types[k]);
+            cs_metric_inc(cs_m.events_accepted, l, 1);
+        }
         accepted += nmsg;
         ntodo = nbusy;
         for (size_t t = 0; t < ntodo; t++) cs_dedupe_wait(d, b->items[todo[t]].id, 10000);
     }
     __atomic_add_fetch(&ing->accepted, accepted, __ATOMIC_RELAXED);
     __atomic_add_fetch(&ing->duplicates, dups, __ATOMIC_RELAXED);
+    if (dups) {
+        char l[64];
+        snprintf(l, sizeof l, "source=\"%s\"", b->meta.source);
+        cs_metric_inc(cs_m.events_duplicate, l, dups);
+    }
     __atomic_add_fetch(&ing->rejected, b->nrej, __ATOMIC_RELAXED);
     cs_buf_reset(resp);
     if (b->total == 1 && conflicts == 1) {
@@ -352,5 +381,6 @@ out:
     free(msgs);
     free(claimed);
     free(todo);
+    free(types);
     return status;
 }

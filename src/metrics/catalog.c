@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "core/version.h"
+
 cs_metrics_catalog cs_m;
 
 /* Latency buckets: 100 µs .. 10 s. */
@@ -43,7 +45,7 @@ static const struct def defs[] = {
     {&cs_m.build_info, "crmstream_build_info", CS_GAUGE, "version", "Always 1; the version is in the label."},
 };
 
-void cs_metrics_catalog_init(const char *version)
+void cs_metrics_catalog_init(void)
 {
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         const struct def *d = &defs[i];
@@ -52,7 +54,7 @@ void cs_metrics_catalog_init(const char *version)
                                          : cs_metric_histogram(d->name, d->help, lat_buckets, NLAT);
     }
     char l[96];
-    snprintf(l, sizeof l, "version=\"%s\"", version);
+    snprintf(l, sizeof l, "version=\"%s\"", CS_VERSION);
     cs_gauge_set(cs_metric_series(cs_m.build_info, l), 1);
 }
 

@@ -27,8 +27,9 @@ typedef struct cs_metrics_catalog {
 
 extern cs_metrics_catalog cs_m;
 
-/* Register the catalog (idempotent). */
-void cs_metrics_catalog_init(const char *version);
+/* Register the catalog (idempotent: families are found by name). Every
+ * component that updates cs_m calls it in its init. */
+void cs_metrics_catalog_init(void);
 
 /* The label value for an event type: itself for the seed types, else "custom". */
 const char *cs_metrics_type_label(const char *type);

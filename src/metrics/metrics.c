@@ -81,6 +81,10 @@ cs_metric *cs_metric_histogram(const char *name, const char *help, const double 
 
 cs_series *cs_metric_series(cs_metric *m, const char *labels)
 {
+    /* A family not registered yet (a component used without its init):
+     * count into a sink rather than crash. */
+    static cs_series sink;
+    if (!m) return &sink;
     if (!labels) labels = "";
     size_t n = __atomic_load_n(&m->nseries, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < n; i++)
@@ -129,6 +133,7 @@ void cs_gauge_set(cs_series *s, double v)
 void cs_hist_observe(cs_series *s, double v)
 {
     const cs_metric *m = s->m;
+    if (!m) return;
     size_t b = 0;
     while (b < m->nbounds && v > m->bounds[b]) b++;
     if (b < m->nbounds) __atomic_add_fetch(&s->buckets[b], 1, __ATOMIC_RELAXED);

@@ -32,7 +32,8 @@ cs_metric *cs_metric_counter(const char *name, const char *help);
 cs_metric *cs_metric_gauge(const char *name, const char *help);
 cs_metric *cs_metric_histogram(const char *name, const char *help, const double *buckets, size_t nbuckets);
 
-/* The series with these labels (NULL or "" for none); created on first use. */
+/* The series with these labels (NULL or "" for none); created on first use.
+ * m == NULL (a family not registered yet) gives a sink series. */
 cs_series *cs_metric_series(cs_metric *m, const char *labels);
 
 void cs_counter_add(cs_series *s, uint64_t n);
