@@ -104,8 +104,7 @@ int cs_cmd_serve(int argc, char **argv)
     unlink(strcat(strcpy(err, dir), "/http.addr"));
 
     int64_t t0 = cs_mono_us();
-    app.bus = cs_bus_embedded_open(dir, app.cfg.partitions, app.cfg.fsync_policy, app.cfg.fsync_interval_ms, err,
-                                   sizeof err);
+    app.bus = cs_bus_embedded_open_cfg(dir, &app.cfg, err, sizeof err);
     if (!app.bus) {
         cs_fail("log", err);
         return 1;

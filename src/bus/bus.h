@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "log/plog.h"
+#include "core/config.h"
+#include "log/log.h"
+#include "log/record.h"
 
 /* Topics the product uses. */
 #define CS_TOPIC_EVENTS "events"
@@ -49,6 +51,18 @@ struct cs_bus_ops {
     /* Wake every waiter (shutdown). */
     void (*wakeup)(cs_bus *bus);
     void (*close)(cs_bus *bus);
+    /* First offset whose log-append time is >= ts_us (Kafka's
+     * ListOffsets by timestamp); the end offset when nothing is that new;
+     * -1 on error. */
+    int64_t (*offset_for_time)(cs_bus *bus, const char *topic, int partition, int64_t ts_us);
+    /* Durably store consumer group `group`'s next offset to consume on
+     * topic/partition (registering the group); 0, or -1 with errno. */
+    int (*commit)(cs_bus *bus, const char *group, const char *topic, int partition, int64_t next);
+    /* The group's committed next offset; -1 when the group has none. */
+    int64_t (*committed)(cs_bus *bus, const char *group, const char *topic, int partition);
+    /* First offset still kept (retention moves it; fetch below it starts
+     * there). */
+    int64_t (*start_offset)(cs_bus *bus, const char *topic, int partition);
 };
 
 struct cs_bus {
@@ -57,9 +71,18 @@ struct cs_bus {
     void *impl;
 };
 
-/* The embedded backend: topic directories under dir/log. */
+/* The embedded backend (src/log): topic directories under data_dir/log.
+ * Registers the consumer group "pipeline", so retention keeps what it has
+ * not committed. open_cfg takes every log.* key from cfg; open_opts takes
+ * log options directly (tests: tiny segments, an I/O table); open keeps the
+ * older signature with default segment and retention settings. NULL with a
+ * named error in err. */
+cs_bus *cs_bus_embedded_open_cfg(const char *data_dir, const cs_config *cfg, char *err, size_t errlen);
+cs_bus *cs_bus_embedded_open_opts(const char *data_dir, const cs_topic_opts *o, char *err, size_t errlen);
 cs_bus *cs_bus_embedded_open(const char *data_dir, int partitions, int fsync_policy,
                              int fsync_interval_ms, char *err, size_t errlen);
+/* The embedded backend's topic (stats, tests); NULL for another backend. */
+cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic);
 
 /* Partition of a key on this bus. */
 int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);

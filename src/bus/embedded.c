@@ -1,7 +1,7 @@
 /*
- * bus/embedded — the bus over the in-process log (src/log): one directory
- * per topic, one plog file per partition, a condition variable that wakes
- * consumers when anything becomes durable.
+ * bus/embedded — the bus over the in-process log (src/log/log.h): one
+ * topic directory per topic, a condition variable that wakes consumers when
+ * anything becomes durable.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,24 +14,18 @@
 #include "core/logging.h"
 #include "core/util.h"
 
-struct topic {
-    char     *name;
-    cs_plog **parts;
-};
-
 struct embedded {
-    struct topic    events;
-    int             nparts;
+    cs_topic       *events;
     pthread_mutex_t mu;
     pthread_cond_t  cond;
     uint64_t        seq;
     int             stopping;
 };
 
-static struct topic *find(cs_bus *bus, const char *topic)
+static cs_topic *find(cs_bus *bus, const char *topic)
 {
     struct embedded *e = bus->impl;
-    return strcmp(topic, e->events.name) == 0 ? &e->events : NULL;
+    return strcmp(topic, CS_TOPIC_EVENTS) == 0 ? e->events : NULL;
 }
 
 int cs_bus_partition(const cs_bus *bus, const char *key, size_t len)
@@ -39,22 +33,28 @@ int cs_bus_partition(const cs_bus *bus, const char *key, size_t len)
     return cs_partition_for(key, len, bus->partitions);
 }
 
+cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic)
+{
+    if (!bus || strcmp(bus->ops->name, "embedded") != 0) return NULL;
+    return find(bus, topic);
+}
+
 static int emb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
 {
     struct embedded *e = bus->impl;
-    struct topic *t = find(bus, topic);
+    cs_topic *t = find(bus, topic);
     if (!t) {
         errno = ENOENT;
         return -1;
     }
     /* Group the request's records by partition: one batch (one write, one
      * shared fsync) per partition touched. */
-    cs_rec *recs = cs_malloc(n * sizeof *recs);
-    size_t *idx = cs_malloc(n * sizeof *idx);
-    int rc = 0;
+    cs_rec *recs = cs_malloc((n ? n : 1) * sizeof *recs);
+    size_t *idx = cs_malloc((n ? n : 1) * sizeof *idx);
+    int rc = 0, err = 0;
     for (size_t i = 0; i < n; i++)
         msgs[i].partition = cs_bus_partition(bus, msgs[i].key, msgs[i].key_len);
-    for (int p = 0; p < e->nparts && rc == 0; p++) {
+    for (int p = 0; p < bus->partitions && rc == 0; p++) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             if (msgs[i].partition != p) continue;
@@ -63,8 +63,9 @@ static int emb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
             idx[k++] = i;
         }
         if (k == 0) continue;
-        if (cs_plog_append(t->parts[p], recs, k) != 0) {
+        if (cs_topic_append(t, p, recs, k) != 0) {
             rc = -1;
+            err = errno;
             break;
         }
         for (size_t j = 0; j < k; j++) msgs[idx[j]].offset = recs[j].offset;
@@ -75,22 +76,53 @@ static int emb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
     e->seq++;
     pthread_cond_broadcast(&e->cond);
     pthread_mutex_unlock(&e->mu);
+    errno = err;
     return rc;
 }
 
 static int emb_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, size_t max,
                      cs_rec_cb cb, void *arg)
 {
-    struct topic *t = find(bus, topic);
+    cs_topic *t = find(bus, topic);
     if (!t || partition < 0 || partition >= bus->partitions) return -1;
-    return cs_plog_read(t->parts[partition], from, max, cb, arg);
+    return cs_topic_read(t, partition, from, max, cb, arg);
 }
 
 static int64_t emb_end(cs_bus *bus, const char *topic, int partition)
 {
-    struct topic *t = find(bus, topic);
+    cs_topic *t = find(bus, topic);
     if (!t || partition < 0 || partition >= bus->partitions) return -1;
-    return cs_plog_end(t->parts[partition]);
+    return cs_topic_end(t, partition);
+}
+
+static int64_t emb_start(cs_bus *bus, const char *topic, int partition)
+{
+    cs_topic *t = find(bus, topic);
+    if (!t || partition < 0 || partition >= bus->partitions) return -1;
+    return cs_topic_start(t, partition);
+}
+
+static int64_t emb_offset_for_time(cs_bus *bus, const char *topic, int partition, int64_t ts_us)
+{
+    cs_topic *t = find(bus, topic);
+    if (!t || partition < 0 || partition >= bus->partitions) return -1;
+    return cs_topic_offset_for_time(t, partition, ts_us);
+}
+
+static int emb_commit(cs_bus *bus, const char *group, const char *topic, int partition, int64_t next)
+{
+    cs_topic *t = find(bus, topic);
+    if (!t) {
+        errno = ENOENT;
+        return -1;
+    }
+    return cs_topic_group_commit(t, group, partition, next);
+}
+
+static int64_t emb_committed(cs_bus *bus, const char *group, const char *topic, int partition)
+{
+    cs_topic *t = find(bus, topic);
+    return t ? cs_topic_group_committed(t, group, partition) : -1;
 }
 
 static uint64_t emb_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
@@ -123,9 +155,7 @@ static void emb_close(cs_bus *bus)
     if (!bus) return;
     struct embedded *e = bus->impl;
     if (e) {
-        for (int p = 0; e->events.parts && p < e->nparts; p++) cs_plog_close(e->events.parts[p]);
-        free(e->events.parts);
-        free(e->events.name);
+        cs_topic_close(e->events);
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cond);
         free(e);
@@ -141,35 +171,66 @@ static const struct cs_bus_ops embedded_ops = {
     .wait = emb_wait,
     .wakeup = emb_wakeup,
     .close = emb_close,
+    .offset_for_time = emb_offset_for_time,
+    .commit = emb_commit,
+    .committed = emb_committed,
+    .start_offset = emb_start,
 };
 
-cs_bus *cs_bus_embedded_open(const char *data_dir, int partitions, int policy, int interval_ms,
-                             char *err, size_t errlen)
+cs_bus *cs_bus_embedded_open_opts(const char *data_dir, const cs_topic_opts *o, char *err, size_t errlen)
 {
     cs_bus *bus = cs_calloc(1, sizeof *bus);
     struct embedded *e = cs_calloc(1, sizeof *e);
     bus->ops = &embedded_ops;
     bus->impl = e;
-    bus->partitions = partitions;
-    e->nparts = partitions;
+    bus->partitions = o->partitions;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cond, NULL);
-    e->events.name = cs_strdup(CS_TOPIC_EVENTS);
-    e->events.parts = cs_calloc((size_t)partitions, sizeof *e->events.parts);
-    char dir[4096], path[4200];
+    char dir[4200];
     snprintf(dir, sizeof dir, "%s/log/%s", data_dir, CS_TOPIC_EVENTS);
-    if (cs_mkdirs(dir, 0755) != 0) {
-        snprintf(err, errlen, "%s: mkdir: %s", dir, strerror(errno));
+    int64_t t0 = cs_mono_us();
+    e->events = cs_topic_open(dir, o, err, errlen);
+    if (!e->events) {
         emb_close(bus);
         return NULL;
     }
-    for (int p = 0; p < partitions; p++) {
-        snprintf(path, sizeof path, "%s/%05d.log", dir, p);
-        e->events.parts[p] = cs_plog_open(path, policy, interval_ms, err, errlen);
-        if (!e->events.parts[p]) {
-            emb_close(bus);
-            return NULL;
-        }
+    /* The pipeline's group is registered from the start, so retention
+     * never deletes what it has not committed (DESIGN-BRIEF §3.1). */
+    if (cs_topic_group_register(e->events, "pipeline") != 0) {
+        snprintf(err, errlen, "%s/groups/pipeline.off: %s", dir, strerror(errno));
+        emb_close(bus);
+        return NULL;
     }
+    cs_topic_stats st;
+    cs_topic_get_stats(e->events, -1, &st);
+    cs_info("log", "opened", "\"dir\":\"%s\",\"partitions\":%d,\"segments\":%lld,\"bytes\":%lld,"
+            "\"truncated_bytes\":%lld,\"indexes_rebuilt\":%lld,\"temp_removed\":%lld,\"ms\":%.1f",
+            dir, o->partitions, (long long)st.segments, (long long)st.bytes, (long long)st.truncated_bytes,
+            (long long)st.indexes_rebuilt, (long long)st.temp_removed, (double)(cs_mono_us() - t0) / 1000.0);
     return bus;
+}
+
+cs_bus *cs_bus_embedded_open_cfg(const char *data_dir, const cs_config *cfg, char *err, size_t errlen)
+{
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = cfg->partitions;
+    o.fsync_policy = cfg->fsync_policy;
+    o.fsync_interval_ms = cfg->fsync_interval_ms;
+    o.segment_bytes = cfg->segment_bytes;
+    o.index_interval = (uint32_t)cfg->index_interval_bytes;
+    o.retention_ms = cfg->retention_ms;
+    o.retention_bytes = cfg->retention_bytes;
+    return cs_bus_embedded_open_opts(data_dir, &o, err, errlen);
+}
+
+cs_bus *cs_bus_embedded_open(const char *data_dir, int partitions, int policy, int interval_ms,
+                             char *err, size_t errlen)
+{
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = partitions;
+    o.fsync_policy = policy;
+    o.fsync_interval_ms = interval_ms;
+    return cs_bus_embedded_open_opts(data_dir, &o, err, errlen);
 }

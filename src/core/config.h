@@ -36,6 +36,10 @@ typedef struct cs_config {
     char  *fsync;               /* log.fsync: always | interval:<ms> | never */
     int    fsync_policy;        /* parsed from fsync */
     int    fsync_interval_ms;
+    long   segment_bytes;       /* log.segment_bytes */
+    long   index_interval_bytes;/* log.index_interval_bytes */
+    long   retention_ms;        /* log.retention_ms (0 = no age limit) */
+    long   retention_bytes;     /* log.retention_bytes (per partition; 0 = no limit) */
     long   max_body_bytes;      /* ingest.max_body_bytes */
     long   max_event_bytes;     /* ingest.max_event_bytes */
     long   max_batch_events;    /* ingest.max_batch_events */

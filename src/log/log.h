@@ -38,9 +38,9 @@
 #define CS_LOG_IX_CACHE 4
 #define CS_LOG_GROUP_NAME_MAX 64
 
-typedef struct cs_log cs_log;
+typedef struct cs_topic cs_topic;
 
-typedef struct cs_log_opts {
+typedef struct cs_topic_opts {
     int              partitions;          /* must match the topic's metadata */
     int              fsync_policy;        /* enum cs_fsync_policy (core/config.h) */
     int              fsync_interval_ms;
@@ -50,57 +50,57 @@ typedef struct cs_log_opts {
     int64_t          retention_bytes;     /* per partition; 0: no limit */
     int              preallocate;         /* reserve segment_bytes at segment creation */
     const cs_io_ops *io;                  /* NULL: cs_io_real */
-} cs_log_opts;
+} cs_topic_opts;
 
 /* Defaults: 8 partitions, fsync always, 64 MiB segments, 4 KiB index
  * interval, 7 days, no byte limit, preallocate. */
-void cs_log_opts_default(cs_log_opts *o);
+void cs_topic_opts_default(cs_topic_opts *o);
 
 /* Open (creating when absent) the topic in dir and recover it. NULL with a
  * named error in err ("<file>: <why>") on failure. */
-cs_log *cs_log_open(const char *dir, const cs_log_opts *o, char *err, size_t errlen);
+cs_topic *cs_topic_open(const char *dir, const cs_topic_opts *o, char *err, size_t errlen);
 /* Syncs (weaker policies) and frees. NULL is fine. */
-void cs_log_close(cs_log *lg);
-int cs_log_partitions(const cs_log *lg);
+void cs_topic_close(cs_topic *lg);
+int cs_topic_partitions(const cs_topic *lg);
 
 /* Append n records to one partition as one batch. On 0 they are durable
  * under the policy and recs[i].offset is set. -1 with errno: EMSGSIZE (too
  * big), ENOSPC (no room for a new segment or a short write), EIO (the
  * partition is dead after a fatal error), other write errors. Nothing of a
  * failed batch is kept or acknowledged. */
-int cs_log_append(cs_log *lg, int partition, cs_rec *recs, size_t n);
+int cs_topic_append(cs_topic *lg, int partition, cs_rec *recs, size_t n);
 
 /* Read records with offset >= from (from the log start if lower), at most
  * max. Returns how many were delivered, or -1 on an I/O error or a damaged
- * batch (a named error is logged and kept in cs_log_errmsg). */
-int cs_log_read(cs_log *lg, int partition, int64_t from, size_t max, cs_rec_cb cb, void *arg);
+ * batch (a named error is logged and kept in cs_topic_errmsg). */
+int cs_topic_read(cs_topic *lg, int partition, int64_t from, size_t max, cs_rec_cb cb, void *arg);
 
 /* Next offset to be given (durable records only), and the first offset
  * still kept (retention moves it). */
-int64_t cs_log_end(cs_log *lg, int partition);
-int64_t cs_log_start(cs_log *lg, int partition);
+int64_t cs_topic_end(cs_topic *lg, int partition);
+int64_t cs_topic_start(cs_topic *lg, int partition);
 /* First offset whose batch's append time is >= ts_us; the end offset when
  * none is; the start offset when ts_us is before everything. -1 on error. */
-int64_t cs_log_offset_for_time(cs_log *lg, int partition, int64_t ts_us);
+int64_t cs_topic_offset_for_time(cs_topic *lg, int partition, int64_t ts_us);
 
 /* fdatasync every partition (interval/never policies, and at close). */
-int cs_log_sync(cs_log *lg);
+int cs_topic_sync(cs_topic *lg);
 
 /* Consumer groups. Names: [A-Za-z0-9._-], 1..64 chars. A group is
  * registered once its file exists; retention never deletes what a
  * registered group has not consumed, except when the byte budget forces it
  * (an error alert, counted in lost_events). */
-int cs_log_group_register(cs_log *lg, const char *group);
+int cs_topic_group_register(cs_topic *lg, const char *group);
 /* Store `next` (the next offset to consume) durably; -1 with errno. */
-int cs_log_group_commit(cs_log *lg, const char *group, int partition, int64_t next);
+int cs_topic_group_commit(cs_topic *lg, const char *group, int partition, int64_t next);
 /* The committed next offset; -1 when the group is not registered. */
-int64_t cs_log_group_committed(cs_log *lg, const char *group, int partition);
+int64_t cs_topic_group_committed(cs_topic *lg, const char *group, int partition);
 
 /* Apply retention now (also runs after each segment roll). Returns the
  * number of segments deleted, -1 on an I/O error. */
-int cs_log_retain(cs_log *lg, int64_t now_us);
+int cs_topic_retain(cs_topic *lg, int64_t now_us);
 
-typedef struct cs_log_stats {
+typedef struct cs_topic_stats {
     int64_t truncated_bytes;    /* cut from torn tails at open */
     int64_t indexes_rebuilt;    /* missing or damaged, rebuilt from segments */
     int64_t temp_removed;       /* stray *.tmp files removed at open */
@@ -109,11 +109,11 @@ typedef struct cs_log_stats {
     int64_t segments_deleted;   /* by retention */
     int64_t lost_events;        /* deleted before a registered group consumed them */
     int64_t read_errors;        /* damaged batches found by readers */
-} cs_log_stats;
+} cs_topic_stats;
 
 /* Sum over partitions (partition -1) or one partition. */
-void cs_log_get_stats(cs_log *lg, int partition, cs_log_stats *st);
+void cs_topic_get_stats(cs_topic *lg, int partition, cs_topic_stats *st);
 /* The last named error (a reader's damaged batch, a failed open...). */
-const char *cs_log_errmsg(cs_log *lg);
+const char *cs_topic_errmsg(cs_topic *lg);
 
 #endif

@@ -13,7 +13,7 @@
 
 typedef struct cs_part cs_part;
 
-cs_part *cs_part_open(const char *dir, int id, const cs_log_opts *o, char *err, size_t errlen);
+cs_part *cs_part_open(const char *dir, int id, const cs_topic_opts *o, char *err, size_t errlen);
 void cs_part_close(cs_part *p);
 int cs_part_append(cs_part *p, cs_rec *recs, size_t n);
 int cs_part_read(cs_part *p, int64_t from, size_t max, cs_rec_cb cb, void *arg);
@@ -26,7 +26,7 @@ int cs_part_sync(cs_part *p);
 int cs_part_retain(cs_part *p, int64_t now_us, int64_t min_consumed);
 /* 1 when retention may have work (cheap, for the append path). */
 int cs_part_retention_due(cs_part *p, int64_t now_us);
-void cs_part_stats(cs_part *p, cs_log_stats *st);
+void cs_part_stats(cs_part *p, cs_topic_stats *st);
 /* Copy the last named error into buf (empty when none). */
 void cs_part_errmsg(cs_part *p, char *buf, size_t len);
 

@@ -31,6 +31,8 @@ int cs_pipeline_apply_admin(cs_store *st, int partition, const cs_rec *rec, cons
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "type"));
     const char *eid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "event_id"));
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "object_id"));
+    if (!id && type && strcmp(type, "AccountUpserted") == 0) /* an account event names its account */
+        id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "account_id"));
     const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "timestamp"));
     int obj = type ? cs_pipeline_admin_object(type) : -1;
     /* Only the API writes admin events. Ingest stamps every event it takes

@@ -24,6 +24,7 @@ struct cs_pipeline {
     int64_t         *next;      /* committed next offset per partition */
     uint64_t         applied;
     uint64_t         poison;
+    int              resync;    /* a batch failed: re-read next[] from the store first */
 };
 
 static const char *str_of(const cJSON *o, const char *k)
@@ -128,8 +129,23 @@ static int on_rec(const cs_rec *rec, void *arg)
 
 /* One batch across partitions. Returns records applied, 0 when idle, -1 on
  * a store error (rolled back; offsets unchanged). */
+/* After a failed batch the store is the authority on where we are: a COMMIT
+ * whose answer was lost (connection dropped) may have been applied, and
+ * re-applying its events would flip fields back and forth in the audit. */
+static int resync_offsets(cs_pipeline *pl)
+{
+    for (int p = 0; p < pl->bus->partitions; p++) {
+        int64_t v;
+        if (pl->st->ops->offset_get(pl->st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &v)) return -1;
+        __atomic_store_n(&pl->next[p], v, __ATOMIC_RELAXED);
+    }
+    pl->resync = 0;
+    return 0;
+}
+
 static int run_batch(cs_pipeline *pl)
 {
+    if (pl->resync && resync_offsets(pl)) return -1;
     int P = pl->bus->partitions, any = 0;
     for (int p = 0; p < P && !any; p++)
         any = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) > pl->next[p];
@@ -156,6 +172,7 @@ static int run_batch(cs_pipeline *pl)
 fail:
     st->ops->rollback(st);
     free(next);
+    pl->resync = 1;
     return -1;
 }
 
