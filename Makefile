@@ -21,7 +21,7 @@ LDLIBS  := -lmicrohttpd -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxhash -lm 
 DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev \
              libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
              libcmocka-dev redis-server \
-             sqlite3 curl libpq-dev postgresql
+             sqlite3 curl prometheus libpq-dev postgresql
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)

@@ -35,6 +35,8 @@ helps serve --config --data --http --log-level
 helps simulate --target --rate --duration --seed --accounts
 helps demo --rate --duration --seed
 helps config-reference Print
+helps metrics-reference Print
+helps status --target --interval --once
 t "no command" 2 "$bin"
 t "unknown command" 2 "$bin" frobnicate
 t "serve: unknown option" 2 "$bin" serve --nope
@@ -43,6 +45,8 @@ t "serve: bad log level" 2 "$bin" serve --log-level loud
 t "simulate: bad rate" 2 "$bin" simulate --rate fast
 t "simulate: missing value" 2 "$bin" simulate --rate
 t "demo: bad duration" 2 "$bin" demo --duration -1
+t "status: bad interval" 2 "$bin" status --interval 0
+t "status: unreachable server" 1 "$bin" status --target http://127.0.0.1:1 --once
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf 'log:\n  partitons: 8\n' > "$tmp/bad.yaml"
 t "serve: config with an unknown key fails at runtime" 1 "$bin" serve --config "$tmp/bad.yaml" --data "$tmp/d"

@@ -15,6 +15,54 @@ static void h_healthz(void *a, const cs_http_req *req, cs_http_resp *resp)
     cs_buf_adds(&resp->body, "{\"status\":\"ok\"}");
 }
 
+/* Ready: the log recovered and the store migrated (both happen before the
+ * server listens), the store answers now, and the pipeline is within
+ * pipeline.max_lag. The body names whatever is not ready. */
+static void h_readyz(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    (void)req;
+    cs_app *app = a;
+    cs_buf failing;
+    cs_buf_init(&failing);
+    cs_lead probe;
+    if (app->store->ops->lead_get(app->store, "ld_readyz_probe", &probe) < 0) {
+        cs_buf_adds(&failing, "{\"check\":\"store\",\"message\":");
+        cs_buf_json_str(&failing, app->store->errmsg);
+        cs_buf_adds(&failing, "}");
+    }
+    int64_t lag = cs_pipeline_lag(app->pipeline);
+    if (app->cfg.pipeline_max_lag > 0 && lag > app->cfg.pipeline_max_lag)
+        cs_buf_printf(&failing, "%s{\"check\":\"pipeline_lag\",\"message\":\"%lld events behind (bound %ld)\"}",
+                      failing.len ? "," : "", (long long)lag, app->cfg.pipeline_max_lag);
+    if (failing.len) {
+        resp->status = 503;
+        resp->retry_after = 1;
+        cs_buf_printf(&resp->body, "{\"status\":\"not_ready\",\"failing\":[%s]}", failing.data);
+    } else {
+        cs_buf_printf(&resp->body, "{\"status\":\"ready\",\"pipeline_lag\":%lld}", (long long)lag);
+    }
+    cs_buf_free(&failing);
+}
+
+static void pause_resume(cs_app *app, cs_http_resp *resp, int paused)
+{
+    cs_pipeline_pause(app->pipeline, paused);
+    cs_buf_printf(&resp->body, "{\"paused\":%s,\"pipeline_lag\":%lld}", paused ? "true" : "false",
+                  (long long)cs_pipeline_lag(app->pipeline));
+}
+
+static void h_pause(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    (void)req;
+    pause_resume(a, resp, 1);
+}
+
+static void h_resume(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    (void)req;
+    pause_resume(a, resp, 0);
+}
+
 static cs_ingest_req ingest_req(const cs_http_req *req)
 {
     return (cs_ingest_req){.body = req->body, .len = req->body_len,
@@ -194,6 +242,9 @@ static void h_leads(void *a, const cs_http_req *req, cs_http_resp *resp)
 
 const cs_http_route cs_app_routes[] = {
     {"GET", "/healthz", h_healthz},
+    {"GET", "/readyz", h_readyz},
+    {"POST", "/api/v1/pipeline/pause", h_pause},
+    {"POST", "/api/v1/pipeline/resume", h_resume},
     {"GET", "/metrics", h_metrics},
     {"POST", "/v1/events", h_events},
     {"POST", "/v1/batch", h_segment},

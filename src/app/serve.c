@@ -52,6 +52,11 @@ static int write_addr(const char *dir, const char *addr)
     return rename(tmp, path);
 }
 
+static int64_t pipeline_backlog(void *pl)
+{
+    return cs_pipeline_lag(pl);
+}
+
 int cs_cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
@@ -137,6 +142,8 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
+    app.ingest.backlog = pipeline_backlog;
+    app.ingest.backlog_arg = app.pipeline;
     cs_http_opts ho = {.addr = app.cfg.http_addr, .threads = app.cfg.http_threads,
                        .max_body = (size_t)app.cfg.max_body_bytes, .routes = cs_app_routes,
                        .nroutes = cs_app_nroutes, .app = &app};

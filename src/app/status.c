@@ -89,7 +89,7 @@ static int scrape(cs_httpc *c, struct snap *s)
     s->duplicate = sum_family(b.data, "crmstream_events_duplicate_total", NULL);
     s->applied = sum_family(b.data, "crmstream_pipeline_events_total", "result=\"applied\"");
     s->poison = sum_family(b.data, "crmstream_pipeline_events_total", "result=\"poison\"");
-    s->lag = sum_family(b.data, "kafka_consumergroup_lag_sum", NULL);
+    s->lag = sum_family(b.data, "crmstream_consumer_lag_records", NULL);
     s->nb = read_buckets(b.data, "crmstream_e2e_latency_seconds_bucket", "stage=\"routed\"", s->routed_le,
                          s->routed_b, 32);
     s->ntx = read_buckets(b.data, "crmstream_store_transaction_seconds_bucket", NULL, s->tx_le, s->tx_b, 32);

@@ -54,6 +54,7 @@ typedef struct cs_config {
     size_t nwrite_keys;
     int    http_threads;        /* http_threads */
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
+    long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
     cs_rep_cfg *reps;           /* routing.reps */
     size_t nreps;
 } cs_config;

@@ -301,6 +301,17 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
     size_t *todo = cs_malloc((b->n ? b->n : 1) * sizeof *todo), ntodo = b->n;
     const char **types = cs_malloc((b->n ? b->n : 1) * sizeof *types);
     for (size_t i = 0; i < b->n; i++) todo[i] = i;
+    if (b->n && ing->backlog && ing->cfg->pipeline_max_lag > 0) {
+        int64_t lag = ing->backlog(ing->backlog_arg);
+        if (lag > ing->cfg->pipeline_max_lag) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the pipeline is %lld events behind (pipeline.max_lag %ld); retry later",
+                     (long long)lag, ing->cfg->pipeline_max_lag);
+            *retry_after = 1;
+            free(msgs), free(claimed), free(todo), free(types);
+            return cs_ingest_fail(ing, resp, 503, "backpressure", msg, NULL);
+        }
+    }
     uint32_t owner = d ? cs_dedupe_owner(d) : 0;
     uint32_t now_s = (uint32_t)(b->meta.received_us / 1000000);
     /* Rounds: an id pending under another request is retried after that

@@ -36,6 +36,10 @@ typedef struct cs_ingest {
     size_t   dedupe_bytes;
     uint64_t dedupe_rebuilt_ids, dedupe_rebuild_records;
     double   dedupe_rebuild_ms;
+    /* Backpressure: events the consumers are behind (set by the server;
+     * NULL = none). Past cfg->pipeline_max_lag ingest answers 503. */
+    int64_t (*backlog)(void *arg);
+    void    *backlog_arg;
 } cs_ingest;
 
 /* Set up auth and the dedupe window, and rebuild the window from the

@@ -231,6 +231,7 @@ void cs_metrics_render(cs_buf *out)
         }
     }
     for (size_t i = 0; i < nc; i++) {
+        if (!collectors[i].fn) continue; /* removed */
         cs_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", collectors[i].name, collectors[i].help,
                       collectors[i].name, collectors[i].type);
         collectors[i].fn(out, collectors[i].arg);

@@ -48,6 +48,8 @@ void cs_metric_inc(cs_metric *m, const char *labels, uint64_t n);
 typedef void (*cs_metric_collect_fn)(cs_buf *out, void *arg);
 void cs_metric_collector(const char *name, const char *help, const char *type, cs_metric_collect_fn fn,
                          void *arg);
+/* Registering fn = NULL under a name removes that collector (its arg is
+ * about to be freed). */
 void cs_metrics_line(cs_buf *out, const char *name, const char *labels, double v);
 
 /* Render everything. */

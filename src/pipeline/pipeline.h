@@ -27,6 +27,13 @@ void cs_pipeline_stop(cs_pipeline *pl);
 
 /* Records in the log not yet committed by the pipeline (sum over partitions). */
 int64_t cs_pipeline_lag(cs_pipeline *pl);
+/* Maintenance (POST /api/v1/pipeline/pause, /resume): a paused pipeline
+ * finishes its current batch and applies nothing more until resumed; the
+ * log keeps taking events (lag grows, and past pipeline.max_lag ingest
+ * answers 503). */
+void cs_pipeline_pause(cs_pipeline *pl, int paused);
+int cs_pipeline_paused(cs_pipeline *pl);
+
 /* Events applied (committed) since start. */
 uint64_t cs_pipeline_applied(cs_pipeline *pl);
 

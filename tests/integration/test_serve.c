@@ -363,12 +363,52 @@ static void test_bad_input_gets_specific_errors(void **state)
     th_cleanup(&s);
 }
 
+
+/* Pause the pipeline: the log keeps taking events until the lag passes
+ * pipeline.max_lag, then ingest answers 503 + Retry-After and /readyz says
+ * why; resume drains the lag and both recover. */
+static void test_backpressure_and_readiness(void **state)
+{
+    (void)state;
+    th_server s;
+    th_init(&s, "pipeline:\n  max_lag: 25\n");
+    assert_int_equal(th_start(&s), 0);
+    cJSON *j;
+    assert_int_equal(th_req(&s, "GET", "/readyz", NULL, &j), 200);
+    assert_string_equal(cJSON_GetObjectItem(j, "status")->valuestring, "ready");
+    cJSON_Delete(j);
+    assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/pause", "", &j), 200);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "paused")));
+    cJSON_Delete(j);
+    char *b1 = lead_batch("bp", 0, 30);
+    assert_int_equal(post_accepted(&s, b1), 30); /* lag was 0: taken */
+    free(b1);
+    char *b2 = lead_batch("bp", 30, 5);
+    assert_int_equal(th_req(&s, "POST", "/v1/events", b2, &j), 503);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring, "backpressure");
+    cJSON_Delete(j);
+    assert_int_equal(th_req(&s, "GET", "/readyz", NULL, &j), 503);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "failing")->child, "check")->valuestring,
+                        "pipeline_lag");
+    cJSON_Delete(j);
+    assert_int_equal(th_count_leads(&s), 0); /* paused: nothing applied */
+    assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/resume", "", NULL), 200);
+    assert_int_equal(th_wait_leads(&s, 30, 20000), 30);
+    assert_int_equal(th_req(&s, "GET", "/readyz", NULL, NULL), 200);
+    assert_int_equal(post_accepted(&s, b2), 5);
+    free(b2);
+    assert_int_equal(th_wait_leads(&s, 35, 20000), 35);
+    assert_int_equal(th_stop(&s, SIGTERM), 0);
+    th_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leads_routed_round_robin_and_fetchable),
         cmocka_unit_test(test_bad_input_gets_specific_errors),
+        cmocka_unit_test(test_backpressure_and_readiness),
         cmocka_unit_test(test_kill9_loses_no_acked_event_and_duplicates_no_lead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
