@@ -15,13 +15,13 @@ BUILD   ?= build
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wno-missing-field-initializers -pthread -Isrc -I/usr/include/postgresql -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -lmicrohttpd -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxhash -lm -pthread $(EXTRA_LDFLAGS)
+LDLIBS  := -lmicrohttpd -lcurl -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxhash -lm -pthread $(EXTRA_LDFLAGS)
 
 # Debian 12 packages the build, tests and benchmarks need (docs/decisions.md).
 DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev \
              libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
-             libcmocka-dev redis-server \
-             sqlite3 curl prometheus libpq-dev postgresql
+             libcmocka-dev libcurl4-openssl-dev redis-server \
+             sqlite3 curl prometheus tmux libpq-dev postgresql
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)

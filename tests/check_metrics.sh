@@ -42,5 +42,21 @@ check "log append latency observed" 'grep -qE "^crmstream_log_append_seconds_cou
 check "consumer lag is 0 once caught up" 'grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0$" <<<"$m" && [ "$(grep -c "^kafka_consumergroup_lag{" <<<"$m")" -eq 4 ]'
 check "build info" 'grep -q "^crmstream_build_info{version=\"" <<<"$m"'
 check "no account id in any label" '! grep -q "acc_secret" <<<"$m"'
+# Lag rises while the pipeline is paused and returns to 0 after it resumes.
+curl -s -o /dev/null -X POST "http://$addr/api/v1/pipeline/pause"
+body="["
+for i in $(seq 1 50); do body+="{\"event_id\":\"m-p-$i\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_$i\",\"timestamp\":\"$ts\",\"properties\":{\"feature\":\"api\"}},"; done
+body="${body%,}]"
+curl -s -o /dev/null "http://$addr/v1/events" -d "$body"
+m=$(curl -s "http://$addr/metrics")
+check "lag is 50 while paused" 'grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 50$" <<<"$m"'
+curl -s -o /dev/null -X POST "http://$addr/api/v1/pipeline/resume"
+for _ in $(seq 1 500); do
+  m=$(curl -s "http://$addr/metrics")
+  grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0$" <<<"$m" && break
+  sleep 0.02
+done
+check "lag back to 0 after resume" 'grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0$" <<<"$m" && grep -q "^crmstream_pipeline_events_total{result=\"applied\"} 60$" <<<"$m"'
+check "promtool still clean" 'promtool check metrics <<<"$m" >/dev/null 2>&1'
 echo "1..$n"
 exit $failed

@@ -14,6 +14,7 @@
 
 #include "app/app.h"
 #include "core/logging.h"
+#include "metrics/metrics.h"
 
 static const char serve_usage[] =
     "usage: crmstream serve [--config FILE] [--data DIR] [--http HOST:PORT] [--log-level LEVEL]\n"
@@ -142,6 +143,7 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
+    cs_metrics_disable(strcmp(app.cfg.metrics_enabled, "false") == 0);
     app.ingest.backlog = pipeline_backlog;
     app.ingest.backlog_arg = app.pipeline;
     cs_http_opts ho = {.addr = app.cfg.http_addr, .threads = app.cfg.http_threads,

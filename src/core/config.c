@@ -48,6 +48,7 @@ static const struct key keys[] = {
     {"ingest.dedupe_max_ids", K_LONG, OFF(dedupe_max_ids), 1024, 1L << 30, "1048576", "Most ids the dedupe window holds (40 bytes each: 40 MiB by default, allocated up front as virtual memory); past it the oldest ids are forgotten early (counted)."},
     {"auth.write_keys", K_KEYS, OFF(write_keys), 0, 0, "[]", "Write keys for the ingest endpoints: list of {name, key or key_sha256 (hex), rate_limit (events/s, optional)}. Empty: ingest is open (a warning is logged at start)."},
     {"pipeline.batch_max_events", K_LONG, OFF(pipeline_batch_max), 1, 100000, "500", "Most events the pipeline applies in one store transaction."},
+    {"metrics.enabled", K_STR, OFF(metrics_enabled), 0, 0, "true", "`true` or `false`: collect the metrics of GET /metrics (false exists to measure their cost: make bench-metrics)."},
     {"pipeline.max_lag", K_LONG, OFF(pipeline_max_lag), 0, 1L << 40, "1000000", "Backpressure: when the pipeline is this many events behind the log, ingest answers 503 with Retry-After and /readyz reports not ready; 0 = no bound."},
     {"routing.reps", K_REPS, OFF(reps), 0, 0, "[]", "Reps for round-robin lead routing: list of {id, name, email}."},
 };
@@ -133,6 +134,7 @@ void cs_config_free(cs_config *cfg)
     free(cfg->data_dir);
     free(cfg->http_addr);
     free(cfg->fsync);
+    free(cfg->metrics_enabled);
     free(cfg->store);
     for (size_t i = 0; i < cfg->nreps; i++) {
         free(cfg->reps[i].id);
@@ -347,6 +349,10 @@ int cs_config_load_string(cs_config *cfg, const char *name, const char *text, ch
     } else if (walk(&c, root, "") == 0) {
         rc = parse_fsync(cfg, err, errlen, name);
         if (rc == 0) rc = parse_unknown_types(cfg, err, errlen, name);
+        if (rc == 0 && strcmp(cfg->metrics_enabled, "true") != 0 && strcmp(cfg->metrics_enabled, "false") != 0) {
+            snprintf(err, errlen, "%s: metrics.enabled: expected true or false, got \"%s\"", name, cfg->metrics_enabled);
+            rc = -1;
+        }
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);

@@ -55,6 +55,7 @@ typedef struct cs_config {
     int    http_threads;        /* http_threads */
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
+    char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
     cs_rep_cfg *reps;           /* routing.reps */
     size_t nreps;
 } cs_config;

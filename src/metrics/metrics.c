@@ -79,12 +79,18 @@ cs_metric *cs_metric_histogram(const char *name, const char *help, const double 
     return reg(name, help, CS_HISTOGRAM, b, nb);
 }
 
+static int disabled;
+
+void cs_metrics_disable(int off)
+{
+    __atomic_store_n(&disabled, off, __ATOMIC_RELAXED);
+}
+
 cs_series *cs_metric_series(cs_metric *m, const char *labels)
 {
-    /* A family not registered yet (a component used without its init):
-     * count into a sink rather than crash. */
-    static cs_series sink;
-    if (!m) return &sink;
+    /* A family not registered yet (a component used without its init), or
+     * collection switched off: no series, and every update is a no-op. */
+    if (!m || __atomic_load_n(&disabled, __ATOMIC_RELAXED)) return NULL;
     if (!labels) labels = "";
     size_t n = __atomic_load_n(&m->nseries, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < n; i++)
@@ -108,6 +114,7 @@ cs_series *cs_metric_series(cs_metric *m, const char *labels)
 
 void cs_counter_add(cs_series *s, uint64_t n)
 {
+    if (!s) return;
     __atomic_add_fetch(&s->count, n, __ATOMIC_RELAXED);
 }
 
@@ -127,13 +134,14 @@ static double bitsd(uint64_t u)
 
 void cs_gauge_set(cs_series *s, double v)
 {
+    if (!s) return;
     __atomic_store_n(&s->gauge_bits, dbits(v), __ATOMIC_RELAXED);
 }
 
 void cs_hist_observe(cs_series *s, double v)
 {
+    if (!s) return;
     const cs_metric *m = s->m;
-    if (!m) return;
     size_t b = 0;
     while (b < m->nbounds && v > m->bounds[b]) b++;
     if (b < m->nbounds) __atomic_add_fetch(&s->buckets[b], 1, __ATOMIC_RELAXED);
@@ -240,6 +248,7 @@ void cs_metrics_render(cs_buf *out)
 
 double cs_series_value(const cs_series *s)
 {
+    if (!s) return 0;
     uint64_t g = __atomic_load_n(&s->gauge_bits, __ATOMIC_RELAXED);
     return g ? bitsd(g) : (double)__atomic_load_n(&s->count, __ATOMIC_RELAXED);
 }

@@ -33,7 +33,8 @@ cs_metric *cs_metric_gauge(const char *name, const char *help);
 cs_metric *cs_metric_histogram(const char *name, const char *help, const double *buckets, size_t nbuckets);
 
 /* The series with these labels (NULL or "" for none); created on first use.
- * m == NULL (a family not registered yet) gives a sink series. */
+ * NULL when m is NULL (a family not registered yet) or collection is off;
+ * every update function accepts NULL and does nothing. */
 cs_series *cs_metric_series(cs_metric *m, const char *labels);
 
 void cs_counter_add(cs_series *s, uint64_t n);
@@ -51,6 +52,10 @@ void cs_metric_collector(const char *name, const char *help, const char *type, c
 /* Registering fn = NULL under a name removes that collector (its arg is
  * about to be freed). */
 void cs_metrics_line(cs_buf *out, const char *name, const char *labels, double v);
+
+/* metrics.enabled: false switches collection off (for bench-metrics'
+ * with/without comparison); rendering then shows empty families. */
+void cs_metrics_disable(int off);
 
 /* Render everything. */
 void cs_metrics_render(cs_buf *out);

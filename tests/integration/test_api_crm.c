@@ -469,7 +469,20 @@ static void test_postgres_restart_mid_stream(void **state)
     int st = th_req(&s, "GET", "/api/v1/leads", NULL, &j);
     assert_int_equal(st, 503); /* readers say "retry", they do not hang */
     cJSON_Delete(j);
+    /* Not ready while the store is down, and the body says which check. */
+    assert_int_equal(th_req(&s, "GET", "/readyz", NULL, &j), 503);
+    assert_string_equal(cJSON_GetObjectItem(j, "status")->valuestring, "not_ready");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "failing")->child, "check")->valuestring, "store");
+    cJSON_Delete(j);
+    assert_int_equal(th_req(&s, "GET", "/healthz", NULL, NULL), 200); /* alive all along */
     assert_int_equal(tpg_restart(&pg), 0);
+    /* Ready again once the store answers (polled: reconnects are lazy). */
+    int ready = 0;
+    for (int i = 0; i < 1500 && !ready; i++) {
+        ready = th_req(&s, "GET", "/readyz", NULL, NULL) == 200;
+        if (!ready) usleep(20000);
+    }
+    assert_true(ready);
     post_leads(&s, "after", 0, 30);
     assert_int_equal(th_wait_leads(&s, 180, 30000), 180);
     /* Exactly once: distinct event ids = rows, and no more arrive. */
