@@ -21,7 +21,7 @@ LDLIBS  := -lmicrohttpd -lcurl -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxha
 DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev \
              libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
              libcmocka-dev libcurl4-openssl-dev redis-server \
-             sqlite3 curl prometheus tmux libpq-dev postgresql
+             sqlite3 curl prometheus tmux wrk valgrind libpq-dev postgresql
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -67,6 +67,12 @@ deps:
 	    [ tests/npm/package-lock.json -nt tests/npm/node_modules/.package-lock.json ]; then \
 	  echo "deps: npm ci in tests/npm"; \
 	  cd tests/npm && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+	@# the Standard Webhooks verifier of the webhook tests (tests/webhook), pinned likewise.
+	@if [ ! -f tests/webhook/node_modules/.package-lock.json ] || \
+	    [ tests/webhook/package-lock.json -nt tests/webhook/node_modules/.package-lock.json ]; then \
+	  echo "deps: npm ci in tests/webhook"; \
+	  cd tests/webhook && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 demo: deps all
