@@ -24,7 +24,7 @@
 #define SIG_W_USAGE   0x08u /* usage_score written at least once */
 #define SIG_W_HEALTH  0x10u /* health_score and band written at least once */
 
-/* One account: 344 bytes. Aggregates first (all order-independent: sums,
+/* One account: 320 bytes, five cache lines (pages are 64-byte aligned). Aggregates first (all order-independent: sums,
  * ORs, mins, maxes, last-writer-wins by event time), the write filter last. */
 typedef struct cs_sig_acct {
     uint64_t key;          /* cs_sig_hash(account id) */
@@ -55,6 +55,8 @@ typedef struct cs_sig_acct {
         char *heap;                 /* else: a heap copy */
     } id;
 } cs_sig_acct;
+
+_Static_assert(sizeof(cs_sig_acct) == 320, "an account is five cache lines");
 
 typedef struct sig_slot {
     uint64_t key; /* 0: empty */

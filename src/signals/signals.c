@@ -219,7 +219,6 @@ static cs_sig_change *change_add(cs_sig_engine *e, cs_sig_changes *out, const cs
     c->old_value = c->new_value = 0;
     c->old_text = c->new_text = NULL;
     c->at_us = at_us;
-    c->reason[0] = 0;
     e->changes++;
     return c;
 }
@@ -298,7 +297,9 @@ cs_sig_acct *sig_insert(cs_sig_engine *e, uint64_t key, const char *id, size_t l
             e->pages_cap = e->pages_cap ? e->pages_cap * 2 : 16;
             e->pages = cs_realloc(e->pages, e->pages_cap * sizeof *e->pages);
         }
-        e->pages[e->npages++] = cs_malloc(SIG_PAGE * sizeof(cs_sig_acct));
+        void *pg = aligned_alloc(64, SIG_PAGE * sizeof(cs_sig_acct));
+        if (!pg) abort(); /* STYLE: abort on a failed internal allocation */
+        e->pages[e->npages++] = pg;
     }
     size_t idx = e->n++;
     cs_sig_acct *a = sig_acct(e, idx);
@@ -588,52 +589,53 @@ static void emit(cs_sig_engine *e, cs_sig_acct *a, int32_t asof, int64_t at, int
     const cs_sig_config *c = &e->cfg;
     cs_sig_view v;
     sig_eval(e, a, asof, &v);
+    cs_sig_change *ch;
 
     float us = (float)v.usage_score;
     double du = fabs((double)us - a->usage_emit);
     if (exact ? us != a->usage_emit : du >= c->usage_epsilon && du > 0) {
-        cs_sig_change *cu = change_add(e, out, a, CS_SIG_USAGE_SCORE, at);
-        cu->has_old = (a->emit_flags & SIG_W_USAGE) != 0;
-        cu->old_value = a->usage_emit;
-        cu->new_value = us;
-        snprintf(cu->reason, sizeof cu->reason,
-                 "decayed usage %.2f units (half-life %g d); score = 100*U/(U+%g); %u units in the last 7 days",
-                 v.decayed_units, c->usage_half_life_days, c->usage_half_units, v.units_7d);
+        ch = change_add(e, out, a, CS_SIG_USAGE_SCORE, at);
+        ch->has_old = (a->emit_flags & SIG_W_USAGE) != 0;
+        ch->old_value = a->usage_emit;
+        ch->new_value = us;
+        ch->why[0] = v.decayed_units;
+        ch->why[1] = c->usage_half_life_days;
+        ch->why[2] = c->usage_half_units;
+        ch->why[3] = v.units_7d;
         a->usage_emit = us;
         a->emit_flags |= SIG_W_USAGE;
     }
 
     if (v.stage != a->stage_emit) {
-        cs_sig_change *cs = change_add(e, out, a, CS_SIG_ACTIVATION, at);
-        cs->old_value = a->stage_emit;
-        cs->new_value = v.stage;
-        cs->old_text = cs_sig_stage_name((enum cs_sig_stage)a->stage_emit);
-        cs->new_text = cs_sig_stage_name(v.stage);
-        snprintf(cs->reason, sizeof cs->reason, "%d of %d key features first used within %d days of %s",
-                 v.key_features_by_deadline, c->activation_features, c->activation_days,
-                 a->trial_us != INT64_MIN ? "TrialActivated" : "first seen");
+        ch = change_add(e, out, a, CS_SIG_ACTIVATION, at);
+        ch->old_value = a->stage_emit;
+        ch->new_value = v.stage;
+        ch->old_text = cs_sig_stage_name((enum cs_sig_stage)a->stage_emit);
+        ch->new_text = cs_sig_stage_name(v.stage);
+        ch->why[0] = v.key_features_by_deadline;
+        ch->why[1] = c->activation_features;
+        ch->why[2] = c->activation_days;
+        ch->why[3] = a->trial_us != INT64_MIN;
         a->stage_emit = (uint8_t)v.stage;
     }
 
-    cs_sig_change *ch;
-    if ((ch = flag_change(e, out, a, CS_SIG_ENGAGEMENT_DROP, SIG_W_DROP, v.engagement_drop, at)))
-        snprintf(ch->reason, sizeof ch->reason,
-                 "%u units in the last 7 days vs weekly baseline %.2f of the 28 days before (ratio %g, min "
-                 "baseline %g)",
-                 v.units_7d, v.baseline_week, c->drop_ratio, c->drop_min_baseline);
-    if ((ch = flag_change(e, out, a, CS_SIG_RENEWAL_SPIKE, SIG_W_SPIKE, v.renewal_spike, at))) {
-        if (a->renewal_day == CS_SIG_NO_DAY)
-            snprintf(ch->reason, sizeof ch->reason, "%u escalations in the last %d days; no renewal date",
-                     v.tickets_window, c->spike_window_days);
-        else
-            snprintf(ch->reason, sizeof ch->reason, "%u escalations in the last %d days; renewal in %d days",
-                     v.tickets_window, c->spike_window_days, (int)(a->renewal_day - asof));
+    if ((ch = flag_change(e, out, a, CS_SIG_ENGAGEMENT_DROP, SIG_W_DROP, v.engagement_drop, at))) {
+        ch->why[0] = v.units_7d;
+        ch->why[1] = v.baseline_week;
+        ch->why[2] = c->drop_ratio;
+        ch->why[3] = c->drop_min_baseline;
     }
-    if ((ch = flag_change(e, out, a, CS_SIG_TRIAL_HANDOFF, SIG_W_HANDOFF, v.trial_handoff, at)))
-        snprintf(ch->reason, sizeof ch->reason, "%s account with usage_score %.1f (threshold %g)",
-                 cs_sig_tier_name((enum cs_sig_tier)a->plan_tier)[0] ? cs_sig_tier_name((enum cs_sig_tier)a->plan_tier)
-                                                                    : "trial",
-                 v.usage_score, c->handoff_usage_score);
+    if ((ch = flag_change(e, out, a, CS_SIG_RENEWAL_SPIKE, SIG_W_SPIKE, v.renewal_spike, at))) {
+        ch->why[0] = v.tickets_window;
+        ch->why[1] = c->spike_window_days;
+        ch->why[2] = a->renewal_day == CS_SIG_NO_DAY ? NAN : (double)(a->renewal_day - asof);
+        ch->why[3] = c->spike_tickets;
+    }
+    if ((ch = flag_change(e, out, a, CS_SIG_TRIAL_HANDOFF, SIG_W_HANDOFF, v.trial_handoff, at))) {
+        ch->why[0] = a->plan_tier;
+        ch->why[1] = v.usage_score;
+        ch->why[2] = c->handoff_usage_score;
+    }
 
     float hs = (float)v.health;
     int first = !(a->emit_flags & SIG_W_HEALTH);
@@ -644,24 +646,61 @@ static void emit(cs_sig_engine *e, cs_sig_acct *a, int32_t asof, int64_t at, int
         ch->has_old = !first;
         ch->old_value = a->health_emit;
         ch->new_value = hs;
-        snprintf(ch->reason, sizeof ch->reason,
-                 "usage %.1f*%.2f + trend %.1f*%.2f + features %.1f*%.2f + users %.1f*%.2f + support %.1f*%.2f",
-                 v.comp[0], c->w_usage, v.comp[1], c->w_trend, v.comp[2], c->w_features, v.comp[3], c->w_users,
-                 v.comp[4], c->w_support);
+        double w[5] = {c->w_usage, c->w_trend, c->w_features, c->w_users, c->w_support};
+        for (int i = 0; i < 5; i++) {
+            ch->why[i] = v.comp[i];
+            ch->why[5 + i] = w[i];
+        }
         if (band_changed) {
-            cs_sig_change *cb = change_add(e, out, a, CS_SIG_HEALTH_BAND, at);
-            cb->has_old = !first;
-            cb->old_value = a->band_emit;
-            cb->new_value = v.band;
-            cb->old_text = first ? NULL : cs_sig_band_name((enum cs_sig_band)a->band_emit);
-            cb->new_text = cs_sig_band_name(v.band);
-            snprintf(cb->reason, sizeof cb->reason, "health %.1f (healthy >= %g, poor < %g)", v.health,
-                     c->band_healthy, c->band_poor);
+            ch = change_add(e, out, a, CS_SIG_HEALTH_BAND, at);
+            ch->has_old = !first;
+            ch->old_value = a->band_emit;
+            ch->new_value = v.band;
+            ch->old_text = first ? NULL : cs_sig_band_name((enum cs_sig_band)a->band_emit);
+            ch->new_text = cs_sig_band_name(v.band);
+            ch->why[0] = v.health;
+            ch->why[1] = c->band_healthy;
+            ch->why[2] = c->band_poor;
         }
         a->health_emit = hs;
         a->band_emit = (uint8_t)v.band;
         a->emit_flags |= SIG_W_HEALTH;
     }
+}
+
+const char *cs_sig_change_reason(const cs_sig_change *c, char *buf, size_t len)
+{
+    const double *x = c->why;
+    const char *s = c->signal;
+    if (strcmp(s, CS_SIG_USAGE_SCORE) == 0)
+        snprintf(buf, len, "decayed usage %.2f units (half-life %g d); score = 100*U/(U+%g); %.0f units in the last 7 days",
+                 x[0], x[1], x[2], x[3]);
+    else if (strcmp(s, CS_SIG_ACTIVATION) == 0)
+        snprintf(buf, len, "%.0f of %.0f key features first used within %.0f days of %s", x[0], x[1], x[2],
+                 x[3] != 0 ? "TrialActivated" : "first seen");
+    else if (strcmp(s, CS_SIG_ENGAGEMENT_DROP) == 0)
+        snprintf(buf, len,
+                 "%.0f units in the last 7 days vs weekly baseline %.2f of the 28 days before (ratio %g, min baseline %g)",
+                 x[0], x[1], x[2], x[3]);
+    else if (strcmp(s, CS_SIG_RENEWAL_SPIKE) == 0) {
+        if (isnan(x[2]))
+            snprintf(buf, len, "%.0f escalations in the last %.0f days (threshold %.0f); no renewal date", x[0], x[1],
+                     x[3]);
+        else
+            snprintf(buf, len, "%.0f escalations in the last %.0f days (threshold %.0f); renewal in %.0f days", x[0],
+                     x[1], x[3], x[2]);
+    } else if (strcmp(s, CS_SIG_TRIAL_HANDOFF) == 0) {
+        const char *t = cs_sig_tier_name((enum cs_sig_tier)(int)x[0]);
+        snprintf(buf, len, "%s account with usage_score %.1f (threshold %g)", *t ? t : "trial", x[1], x[2]);
+    } else if (strcmp(s, CS_SIG_HEALTH_SCORE) == 0)
+        snprintf(buf, len,
+                 "usage %.1f*%.2f + trend %.1f*%.2f + features %.1f*%.2f + users %.1f*%.2f + support %.1f*%.2f", x[0],
+                 x[5], x[1], x[6], x[2], x[7], x[3], x[8], x[4], x[9]);
+    else if (strcmp(s, CS_SIG_HEALTH_BAND) == 0)
+        snprintf(buf, len, "health %.1f (healthy >= %g, poor < %g)", x[0], x[1], x[2]);
+    else
+        snprintf(buf, len, "%s", "");
+    return buf;
 }
 
 /* ================================================================ apply */
@@ -703,6 +742,40 @@ int cs_sig_apply(cs_sig_engine *e, const cs_sig_event *ev, cs_sig_changes *out)
     return CS_SIG_OK;
 }
 
+static void prefetch_slot(const cs_sig_engine *e, const cs_sig_event *ev)
+{
+    __builtin_prefetch(&e->slots[ev->account_hash & e->mask]);
+}
+
+static void prefetch_acct(const cs_sig_engine *e, const cs_sig_event *ev)
+{
+    uint64_t key = ev->account_hash;
+    for (size_t h = key & e->mask;; h = (h + 1) & e->mask) {
+        const sig_slot *s = &e->slots[h];
+        if (!s->key) return;
+        if (s->key == key) {
+            const char *p = (const char *)sig_acct(e, s->idx);
+            for (size_t off = 0; off < sizeof(cs_sig_acct); off += 64) __builtin_prefetch(p + off, 1);
+            return;
+        }
+    }
+}
+
+size_t cs_sig_apply_batch(cs_sig_engine *e, const cs_sig_event *ev, size_t n, int *rc, cs_sig_changes *out)
+{
+    enum { SLOT_AHEAD = 12, ACCT_AHEAD = 6 };
+    size_t ok = 0;
+    for (size_t i = 0; i < n && i < SLOT_AHEAD; i++)
+        if (ev[i].account_hash) prefetch_slot(e, &ev[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i + SLOT_AHEAD < n && ev[i + SLOT_AHEAD].account_hash) prefetch_slot(e, &ev[i + SLOT_AHEAD]);
+        if (i + ACCT_AHEAD < n && ev[i + ACCT_AHEAD].account_hash) prefetch_acct(e, &ev[i + ACCT_AHEAD]);
+        rc[i] = cs_sig_apply(e, &ev[i], out);
+        ok += rc[i] == CS_SIG_OK;
+    }
+    return ok;
+}
+
 size_t cs_sig_sweep_due(const cs_sig_engine *e)
 {
     return e->sweep_end > e->sweep_pos ? e->sweep_end - e->sweep_pos : 0;
@@ -711,6 +784,7 @@ size_t cs_sig_sweep_due(const cs_sig_engine *e)
 size_t cs_sig_sweep(cs_sig_engine *e, size_t budget, cs_sig_changes *out)
 {
     if (e->sweep_end > e->n) e->sweep_end = e->n;
+    if (e->sweep_pos >= e->sweep_end) return 0;
     int64_t at = (int64_t)e->sweep_day * DAY_US;
     while (budget-- && e->sweep_pos < e->sweep_end) {
         cs_sig_acct *a = sig_acct(e, e->sweep_pos++);

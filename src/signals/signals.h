@@ -64,7 +64,7 @@ enum cs_sig_tier {
 };
 
 #define CS_SIG_ID_MAX    255  /* longest account id accepted */
-#define CS_SIG_ID_INLINE 48   /* ids shorter than this live inside the account */
+#define CS_SIG_ID_INLINE 40   /* ids shorter than this live inside the account (a UUID fits) */
 #define CS_SIG_NO_DAY    INT32_MIN
 
 /* What the engine needs from one canonical event. Strings are borrowed for
@@ -155,8 +155,15 @@ typedef struct cs_sig_change {
     const char *old_text;      /* bands and stages: "healthy", "activated", ...; flags: "on"/"off" */
     const char *new_text;      /* NULL for plain scores */
     int64_t     at_us;         /* event time of the cause (a sweep: the start of the watermark day) */
-    char        reason[240];   /* why, with the numbers (health: the per-component breakdown) */
+    double      why[10];       /* the numbers behind it; cs_sig_change_reason formats them */
 } cs_sig_change;
+
+/* The reason text of a change, with its numbers (health: the per-component
+ * breakdown with weights), e.g. "15 units in the last 7 days vs weekly
+ * baseline 32.50 of the 28 days before (ratio 0.5, min baseline 10)".
+ * Formatted on demand so that applying an event never formats text.
+ * Returns buf. */
+const char *cs_sig_change_reason(const cs_sig_change *c, char *buf, size_t len);
 
 typedef struct cs_sig_changes {
     cs_sig_change *v;
@@ -180,6 +187,12 @@ void cs_sig_engine_free(cs_sig_engine *e); /* NULL ok */
  * CS_SIG_LATE / CS_SIG_FULL / CS_SIG_EINVAL the state is unchanged and
  * nothing is appended. out is not reset. */
 int cs_sig_apply(cs_sig_engine *e, const cs_sig_event *ev, cs_sig_changes *out);
+
+/* cs_sig_apply on each event in order, rc[i] its result; the same state and
+ * changes as n calls, but faster: account records are prefetched a few
+ * events ahead, so cache misses on a large table overlap (the pipeline
+ * applies a fetched batch at once). Returns how many were CS_SIG_OK. */
+size_t cs_sig_apply_batch(cs_sig_engine *e, const cs_sig_event *ev, size_t n, int *rc, cs_sig_changes *out);
 
 /* Time-driven signals (a drop because usage stopped, decay, a renewal date
  * coming near) change for accounts that send nothing. When the watermark
