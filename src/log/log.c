@@ -38,6 +38,7 @@ struct cs_topic {
     struct group   **groups;
     size_t           ngroups, capgroups;
     char             err[600];
+    int              dead;    /* a fatal error in the groups (test hook returned) */
 };
 
 void cs_topic_opts_default(cs_topic_opts *o)
@@ -217,7 +218,10 @@ static void group_load(cs_topic *lg, const char *name)
     if (best >= 0) {
         g->gen = gen[best];
         memcpy(g->next, nx[best], (size_t)P * 8);
-        if (!ok[0] || !ok[1])
+        int other = !ok[0] ? 0 : 1;
+        int blank = 1;
+        for (size_t i = 0; i < S && blank; i++) blank = b[(size_t)other * S + i] == 0;
+        if ((!ok[0] || !ok[1]) && !blank)
             cs_warn("log", "consumer group offsets: one slot damaged (a torn commit); using the other",
                     "\"file\":\"%s\",\"generation\":%llu", path, (unsigned long long)g->gen);
     } else {
@@ -243,6 +247,7 @@ static int group_write(cs_topic *lg, struct group *g, uint64_t gen)
         char path[4200];
         snprintf(path, sizeof path, "%s/%s.off", lg->gdir, g->name);
         cs_io_fatal("fdatasync of consumer group offsets", path, errno);
+        __atomic_store_n(&lg->dead, 1, __ATOMIC_RELEASE);
         errno = EIO;
         return -1;
     }
@@ -471,6 +476,10 @@ int cs_topic_append(cs_topic *lg, int partition, cs_rec *recs, size_t n)
         return -1;
     }
     cs_part *p = lg->parts[partition];
+    if (__atomic_load_n(&lg->dead, __ATOMIC_ACQUIRE)) {
+        errno = EIO;
+        return -1;
+    }
     int rc = cs_part_append(p, recs, n);
     int e = errno;
     if (rc == 0) {

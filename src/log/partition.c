@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
 #include "log/segment.h"
@@ -52,12 +53,14 @@ struct cs_part {
     int             dead;        /* a fatal error happened: refuse appends */
     int             prealloc_ok;
     int64_t         wpos, wnext, wtime;   /* written (active segment) */
-    int64_t         dpos, dnext, dtime;   /* durable = visible to readers */
+    int64_t         dpos, dnext, dtime;   /* visible to readers (durable under the policy) */
+    int64_t         snext;                /* offset up to which an fdatasync succeeded */
     int64_t         last_sync_us;
     int64_t         last_retain_us;
     int             rolled;
     uint64_t        tick;
-    cs_topic_stats    st;
+    int             opened;      /* open completed (close may write the marker) */
+    cs_topic_stats  st;
     char            err[512];
 };
 
@@ -197,7 +200,58 @@ static int open_sealed(cs_part *p, struct seg *s, char *err, size_t errlen)
     return 0;
 }
 
-static int open_active(cs_part *p, struct seg *s, int64_t min_time, char *err, size_t errlen)
+/* The clean-shutdown marker (segment.h, CLEAN): what the active segment
+ * held, durably, when the partition was last closed cleanly. */
+struct clean {
+    int     valid;
+    int64_t base, size, next;
+};
+
+static void clean_path(const cs_part *p, char *buf, size_t len) { snprintf(buf, len, "%s/clean", p->dir); }
+
+static void read_clean(cs_part *p, struct clean *c)
+{
+    char path[4200];
+    clean_path(p, path, sizeof path);
+    memset(c, 0, sizeof *c);
+    int fd = p->io->open(path, O_RDONLY, 0);
+    if (fd < 0) return;
+    uint8_t b[CS_SEG_CLEAN_SIZE];
+    off_t size = 0;
+    int ok = p->io->fsize(fd, &size) == 0 && size == CS_SEG_CLEAN_SIZE && cs_io_read_all(p->io, fd, b, sizeof b, 0) == 0;
+    p->io->close(fd);
+    c->valid = 2; /* present */
+    if (!ok || cs_get32(b) != CS_SEG_CLEAN_MAGIC || cs_get32(b + 4) != cs_crc32c(0, b + 8, CS_SEG_CLEAN_SIZE - 8))
+        return;
+    c->valid = 1;
+    c->base = (int64_t)cs_get64(b + 8);
+    c->size = (int64_t)cs_get64(b + 16);
+    c->next = (int64_t)cs_get64(b + 24);
+}
+
+static void write_clean(cs_part *p)
+{
+    uint8_t b[CS_SEG_CLEAN_SIZE] = {0};
+    cs_put32(b, CS_SEG_CLEAN_MAGIC);
+    cs_put64(b + 8, (uint64_t)active(p)->base);
+    cs_put64(b + 16, (uint64_t)p->wpos);
+    cs_put64(b + 24, (uint64_t)p->wnext);
+    cs_put32(b + 4, cs_crc32c(0, b + 8, CS_SEG_CLEAN_SIZE - 8));
+    char path[4200], tmp[4300];
+    clean_path(p, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = p->io->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return;
+    int ok = cs_io_write_all(p->io, fd, b, sizeof b, 0) == 0 && p->io->fdatasync(fd) == 0;
+    p->io->close(fd);
+    if (!ok || p->io->rename(tmp, path) != 0) {
+        p->io->unlink(tmp);
+        return;
+    }
+    p->io->fsync_dir(p->dir);
+}
+
+static int open_active(cs_part *p, struct seg *s, int64_t min_time, const struct clean *cl, char *err, size_t errlen)
 {
     char spath[4200], msg[4600];
     seg_path(p, s->base, "seg", spath, sizeof spath);
@@ -207,6 +261,23 @@ static int open_active(cs_part *p, struct seg *s, int64_t min_time, char *err, s
         snprintf(msg, sizeof msg, "%s: %s", spath, strerror(errno));
         set_err(err, errlen, msg);
         return -1;
+    }
+    /* After a clean shutdown every byte up to the recorded size was
+     * acknowledged and durable: nothing of it may be cut. */
+    if (cl->valid == 1 && cl->base == s->base && r.file_size <= cl->size) {
+        if (r.file_size < cl->size || (r.bad_pos >= 0 && r.bad_pos < cl->size)) {
+            if (r.file_size < cl->size)
+                snprintf(msg, sizeof msg, "segment is %lld bytes but held %lld (offsets up to %lld) at the last clean "
+                         "shutdown: acknowledged data missing", (long long)r.file_size, (long long)cl->size,
+                         (long long)cl->next - 1);
+            else
+                snprintf(msg, sizeof msg, "damaged batch (%s) inside acknowledged data (the last clean shutdown "
+                         "recorded %lld bytes, offsets up to %lld)", r.bad_what, (long long)cl->size,
+                         (long long)cl->next - 1);
+            named_error(p, spath, r.file_size < cl->size ? r.file_size : r.bad_pos, msg);
+            set_err(err, errlen, p->err);
+            return -1;
+        }
     }
     if (r.bad_pos >= 0) {
         if (r.durable_claim > r.next) {
@@ -231,7 +302,7 @@ static int open_active(cs_part *p, struct seg *s, int64_t min_time, char *err, s
         p->st.truncated_bytes += cut;
     }
     p->wpos = p->dpos = r.valid_end;
-    p->wnext = p->dnext = r.next;
+    p->wnext = p->dnext = p->snext = r.next;
     p->wtime = p->dtime = r.valid_end > 0 ? r.last_time : min_time == INT64_MIN ? 0 : min_time;
     s->first_time = r.first_time;
     s->last_time = p->dtime;
@@ -265,7 +336,7 @@ cs_part *cs_part_open(const char *dir, int id, const cs_topic_opts *o, char *err
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         const char *nm = de->d_name;
-        if (nm[0] == '.') continue;
+        if (nm[0] == '.' || strcmp(nm, "clean") == 0) continue;
         size_t n = strlen(nm);
         int64_t b;
         if (n > 4 && strcmp(nm + n - 4, ".tmp") == 0) {
@@ -311,6 +382,13 @@ cs_part *cs_part_open(const char *dir, int id, const cs_topic_opts *o, char *err
                 goto fail;
             }
         }
+        int below = nsegb == 0 || idxb[i] < segb[0] || idxb[i] == segb[nsegb - 1];
+        if (!below) {
+            /* Not from an interrupted delete (retention deletes from the
+             * front): evidence of a missing segment, reported below. */
+            cs_warn("log", "index file without its segment (left alone)", "\"file\":\"%s\"", path);
+            continue;
+        }
         if (p->io->unlink(path) == 0) dirty = 1;
     }
     if (nsegb == 0) {
@@ -352,7 +430,20 @@ cs_part *cs_part_open(const char *dir, int id, const cs_topic_opts *o, char *err
         goto fail;
     }
     int64_t min_time = p->nseg > 1 ? p->segs[p->nseg - 2]->last_time : INT64_MIN;
-    if (open_active(p, active(p), min_time, err, errlen) != 0) goto fail;
+    struct clean cl;
+    read_clean(p, &cl);
+    if (open_active(p, active(p), min_time, &cl, err, errlen) != 0) goto fail;
+    if (cl.valid) {
+        /* The marker describes the past from now on: it must go before the
+         * first append, or a later crash could be judged against it. */
+        clean_path(p, path, sizeof path);
+        if (p->io->unlink(path) != 0 || p->io->fsync_dir(dir) != 0) {
+            snprintf(msg, sizeof msg, "%s: remove: %s", path, strerror(errno));
+            set_err(err, errlen, msg);
+            goto fail;
+        }
+    }
+    p->opened = 1;
     p->last_sync_us = cs_mono_us();
     free(segb);
     free(idxb);
@@ -367,7 +458,9 @@ fail:
 void cs_part_close(cs_part *p)
 {
     if (!p) return;
-    if (p->nseg && !p->dead && p->o.fsync_policy != CS_FSYNC_ALWAYS) cs_part_sync(p);
+    if (p->opened && !p->dead && (p->o.fsync_policy == CS_FSYNC_ALWAYS || cs_part_sync(p) == 0) &&
+        p->dnext == p->wnext && !p->dead)
+        write_clean(p);
     for (size_t i = 0; i < p->nseg; i++) seg_free(p, p->segs[i]);
     free(p->segs);
     pthread_mutex_destroy(&p->mu);
@@ -400,7 +493,7 @@ static int roll(cs_part *p)
         errno = EIO;
         return -1;
     }
-    p->dpos = p->wpos, p->dnext = p->wnext, p->dtime = p->wtime;
+    p->dpos = p->wpos, p->dnext = p->snext = p->wnext, p->dtime = p->wtime;
     pthread_cond_broadcast(&p->cv);
     cs_seginfo si = {.base = old->base, .next = p->wnext, .size = p->wpos, .first_time = old->ix.n ? old->ix.e[0].time : 0,
                      .last_time = p->wtime, .interval = p->o.index_interval, .nentries = (uint32_t)old->ix.n};
@@ -466,7 +559,10 @@ int cs_part_sync(cs_part *p)
     pthread_mutex_lock(&p->mu);
     p->syncing = 0;
     if (rc != 0) die(p);
-    else if (next >= p->dnext) p->dpos = pos, p->dnext = next, p->dtime = t;
+    else {
+        if (next >= p->dnext) p->dpos = pos, p->dnext = next, p->dtime = t;
+        if (next > p->snext) p->snext = next;
+    }
     p->last_sync_us = cs_mono_us();
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -513,7 +609,7 @@ int cs_part_append(cs_part *p, cs_rec *recs, size_t n)
     }
     int64_t base = p->wnext, at = p->wpos;
     int64_t t = now > p->wtime ? now : p->wtime;
-    cs_seg_batch_seal(b, base, t, p->dnext);
+    cs_seg_batch_seal(b, base, t, p->snext);
     if (cs_io_write_all(p->io, s->fd, b, total, at) != 0) {
         e = errno;
         /* Nothing of the batch may stay: cut back to where it started. */
@@ -548,7 +644,7 @@ int cs_part_append(cs_part *p, cs_rec *recs, size_t n)
             pthread_mutex_lock(&p->mu);
             p->syncing = 0;
             if (rc != 0) die(p);
-            else if (snext > p->dnext) p->dpos = spos, p->dnext = snext, p->dtime = stime;
+            else if (snext > p->dnext) p->dpos = spos, p->dnext = p->snext = snext, p->dtime = stime;
             pthread_cond_broadcast(&p->cv);
         }
         if (p->dnext < mine) {

@@ -1,7 +1,9 @@
 /*
- * log/plog — LEGACY single-file partition (kept for bench/log_append.c until
- * it moves to log/log.h; the bus uses log/log.h). One partition of a topic: an append-only file of CRC-checked
- * record batches with dense 64-bit offsets, group commit and recovery.
+ * log/plog — LEGACY single-file partition, kept only for bench/log_append.c
+ * until it moves to log/log.h (the product uses log/log.h; this file does
+ * not go through the I/O table of log/io.h). One partition of a topic: an
+ * append-only file of CRC-checked record batches with dense 64-bit offsets,
+ * group commit and recovery.
  *
  * Owns the partition file and its in-memory batch index. Never interprets
  * record keys or values. Readers only ever see bytes that are durable under

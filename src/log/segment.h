@@ -89,6 +89,14 @@
  *   The valid slot with the highest generation wins; none valid = a named
  *   error (the group's file is damaged), never a silent reset to 0.
  *
+ * CLEAN-SHUTDOWN MARKER (pNNNNN/clean, 40 bytes; written at a clean close
+ * after the last fdatasync, via clean.tmp + fdatasync + rename + directory
+ * fsync; removed, durably, at open before the first append)
+ *
+ *       0  4 magic 0x4c435343 ("CSCL")   4  4 crc of [8, 40)
+ *       8  8 base of the active segment  16  8 its size in bytes
+ *      24  8 its next offset            32  8 reserved (0)
+ *
  * RECOVERY (at open, per partition)
  *
  *   1. Remove *.tmp (interrupted index or metadata writes) and .idx files
@@ -107,6 +115,9 @@
  *      named error; otherwise the bytes from the invalid batch on are a torn
  *      or unsynced tail: they are cut (ftruncate + fdatasync) and the count
  *      is logged.
+ *      With a valid clean-shutdown marker for the active segment, every
+ *      byte up to its recorded size was acknowledged: an invalid batch or a
+ *      shorter file there is a named error, never a cut.
  *   4. The active segment's index lives in memory; it is written at seal.
  */
 #ifndef CS_LOG_SEGMENT_H
@@ -130,6 +141,9 @@
 
 #define CS_SEG_META_MAGIC    0x4d545343u
 #define CS_SEG_META_SIZE     32
+
+#define CS_SEG_CLEAN_MAGIC   0x4c435343u
+#define CS_SEG_CLEAN_SIZE    40
 
 #define CS_SEG_GROUP_MAGIC   0x4f475343u
 #define CS_SEG_GROUP_HDR     32

@@ -1,8 +1,12 @@
 /*
- * Unit tests for log/plog: append/read, recovery of torn and corrupt tails,
- * group commit under concurrent appends, fsync policies.
+ * Unit tests for the log (log/log.h): append/read, recovery of torn and
+ * corrupt tails, group commit under concurrent appends, fsync policies,
+ * segment roll, the offset/time index, sealed-segment damage, topic
+ * metadata, consumer-group offsets, retention and the embedded bus.
  *
- * Every test works in its own mkdtemp directory under /tmp.
+ * Every test works in its own mkdtemp directory under /tmp. The first
+ * tests use one partition with segments large enough to stay in one file,
+ * so they can cut and flip that file's bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,13 +29,16 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
-#include "log/plog.h"
+#include "bus/bus.h"
+#include "log/log.h"
+#include "log/segment.h"
 
 /* ---------------------------------------------------------------- helpers */
 
 struct fx {
     char dir[64];
-    char path[128];
+    char tdir[96];    /* the topic */
+    char path[160];   /* partition 0's first segment */
 };
 
 static int fx_setup(void **state)
@@ -43,7 +50,8 @@ static int fx_setup(void **state)
         free(f);
         return -1;
     }
-    snprintf(f->path, sizeof f->path, "%s/events-0.log", f->dir);
+    snprintf(f->tdir, sizeof f->tdir, "%s/t", f->dir);
+    snprintf(f->path, sizeof f->path, "%s/p00000/00000000000000000000.seg", f->tdir);
     *state = f;
     return 0;
 }
@@ -51,18 +59,57 @@ static int fx_setup(void **state)
 static int fx_teardown(void **state)
 {
     struct fx *f = *state;
-    unlink(f->path);
-    rmdir(f->dir);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    if (system(cmd) != 0) return -1;
     free(f);
     return 0;
 }
 
+/* The old single-partition API, over a one-partition topic. */
+typedef cs_topic cs_plog;
+#define CS_PLOG_HDR CS_SEG_BATCH_HDR
+#define CS_PLOG_REC_HDR CS_SEG_REC_HDR
+#define CS_PLOG_MAX_BATCH CS_SEG_MAX_BATCH
+#define cs_plog_append(t, r, n) cs_topic_append(t, 0, r, n)
+#define cs_plog_read(t, from, max, cb, arg) cs_topic_read(t, 0, from, max, cb, arg)
+#define cs_plog_end(t) cs_topic_end(t, 0)
+#define cs_plog_sync(t) cs_topic_sync(t)
+#define cs_plog_close(t) cs_topic_close(t)
+
+static int64_t g_segment_bytes = 8 << 20;
+
+static cs_topic *open_topic(const char *dir, int partitions, int policy, int interval_ms, int64_t seg_bytes,
+                            char *err, size_t errlen)
+{
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = partitions;
+    o.fsync_policy = policy;
+    o.fsync_interval_ms = interval_ms;
+    o.segment_bytes = seg_bytes;
+    o.index_interval = 256;
+    o.retention_ms = 0;
+    return cs_topic_open(dir, &o, err, errlen);
+}
+
+/* path: a segment path "<topic>/p00000/<base>.seg" or a topic dir. */
 static cs_plog *open_log(const char *path, int policy, int interval_ms)
 {
-    char err[256] = "";
-    cs_plog *pl = cs_plog_open(path, policy, interval_ms, err, sizeof err);
-    if (!pl) fail_msg("cs_plog_open(%s): %s", path, err);
-    return pl;
+    char dir[256], err[512] = "";
+    snprintf(dir, sizeof dir, "%s", path);
+    char *cut = strstr(dir, "/p00000/");
+    if (cut) *cut = '\0';
+    cs_topic *t = open_topic(dir, 1, policy, interval_ms, g_segment_bytes, err, sizeof err);
+    if (!t) fail_msg("cs_topic_open(%s): %s", dir, err);
+    return t;
+}
+
+static int64_t cs_plog_truncated_bytes(cs_topic *t)
+{
+    cs_topic_stats st;
+    cs_topic_get_stats(t, 0, &st);
+    return st.truncated_bytes;
 }
 
 static int64_t file_size(const char *path)
@@ -86,7 +133,22 @@ static uint8_t *slurp(const char *path, size_t *len)
     return b;
 }
 
+/* Writing a segment by hand models a crash: no clean-shutdown marker
+ * (segment.h) survives it. spill_keep leaves the marker (damage after a
+ * clean shutdown). */
+static void spill_keep(const char *path, const uint8_t *b, size_t len);
 static void spill(const char *path, const uint8_t *b, size_t len)
+{
+    size_t n = strlen(path);
+    if (n > 4 && strcmp(path + n - 4, ".seg") == 0) {
+        char marker[300];
+        snprintf(marker, sizeof marker, "%.*s/clean", (int)(strrchr(path, '/') - path), path);
+        unlink(marker);
+    }
+    spill_keep(path, b, len);
+}
+
+static void spill_keep(const char *path, const uint8_t *b, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
@@ -206,8 +268,8 @@ static void test_empty_log(void **state)
     cs_plog_close(pl);
 
     char err[256] = "";
-    assert_null(cs_plog_open("/nonexistent-dir-cs/x.log", CS_FSYNC_ALWAYS, 0, err, sizeof err));
-    assert_non_null(strstr(err, "/nonexistent-dir-cs/x.log"));
+    assert_null(open_topic("/dev/null/x", 1, CS_FSYNC_ALWAYS, 0, 1 << 20, err, sizeof err));
+    assert_non_null(strstr(err, "/dev/null/x"));
 }
 
 static void test_append_read_round_trip(void **state)
@@ -410,11 +472,57 @@ struct batch_pos {
     int64_t pos, base;
 };
 
+static void test_clean_shutdown_marker(void **state)
+{
+    struct fx *f = *state;
+    int64_t prev_end, prev_size, end;
+    size_t len;
+    uint8_t *img = build_log(f->path, 5, 3, &prev_end, &prev_size, &end, &len);
+    char marker[200];
+    snprintf(marker, sizeof marker, "%s/p00000/clean", f->tdir);
+    assert_int_equal(access(marker, F_OK), 0);
+    uint8_t *bad = malloc(len);
+    assert_non_null(bad);
+    /* After a clean shutdown, the last batch was acknowledged: damage in it
+     * (a flip, or the file cut short) is a named error, never a cut. */
+    for (int64_t at = prev_size; at < (int64_t)len; at += 7) {
+        memcpy(bad, img, len);
+        bad[at] ^= 0x04;
+        spill_keep(f->path, bad, len);
+        char err[512] = "";
+        cs_topic *t = open_topic(f->tdir, 1, CS_FSYNC_NEVER, 0, g_segment_bytes, err, sizeof err);
+        if (t) fail_msg("flip at %lld after a clean shutdown: opened", (long long)at);
+        if (!strstr(err, f->path) || !strstr(err, "clean shutdown")) fail_msg("flip at %lld: %s", (long long)at, err);
+        assert_int_equal(access(marker, F_OK), 0); /* kept: still the truth */
+    }
+    spill_keep(f->path, img, len - 1);
+    char err[512] = "";
+    assert_null(open_topic(f->tdir, 1, CS_FSYNC_NEVER, 0, g_segment_bytes, err, sizeof err));
+    assert_non_null(strstr(err, "acknowledged data missing"));
+    /* Intact: opens, and the marker is gone until the next clean close. */
+    spill_keep(f->path, img, len);
+    cs_plog *pl = open_log(f->path, CS_FSYNC_NEVER, 0);
+    assert_int_equal(access(marker, F_OK), -1);
+    check_all(pl, 0, end);
+    cs_plog_close(pl);
+    assert_int_equal(access(marker, F_OK), 0);
+    /* Without the marker (a crash), the same damage is a torn tail: cut. */
+    memcpy(bad, img, len);
+    bad[len - 2] ^= 0x04;
+    spill(f->path, bad, len);
+    pl = open_log(f->path, CS_FSYNC_NEVER, 0);
+    assert_int_equal(cs_plog_end(pl), prev_end);
+    cs_plog_close(pl);
+    free(bad);
+    free(img);
+}
+
 static void test_bitflip_in_earlier_batch(void **state)
 {
     struct fx *f = *state;
-    /* Five batches of 4 records; remember where each starts. */
-    cs_plog *pl = open_log(f->path, CS_FSYNC_NEVER, 0);
+    /* Five batches of 4 records, each acknowledged after its fsync;
+     * remember where each starts. */
+    cs_plog *pl = open_log(f->path, CS_FSYNC_ALWAYS, 0);
     struct batch_pos bp[6];
     for (int b = 0; b < 5; b++) {
         bp[b].pos = file_size(f->path);
@@ -430,42 +538,40 @@ static void test_bitflip_in_earlier_batch(void **state)
     assert_non_null(bad);
 
     /* Flip bits in batch 2 (of 0..4): magic, crc, total_len, count, base,
-     * append time, a record header and record bytes. */
+     * append time, durable offset, a record header and record bytes. The
+     * later batches say batch 2 was durable (their durable_offset), so this
+     * is damage inside acknowledged data: never cut, a named error. */
     const int victim = 2;
     int64_t p = bp[victim].pos, blen = bp[victim + 1].pos - p;
-    int64_t offs[] = {0, 3, 4, 7, 8, 11, 12, 16, 23, 24, 31, 32, 36, 44, blen / 2, blen - 1};
+    int64_t offs[] = {0, 3, 4, 7, 8, 11, 12, 16, 23, 24, 31, 32, 39, 40, 44, 52, blen / 2, blen - 1};
+    char want[64];
+    snprintf(want, sizeof want, "position %lld:", (long long)p);
     for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
         for (int bitn = 0; bitn < 8; bitn += 3) {
             memcpy(bad, img, len);
             bad[p + offs[i]] ^= (uint8_t)(1u << bitn);
             spill(f->path, bad, len);
-            pl = open_log(f->path, CS_FSYNC_NEVER, 0);
-            /* Recovery stops at the corrupt batch: it and every later
-             * (intact) batch are cut, and the cut is reported. */
-            if (cs_plog_end(pl) != bp[victim].base || cs_plog_truncated_bytes(pl) != (int64_t)len - p)
-                fail_msg("byte %lld bit %d of batch %d: end %lld (want %lld), truncated %lld (want %lld)",
-                         (long long)offs[i], bitn, victim, (long long)cs_plog_end(pl), (long long)bp[victim].base,
-                         (long long)cs_plog_truncated_bytes(pl), (long long)((int64_t)len - p));
-            assert_int_equal(file_size(f->path), p);
-            check_all(pl, 0, bp[victim].base);
-            int64_t n = 0;
-            assert_int_equal(cs_plog_read(pl, bp[victim].base, 100, count_cb, &n), 0);
-            assert_int_equal(cs_plog_read(pl, bp[victim + 2].base, 100, count_cb, &n), 0);
-            assert_int_equal(n, 0);
-            /* New appends reuse the offsets from the corrupt batch on. */
-            append_gen(pl, bp[victim].base, 2);
-            check_all(pl, 0, bp[victim].base + 2);
-            cs_plog_close(pl);
+            char err[512] = "";
+            cs_topic *t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, g_segment_bytes, err, sizeof err);
+            if (t) fail_msg("byte %lld bit %d of batch %d: opened (end %lld) instead of a named error", (long long)offs[i],
+                            bitn, victim, (long long)cs_topic_end(t, 0));
+            if (!strstr(err, f->path) || !strstr(err, want) || !strstr(err, "acknowledged"))
+                fail_msg("byte %lld bit %d: error does not name file and position: %s", (long long)offs[i], bitn, err);
+            /* Nothing was cut. */
+            assert_int_equal(file_size(f->path), (int64_t)len);
         }
     }
-    /* A flip in the very first batch leaves an empty log. */
+    /* A flip in the very first batch: the same. */
     memcpy(bad, img, len);
-    bad[40] ^= 0x10;
+    bad[44] ^= 0x10;
     spill(f->path, bad, len);
-    pl = open_log(f->path, CS_FSYNC_NEVER, 0);
-    assert_int_equal(cs_plog_end(pl), 0);
-    assert_int_equal(cs_plog_truncated_bytes(pl), (int64_t)len);
-    assert_int_equal(file_size(f->path), 0);
+    char err[512] = "";
+    assert_null(open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, g_segment_bytes, err, sizeof err));
+    assert_non_null(strstr(err, "position 0:"));
+    /* Restored, it opens whole. */
+    spill(f->path, img, len);
+    pl = open_log(f->path, CS_FSYNC_ALWAYS, 0);
+    check_all(pl, 0, 20);
     cs_plog_close(pl);
     free(bad);
     free(img);
@@ -494,6 +600,7 @@ static void test_garbage_tail(void **state)
         check_all(pl, 0, 5);
         cs_plog_close(pl);
     }
+    /* (The copy says "durable up to 0": no claim on offsets >= 5.) */
     uint8_t *dup = malloc(2 * len);
     assert_non_null(dup);
     memcpy(dup, img, len);
@@ -525,13 +632,13 @@ static uint32_t get32le(const uint8_t *p)
 static uint64_t get64le(const uint8_t *p) { return (uint64_t)get32le(p) | (uint64_t)get32le(p + 4) << 32; }
 
 enum craft { CRAFT_OK, CRAFT_SLACK, CRAFT_SHORT_REC, CRAFT_KEY_TOO_LONG, CRAFT_COUNT_HIGH, CRAFT_COUNT_LOW,
-             CRAFT_COUNT_ZERO, CRAFT_BAD_MAGIC };
+             CRAFT_COUNT_ZERO, CRAFT_BAD_MAGIC, CRAFT_DURABLE_AHEAD };
 
 /* Encode a batch of the generated records [base, base+count) with a valid
  * CRC, damaged as asked in a way only the structural checks can see. */
 static size_t craft_batch(uint8_t *out, int64_t base, uint32_t count, int64_t append_us, enum craft how)
 {
-    size_t pos = 32;
+    size_t pos = 40;
     for (uint32_t i = 0; i < count; i++) {
         struct genrec g;
         gen_fill(&g, base + (int64_t)i);
@@ -555,11 +662,12 @@ static size_t craft_batch(uint8_t *out, int64_t base, uint32_t count, int64_t ap
     if (how == CRAFT_SLACK) memset(out + pos, 0, 8), pos += 8;
     uint32_t n = how == CRAFT_COUNT_HIGH ? count + 1 : how == CRAFT_COUNT_LOW ? count - 1
                  : how == CRAFT_COUNT_ZERO ? 0 : count;
-    put32le(out, how == CRAFT_BAD_MAGIC ? 0x32425343u : 0x31425343u);
+    put32le(out, how == CRAFT_BAD_MAGIC ? 0x31425343u : 0x32425343u);
     put32le(out + 8, (uint32_t)pos);
     put32le(out + 12, n);
     put64le(out + 16, (uint64_t)base);
     put64le(out + 24, (uint64_t)append_us);
+    put64le(out + 32, how == CRAFT_DURABLE_AHEAD ? (uint64_t)base + 1 : (uint64_t)base);
     put32le(out + 4, cs_crc32c(0, out + 8, pos - 8));
     return pos;
 }
@@ -578,17 +686,21 @@ static void test_on_disk_format(void **state)
 
     /* What the writer produced decodes by the documented layout. */
     size_t pos = 0;
-    int64_t next = 0;
+    int64_t next = 0, prev_time = 0;
     while (pos < len) {
-        assert_true(len - pos >= 48);
+        assert_true(len - pos >= 56);
         const uint8_t *b = img + pos;
         uint32_t total = get32le(b + 8), count = get32le(b + 12);
-        assert_int_equal(get32le(b), 0x31425343u);
-        assert_true(total >= 48 && pos + total <= len);
+        assert_int_equal(get32le(b), 0x32425343u);
+        assert_true(total >= 56 && pos + total <= len);
         assert_int_equal(get32le(b + 4), cs_crc32c(0, b + 8, total - 8));
         assert_int_equal((int64_t)get64le(b + 16), next);
-        assert_true((int64_t)get64le(b + 24) >= t0 && (int64_t)get64le(b + 24) <= t1);
-        size_t rp = 32;
+        int64_t at = (int64_t)get64le(b + 24);
+        assert_true(at >= t0 && at <= t1 && at >= prev_time);
+        prev_time = at;
+        /* fsync=always: everything before this batch was durable. */
+        assert_int_equal((int64_t)get64le(b + 32), next);
+        size_t rp = 40;
         for (uint32_t i = 0; i < count; i++) {
             struct genrec g;
             gen_fill(&g, next + (int64_t)i);
@@ -610,22 +722,23 @@ static void test_on_disk_format(void **state)
     uint8_t *buf = malloc(len + 2 * 4096);
     assert_non_null(buf);
     memcpy(buf, img, len);
-    size_t good = craft_batch(buf + len, 5, 4, 1234567, CRAFT_OK);
+    int64_t tc = t1 + 1000;
+    size_t good = craft_batch(buf + len, 5, 4, tc, CRAFT_OK);
     spill(f->path, buf, len + good);
     pl = open_log(f->path, CS_FSYNC_ALWAYS, 0);
     assert_int_equal(cs_plog_end(pl), 9);
     assert_int_equal(cs_plog_truncated_bytes(pl), 0);
     check_all(pl, 0, 9);
-    struct check c = {.next = 5, .stop_after = -1, .min_append = 1234567, .max_append = 1234567};
+    struct check c = {.next = 5, .stop_after = -1, .min_append = tc, .max_append = tc};
     assert_int_equal(cs_plog_read(pl, 5, 10, check_cb, &c), 4);
     append_gen(pl, 9, 1);
     cs_plog_close(pl);
 
     /* Batches with a valid CRC but a broken structure are cut. */
-    static const enum craft bad[] = {CRAFT_SLACK,      CRAFT_SHORT_REC, CRAFT_KEY_TOO_LONG, CRAFT_COUNT_HIGH,
-                                     CRAFT_COUNT_LOW,  CRAFT_COUNT_ZERO, CRAFT_BAD_MAGIC};
+    static const enum craft bad[] = {CRAFT_SLACK,     CRAFT_SHORT_REC,  CRAFT_KEY_TOO_LONG, CRAFT_COUNT_HIGH,
+                                     CRAFT_COUNT_LOW, CRAFT_COUNT_ZERO, CRAFT_BAD_MAGIC,    CRAFT_DURABLE_AHEAD};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        size_t blen = craft_batch(buf + len + good, 9, 6, 1, bad[i]); /* the largest batch */
+        size_t blen = craft_batch(buf + len + good, 9, 6, tc, bad[i]); /* the largest batch */
         spill(f->path, buf, len + good + blen);
         pl = open_log(f->path, CS_FSYNC_ALWAYS, 0);
         if (cs_plog_end(pl) != 9 || cs_plog_truncated_bytes(pl) != (int64_t)blen)
@@ -634,8 +747,15 @@ static void test_on_disk_format(void **state)
         check_all(pl, 0, 9);
         cs_plog_close(pl);
     }
-    /* A base offset that skips ahead is cut too. */
-    size_t blen = craft_batch(buf + len + good, 10, 2, 1, CRAFT_OK);
+    /* A base offset that skips ahead is cut too, and so is an append time
+     * that goes back. */
+    size_t blen = craft_batch(buf + len + good, 10, 2, tc, CRAFT_OK);
+    spill(f->path, buf, len + good + blen);
+    pl = open_log(f->path, CS_FSYNC_ALWAYS, 0);
+    assert_int_equal(cs_plog_end(pl), 9);
+    assert_int_equal(cs_plog_truncated_bytes(pl), (int64_t)blen);
+    cs_plog_close(pl);
+    blen = craft_batch(buf + len + good, 9, 2, tc - 1, CRAFT_OK);
     spill(f->path, buf, len + good + blen);
     pl = open_log(f->path, CS_FSYNC_ALWAYS, 0);
     assert_int_equal(cs_plog_end(pl), 9);
@@ -907,8 +1027,491 @@ static void test_policy_interval(void **state)
     struct fx *f = *state;
     /* 1 ms: appends regularly trigger the interval sync path. */
     policy_round_trip(f->path, CS_FSYNC_INTERVAL, 1);
-    unlink(f->path);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->tdir);
+    assert_int_equal(system(cmd), 0);
     policy_round_trip(f->path, CS_FSYNC_INTERVAL, 60000);
+}
+
+/* ---- segments, indexes, metadata, groups, retention, bus */
+
+#define SMALL_SEG 4096
+
+/* Append nb batches of 1..4 generated records to partition p of t. */
+static int64_t fill_topic(cs_topic *t, int part, int64_t next, int nb)
+{
+    for (int b = 0; b < nb; b++) {
+        size_t count = (size_t)(b % 4) + 1;
+        struct genrec g[4];
+        cs_rec recs[4];
+        for (size_t i = 0; i < count; i++) {
+            gen_fill(&g[i], next + (int64_t)i);
+            recs[i] = g[i].rec;
+        }
+        assert_int_equal(cs_topic_append(t, part, recs, count), 0);
+        assert_int_equal(recs[0].offset, next);
+        next += (int64_t)count;
+    }
+    return next;
+}
+
+static void check_topic(cs_topic *t, int part, int64_t from, int64_t end)
+{
+    struct check c = {.next = from, .stop_after = -1};
+    int n = cs_topic_read(t, part, from, (size_t)(end - from), check_cb, &c);
+    if (n != end - from) fail_msg("partition %d: read %d from %lld, want %lld (%s)", part, n, (long long)from,
+                                  (long long)(end - from), cs_topic_errmsg(t));
+    assert_int_equal(c.next, end);
+}
+
+static int count_files(const char *dir, const char *ext)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '\\.%s$'", dir, ext);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1) n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+static void seg_name(const struct fx *f, int part, int64_t base, const char *ext, char *out, size_t len)
+{
+    snprintf(out, len, "%s/p%05d/%020lld.%s", f->tdir, part, (long long)base, ext);
+}
+
+/* The bases of partition part's segments, from the directory. */
+static int list_bases(const struct fx *f, int part, int64_t *bases, int max)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls %s/p%05d | grep '\\.seg$' | sort", f->tdir, part);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    long long b;
+    while (p && n < max && fscanf(p, "%lld.seg", &b) == 1) bases[n++] = b;
+    if (p) pclose(p);
+    return n;
+}
+
+static void test_segment_roll(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "", pdir[200];
+    snprintf(pdir, sizeof pdir, "%s/p00000", f->tdir);
+    cs_topic *t = open_topic(f->tdir, 2, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    int64_t end = fill_topic(t, 0, 0, 300);
+    int64_t end1 = fill_topic(t, 1, 0, 7);
+    cs_topic_stats st;
+    cs_topic_get_stats(t, 0, &st);
+    assert_true(st.segments >= 10);
+    /* Sealed segments have an index; the active one not yet. */
+    assert_int_equal(count_files(pdir, "seg"), st.segments);
+    assert_int_equal(count_files(pdir, "idx"), st.segments - 1);
+    check_topic(t, 0, 0, end);
+    check_topic(t, 1, 0, end1);
+    /* Reads from every offset, across segment boundaries. */
+    for (int64_t from = 0; from < end; from += 7) {
+        struct check c = {.next = from, .stop_after = -1};
+        int64_t want = end - from < 40 ? end - from : 40;
+        assert_int_equal(cs_topic_read(t, 0, from, 40, check_cb, &c), want);
+    }
+    /* No segment is much above the limit (one batch at most). */
+    int64_t bases[256];
+    int nb = list_bases(f, 0, bases, 256);
+    assert_int_equal(nb, st.segments);
+    for (int i = 0; i + 1 < nb; i++) {
+        char path[256];
+        seg_name(f, 0, bases[i], "seg", path, sizeof path);
+        assert_true(file_size(path) <= SMALL_SEG);
+        assert_true(file_size(path) > SMALL_SEG / 2);
+    }
+    cs_topic_close(t);
+
+    /* Reopen: same content; offsets continue. */
+    t = open_topic(f->tdir, 2, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    cs_topic_get_stats(t, 0, &st);
+    assert_int_equal(st.truncated_bytes, 0);
+    assert_int_equal(st.indexes_rebuilt, 0);
+    assert_int_equal(cs_topic_end(t, 0), end);
+    assert_int_equal(cs_topic_end(t, 1), end1);
+    end = fill_topic(t, 0, end, 20);
+    check_topic(t, 0, 0, end);
+    check_topic(t, 1, 0, end1);
+    cs_topic_close(t);
+
+    /* A different partition count is refused, with both counts named. */
+    assert_null(open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err));
+    assert_non_null(strstr(err, "2 partitions but 3"));
+    /* Metadata lost: rewritten from the two partition directories. */
+    char meta[200];
+    snprintf(meta, sizeof meta, "%s/meta", f->tdir);
+    unlink(meta);
+    assert_null(open_topic(f->tdir, 4, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err));
+    t = open_topic(f->tdir, 2, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    check_topic(t, 0, 0, end);
+    cs_topic_close(t);
+}
+
+struct times {
+    int64_t off[4096], at[4096];
+    int     n;
+};
+
+static int times_cb(const cs_rec *r, void *arg)
+{
+    struct times *tm = arg;
+    if (tm->n < 4096) tm->off[tm->n] = r->offset, tm->at[tm->n] = r->append_us, tm->n++;
+    return 0;
+}
+
+static void test_time_index(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    cs_topic *t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    int64_t t_before = cs_now_us() - 1;
+    assert_int_equal(cs_topic_offset_for_time(t, 0, t_before), 0); /* empty: the end */
+    int64_t end = 0;
+    for (int k = 0; k < 60; k++) {
+        end = fill_topic(t, 0, end, 3);
+        /* Let the clock move so batches get distinct append times. */
+        int64_t t0 = cs_now_us();
+        while (cs_now_us() == t0) {
+        }
+    }
+    struct times *tm = calloc(1, sizeof *tm);
+    assert_non_null(tm);
+    for (int pass = 0; pass < 2; pass++) {
+        tm->n = 0;
+        assert_int_equal(cs_topic_read(t, 0, 0, (size_t)-1, times_cb, tm), end);
+        for (int i = 1; i < tm->n; i++) assert_true(tm->at[i] >= tm->at[i - 1]);
+        /* For every record's append time, and one microsecond after it:
+         * the first offset with append time >= ts. */
+        for (int i = 0; i < tm->n; i++) {
+            for (int d = 0; d < 2; d++) {
+                int64_t ts = tm->at[i] + d;
+                int64_t want = end;
+                for (int j = 0; j < tm->n; j++)
+                    if (tm->at[j] >= ts) {
+                        want = tm->off[j];
+                        break;
+                    }
+                int64_t got = cs_topic_offset_for_time(t, 0, ts);
+                if (got != want) fail_msg("pass %d: time %lld: offset %lld, want %lld", pass, (long long)ts,
+                                          (long long)got, (long long)want);
+            }
+        }
+        assert_int_equal(cs_topic_offset_for_time(t, 0, t_before), 0);
+        assert_int_equal(cs_topic_offset_for_time(t, 0, tm->at[tm->n - 1] + 1), end);
+        /* Again after a reopen (sealed indexes read from disk). */
+        cs_topic_close(t);
+        t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+        assert_non_null(t);
+    }
+    free(tm);
+    cs_topic_close(t);
+}
+
+static void test_index_rebuild_and_sealed_damage(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "", path[256], ipath[256];
+    cs_topic *t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    int64_t end = fill_topic(t, 0, 0, 120);
+    cs_topic_close(t);
+    int64_t bases[256];
+    int nb = list_bases(f, 0, bases, 256);
+    assert_true(nb >= 4);
+
+    /* 1. A missing index and a damaged one: rebuilt at open, data intact. */
+    seg_name(f, 0, bases[1], "idx", ipath, sizeof ipath);
+    unlink(ipath);
+    seg_name(f, 0, bases[2], "idx", ipath, sizeof ipath);
+    size_t ilen;
+    uint8_t *ib = slurp(ipath, &ilen);
+    ib[20] ^= 1; /* header: caught at open */
+    spill(ipath, ib, ilen);
+    ib[20] ^= 1;
+    t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    cs_topic_stats st;
+    cs_topic_get_stats(t, 0, &st);
+    assert_int_equal(st.indexes_rebuilt, 2);
+    check_topic(t, 0, 0, end);
+    cs_topic_close(t);
+    /* An entry flipped (only the entries CRC sees it): rebuilt on first read. */
+    ib[ilen - 3] ^= 0x40;
+    spill(ipath, ib, ilen);
+    free(ib);
+    t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    check_topic(t, 0, 0, end);
+    cs_topic_get_stats(t, 0, &st);
+    assert_int_equal(st.indexes_rebuilt, 1);
+    cs_topic_close(t);
+
+    /* 2. A flipped byte in a sealed segment: open stays fast (no scan) and
+     * succeeds; reading it is a named error (file, position), never data. */
+    seg_name(f, 0, bases[1], "seg", path, sizeof path);
+    size_t slen;
+    uint8_t *sb = slurp(path, &slen);
+    sb[slen / 2] ^= 0x08;
+    spill(path, sb, slen);
+    t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    int64_t n = 0;
+    assert_int_equal(cs_topic_read(t, 0, bases[1], (size_t)-1, count_cb, &n), -1);
+    const char *em = cs_topic_errmsg(t);
+    if (!strstr(em, path) || !strstr(em, "position ") || !strstr(em, "sealed"))
+        fail_msg("error does not name the sealed segment: %s", em);
+    /* Records before the damaged batch were delivered and are correct; the
+     * segments before and after read fine. */
+    check_topic(t, 0, 0, bases[1]);
+    check_topic(t, 0, bases[2], end);
+    cs_topic_get_stats(t, 0, &st);
+    assert_true(st.read_errors >= 1);
+    cs_topic_close(t);
+    sb[slen / 2] ^= 0x08;
+
+    /* 3. A sealed segment cut short: open stays fast; the read names it. */
+    spill(path, sb, slen - 10);
+    t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    if (t) {
+        n = 0;
+        assert_int_equal(cs_topic_read(t, 0, 0, (size_t)-1, count_cb, &n), -1);
+        assert_non_null(strstr(cs_topic_errmsg(t), path));
+        cs_topic_close(t);
+    } else {
+        assert_non_null(strstr(err, path)); /* the size check at open caught it */
+    }
+    spill(path, sb, slen);
+    free(sb);
+
+    /* 4. A missing middle segment: a clear error naming the offsets. */
+    char moved[300];
+    snprintf(moved, sizeof moved, "%s/moved.seg.bak", f->dir);
+    assert_int_equal(rename(path, moved), 0);
+    assert_null(open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err));
+    char want[100];
+    snprintf(want, sizeof want, "offsets %lld..%lld are missing", (long long)bases[1], (long long)bases[2] - 1);
+    if (!strstr(err, want)) fail_msg("missing segment: %s", err);
+    assert_int_equal(rename(moved, path), 0);
+
+    /* 5. The active segment missing while its predecessor is sealed. */
+    seg_name(f, 0, bases[nb - 1], "seg", path, sizeof path);
+    assert_int_equal(rename(path, moved), 0);
+    assert_null(open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err));
+    assert_non_null(strstr(err, "is missing"));
+    assert_int_equal(rename(moved, path), 0);
+
+    /* 6. Stray temp files are removed; everything reads back. */
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s/p00000/00000000000000000000.idx.tmp", f->tdir);
+    spill(tmp, (const uint8_t *)"partial", 7);
+    snprintf(tmp, sizeof tmp, "%s/meta.tmp", f->tdir);
+    spill(tmp, (const uint8_t *)"partial", 7);
+    t = open_topic(f->tdir, 1, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    cs_topic_get_stats(t, 0, &st);
+    assert_int_equal(st.temp_removed, 1);
+    assert_int_equal(access(tmp, F_OK), -1);
+    check_topic(t, 0, 0, end);
+    cs_topic_close(t);
+}
+
+static void test_consumer_groups(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "", path[256];
+    cs_topic *t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(cs_topic_group_committed(t, "pipeline", 0), -1);
+    assert_int_equal(cs_topic_group_register(t, "pipeline"), 0);
+    for (int p = 0; p < 3; p++) assert_int_equal(cs_topic_group_committed(t, "pipeline", p), 0);
+    assert_int_equal(cs_topic_group_commit(t, "warehouse", 2, 77), 0); /* registers */
+    assert_int_equal(cs_topic_group_commit(t, "pipeline", 1, 10), 0);
+    assert_int_equal(cs_topic_group_commit(t, "pipeline", 1, 11), 0);
+    assert_int_equal(cs_topic_group_commit(t, "pipeline", 0, 5), 0);
+    assert_int_equal(cs_topic_group_committed(t, "pipeline", 1), 11);
+    assert_int_equal(cs_topic_group_committed(t, "warehouse", 2), 77);
+    assert_int_equal(cs_topic_group_commit(t, "bad/name", 0, 1), -1);
+    assert_int_equal(cs_topic_group_commit(t, "", 0, 1), -1);
+    assert_int_equal(cs_topic_group_commit(t, "pipeline", 3, 1), -1);
+    assert_int_equal(cs_topic_group_commit(t, "pipeline", 0, -1), -1);
+    cs_topic_close(t);
+
+    t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(cs_topic_group_committed(t, "pipeline", 0), 5);
+    assert_int_equal(cs_topic_group_committed(t, "pipeline", 1), 11);
+    assert_int_equal(cs_topic_group_committed(t, "warehouse", 2), 77);
+    cs_topic_close(t);
+
+    /* Two generations: the newest slot torn (any byte) falls back to the
+     * previous commit; the older slot damaged changes nothing. */
+    snprintf(path, sizeof path, "%s/groups/pipeline.off", f->tdir);
+    size_t len;
+    uint8_t *img = slurp(path, &len);
+    assert_int_equal(len, 1024); /* 2 slots of 512 */
+    /* Generation 4 (the last commit, partition 0 = 5) lives in slot 0. */
+    assert_int_equal(get64le(img + 8), 4);
+    for (size_t at = 0; at < 32 + 24; at += 5) {
+        uint8_t *b = malloc(len);
+        assert_non_null(b);
+        memcpy(b, img, len);
+        b[at] ^= 0x21;
+        spill(path, b, len);
+        t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+        assert_non_null(t);
+        assert_int_equal(cs_topic_group_committed(t, "pipeline", 0), 0); /* generation 3 */
+        assert_int_equal(cs_topic_group_committed(t, "pipeline", 1), 11);
+        /* The next commit goes on from there and is durable. */
+        assert_int_equal(cs_topic_group_commit(t, "pipeline", 2, 9), 0);
+        cs_topic_close(t);
+        t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+        assert_int_equal(cs_topic_group_committed(t, "pipeline", 2), 9);
+        cs_topic_close(t);
+        memcpy(b, img, len);
+        b[512 + at] ^= 0x21;
+        spill(path, b, len);
+        t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+        assert_int_equal(cs_topic_group_committed(t, "pipeline", 0), 5);
+        cs_topic_close(t);
+        free(b);
+    }
+    /* Both slots damaged: a named error is logged and the group restarts
+     * from the start (nothing skipped), still registered. */
+    memset(img + 4, 0xee, 8);
+    memset(img + 512 + 4, 0xee, 8);
+    spill(path, img, len);
+    t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(cs_topic_group_committed(t, "pipeline", 1), 0);
+    assert_non_null(strstr(cs_topic_errmsg(t), "pipeline.off"));
+    cs_topic_close(t);
+    /* The offsets file missing: the group is simply not registered. */
+    unlink(path);
+    t = open_topic(f->tdir, 3, CS_FSYNC_ALWAYS, 0, SMALL_SEG, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(cs_topic_group_committed(t, "pipeline", 1), -1);
+    assert_int_equal(cs_topic_group_committed(t, "warehouse", 2), 77);
+    cs_topic_close(t);
+    free(img);
+}
+
+static void test_retention(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = 1;
+    o.segment_bytes = SMALL_SEG;
+    o.index_interval = 256;
+    o.retention_ms = 60 * 1000;
+    o.retention_bytes = 0;
+    cs_topic *t = cs_topic_open(f->tdir, &o, err, sizeof err);
+    assert_non_null(t);
+    int64_t end = fill_topic(t, 0, 0, 150);
+    cs_topic_stats st;
+    cs_topic_get_stats(t, 0, &st);
+    int64_t nseg = st.segments;
+    assert_true(nseg >= 5);
+    /* Young segments stay. */
+    assert_int_equal(cs_topic_retain(t, cs_now_us()), 0);
+    /* An hour later everything sealed is too old: with no registered
+     * group, every sealed segment goes; the active one stays. */
+    int64_t later = cs_now_us() + 3600LL * 1000000;
+    cs_topic_group_register(t, "pipeline");
+    cs_topic_group_commit(t, "pipeline", 0, 30);
+    /* Only segments entirely below the group's position go. */
+    int k = cs_topic_retain(t, later);
+    assert_true(k >= 1);
+    int64_t start = cs_topic_start(t, 0);
+    assert_true(start <= 30 && start > 0);
+    check_topic(t, 0, start, end);
+    /* Reading below the start starts at the start. */
+    struct check c = {.next = start, .stop_after = -1};
+    assert_int_equal(cs_topic_read(t, 0, 0, 5, check_cb, &c), 5);
+    assert_int_equal(cs_topic_offset_for_time(t, 0, 0), start);
+    cs_topic_group_commit(t, "pipeline", 0, end);
+    assert_int_equal(cs_topic_retain(t, later), nseg - 1 - k);
+    cs_topic_get_stats(t, 0, &st);
+    assert_int_equal(st.segments, 1);
+    assert_int_equal(st.lost_events, 0);
+    cs_topic_close(t);
+    t = cs_topic_open(f->tdir, &o, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(cs_topic_end(t, 0), end);
+    check_topic(t, 0, cs_topic_start(t, 0), end);
+    /* A byte budget deletes unconsumed segments: counted as lost. */
+    cs_topic_close(t);
+    o.retention_ms = 0;
+    o.retention_bytes = 3 * SMALL_SEG;
+    t = cs_topic_open(f->tdir, &o, err, sizeof err);
+    assert_non_null(t);
+    int64_t end2 = fill_topic(t, 0, end, 200); /* the group stays at `end` */
+    cs_topic_retain(t, cs_now_us());
+    cs_topic_get_stats(t, 0, &st);
+    assert_true(st.bytes <= 3 * SMALL_SEG);
+    assert_true(st.lost_events > 0);
+    assert_int_equal(st.lost_events, cs_topic_start(t, 0) - end);
+    check_topic(t, 0, cs_topic_start(t, 0), end2);
+    cs_topic_close(t);
+}
+
+static void test_bus_embedded(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = 4;
+    o.segment_bytes = SMALL_SEG;
+    cs_bus *bus = cs_bus_embedded_open_opts(f->dir, &o, err, sizeof err);
+    if (!bus) fail_msg("%s", err);
+    assert_non_null(cs_bus_embedded_topic(bus, CS_TOPIC_EVENTS));
+    int64_t t0 = cs_now_us();
+    char keys[200][16], vals[200][32];
+    cs_msg m[200];
+    for (int i = 0; i < 200; i++) {
+        snprintf(keys[i], sizeof keys[i], "acc_%d", i % 37);
+        snprintf(vals[i], sizeof vals[i], "v%d", i);
+        m[i] = (cs_msg){.key = keys[i], .key_len = strlen(keys[i]), .value = vals[i], .value_len = strlen(vals[i]),
+                        .ts_us = i};
+    }
+    assert_int_equal(bus->ops->produce(bus, CS_TOPIC_EVENTS, m, 200), 0);
+    int64_t total = 0;
+    for (int p = 0; p < 4; p++) {
+        total += bus->ops->end_offset(bus, CS_TOPIC_EVENTS, p);
+        assert_int_equal(bus->ops->start_offset(bus, CS_TOPIC_EVENTS, p), 0);
+        assert_int_equal(bus->ops->offset_for_time(bus, CS_TOPIC_EVENTS, p, t0 - 1), 0);
+        assert_int_equal(bus->ops->offset_for_time(bus, CS_TOPIC_EVENTS, p, cs_now_us() + 1000000),
+                         bus->ops->end_offset(bus, CS_TOPIC_EVENTS, p));
+    }
+    assert_int_equal(total, 200);
+    for (int i = 0; i < 200; i++) assert_int_equal(m[i].partition, cs_partition_for(keys[i], strlen(keys[i]), 4));
+    /* The pipeline group is registered at open. */
+    assert_int_equal(bus->ops->committed(bus, "pipeline", CS_TOPIC_EVENTS, 0), 0);
+    assert_int_equal(bus->ops->commit(bus, "pipeline", CS_TOPIC_EVENTS, 2, 3), 0);
+    assert_int_equal(bus->ops->committed(bus, "pipeline", CS_TOPIC_EVENTS, 2), 3);
+    assert_int_equal(bus->ops->committed(bus, "nobody", CS_TOPIC_EVENTS, 2), -1);
+    assert_int_equal(bus->ops->commit(bus, "pipeline", "nope", 2, 3), -1);
+    bus->ops->close(bus);
+    /* The wrapper with the old signature opens the same topic. */
+    bus = cs_bus_embedded_open(f->dir, 4, CS_FSYNC_ALWAYS, 0, err, sizeof err);
+    assert_non_null(bus);
+    assert_int_equal(bus->ops->committed(bus, "pipeline", CS_TOPIC_EVENTS, 2), 3);
+    bus->ops->close(bus);
+    assert_null(cs_bus_embedded_open(f->dir, 5, CS_FSYNC_ALWAYS, 0, err, sizeof err));
+    assert_non_null(strstr(err, "4 partitions but 5"));
 }
 
 int main(void)
@@ -923,12 +1526,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncate_every_byte_of_last_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bitflips_in_last_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bitflip_in_earlier_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_clean_shutdown_marker, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_tail, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_on_disk_format, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_oversized_batch_rejected, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appends_group_commit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_policy_never, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_policy_interval, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_segment_roll, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_time_index, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_index_rebuild_and_sealed_damage, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_groups, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_retention, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bus_embedded, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
