@@ -1,23 +1,75 @@
 /*
- * http/server — libmicrohttpd glue: routing, bounded bodies, responses.
+ * http/server — libmicrohttpd glue: routing, bounded bodies, responses, and
+ * the connection deadlines libmicrohttpd 0.9.75 lacks (it has only an
+ * inactivity timeout, so a client trickling one header byte every few
+ * seconds would hold a connection for ever).
+ *
+ * Deadlines: every connection has a socket context (MHD_OPTION_NOTIFY_CONNECTION)
+ * holding its fd and a deadline, on a list. The deadline is "headers by T"
+ * from accept (and after each answer: idle + header timeout), "body by T"
+ * once the headers are in, and none while a handler runs. A reaper thread
+ * scans the list every 100 ms and shutdown(2)s the sockets past their
+ * deadline; libmicrohttpd then sees EOF and closes the connection itself.
+ * The list mutex is held across the shutdown and across the CLOSED
+ * notification (which libmicrohttpd sends before closing the fd), so the
+ * reaper never touches an fd number that was already reused.
  */
 #include "http/server.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "core/logging.h"
 #include "http/errors.h"
+
+/* One TCP connection (libmicrohttpd's socket context). */
+struct conn {
+    struct conn *prev, *next;  /* on cs_http.conns, under cs_http.mu */
+    int          fd;
+    int64_t      deadline_us;  /* monotonic; 0 = none (atomic) */
+    int          kind;         /* which deadline: DL_HEADER or DL_BODY (atomic) */
+    int          reaped;       /* shut down by the reaper */
+};
+enum { DL_HEADER = 1, DL_BODY = 2 };
 
 struct cs_http {
     struct MHD_Daemon *d;
     cs_http_opts       o;
     int                port;
+    pthread_mutex_t    mu;
+    pthread_cond_t     cv;
+    struct conn        conns;   /* list head */
+    int                stopping;
+    pthread_t          reaper;
+    int                have_reaper;
+    uint64_t           closed_header, closed_body, open; /* under mu */
+    uint64_t           closed_oversize;                  /* atomic */
 };
+
+static void set_deadline(struct conn *c, int kind, int64_t us)
+{
+    if (!c) return;
+    __atomic_store_n(&c->kind, kind, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->deadline_us, us, __ATOMIC_RELEASE);
+}
+
+static int64_t after(int seconds)
+{
+    return seconds > 0 ? cs_mono_us() + (int64_t)seconds * 1000000 : 0;
+}
+
+static struct conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
 
 /* Per-request state, from the first callback to completion. */
 struct req_state {
@@ -28,6 +80,7 @@ struct req_state {
     int                  status_early;  /* 404/405 decided at headers */
     int                  answered;      /* an early answer is queued */
     cs_buf               body;
+    size_t               discarded;     /* body bytes dropped after too_large */
     int64_t              received_us;
 };
 
@@ -90,6 +143,135 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const
     return ret;
 }
 
+/* Content-Length over max (also when it is too long to be a number). */
+static int content_length_over(const char *cl, size_t max)
+{
+    while (*cl == ' ' || *cl == '\t') cl++;
+    unsigned long long v = 0;
+    for (; *cl >= '0' && *cl <= '9'; cl++) {
+        if (v > (unsigned long long)max) return 1;
+        v = v * 10 + (unsigned)(*cl - '0');
+    }
+    return v > (unsigned long long)max;
+}
+
+/* Offset of the first byte of s that is not strict UTF-8 (no overlongs, no
+ * surrogates, nothing past U+10FFFF), or -1. */
+static long utf8_bad_at(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!n || i + n > len) return (long)i;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c == 0xE0) lo = 0xA0;
+        else if (c == 0xED) hi = 0x9F;
+        else if (c == 0xF0) lo = 0x90;
+        else if (c == 0xF4) hi = 0x8F;
+        if (s[i + 1] < lo || s[i + 1] > hi) return (long)i;
+        for (size_t k = 2; k < n; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return (long)i;
+        i += n;
+    }
+    return -1;
+}
+
+struct hdr_check {
+    char msg[200];
+    char field[64];
+    int  bad;
+};
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                    const char *value, size_t value_size)
+{
+    (void)kind;
+    struct hdr_check *hc = cls;
+    long at = utf8_bad_at((const unsigned char *)key, key_size);
+    if (at >= 0) {
+        snprintf(hc->msg, sizeof hc->msg, "invalid UTF-8 in a header name at byte %ld of the name", at);
+        hc->bad = 1;
+        return MHD_NO;
+    }
+    at = value ? utf8_bad_at((const unsigned char *)value, value_size) : -1;
+    if (at >= 0) {
+        snprintf(hc->field, sizeof hc->field, "%.63s", key);
+        snprintf(hc->msg, sizeof hc->msg, "invalid UTF-8 in the %.60s header at byte %ld of its value", key, at);
+        hc->bad = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    cs_http *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct conn *c = cs_calloc(1, sizeof *c);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        c->kind = DL_HEADER;
+        c->deadline_us = after(h->o.header_timeout_s);
+        pthread_mutex_lock(&h->mu);
+        c->next = h->conns.next, c->prev = &h->conns;
+        h->conns.next->prev = c, h->conns.next = c;
+        h->open++;
+        pthread_mutex_unlock(&h->mu);
+        *socket_context = c;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn *c = *socket_context;
+        if (!c) return;
+        pthread_mutex_lock(&h->mu);
+        c->prev->next = c->next, c->next->prev = c->prev;
+        h->open--;
+        pthread_mutex_unlock(&h->mu);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+/* Every 100 ms: shut down the connections past their deadline. */
+static void *reaper(void *arg)
+{
+    cs_http *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+        if (h->stopping) break;
+        int64_t now = cs_mono_us();
+        for (struct conn *c = h->conns.next; c != &h->conns; c = c->next) {
+            int64_t dl = __atomic_load_n(&c->deadline_us, __ATOMIC_ACQUIRE);
+            if (!dl || dl > now || c->reaped || c->fd < 0) continue;
+            int kind = __atomic_load_n(&c->kind, __ATOMIC_RELAXED);
+            c->reaped = 1;
+            shutdown(c->fd, SHUT_RDWR);
+            if (kind == DL_BODY) h->closed_body++;
+            else h->closed_header++;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+void cs_http_get_stats(cs_http *h, cs_http_stats *st)
+{
+    pthread_mutex_lock(&h->mu);
+    st->closed_header_timeout = h->closed_header;
+    st->closed_body_timeout = h->closed_body;
+    st->open_connections = h->open;
+    pthread_mutex_unlock(&h->mu);
+    st->closed_oversize_body = __atomic_load_n(&h->closed_oversize, __ATOMIC_RELAXED);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -101,6 +283,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cs_buf_init(&rs->body);
         rs->received_us = cs_now_us();
         *con_cls = rs;
+        set_deadline(conn_of(conn), DL_BODY, after(h->o.body_timeout_s));
         int path_known = 0;
         for (size_t i = 0; i < h->o.nroutes; i++) {
             char param[256];
@@ -114,9 +297,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             break;
         }
         if (!rs->route) rs->status_early = path_known ? 405 : 404;
+        /* Header names and values must be UTF-8 (T20): 400 with the offset. */
+        struct hdr_check hc = {0};
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, check_header, &hc);
+        if (hc.bad) {
+            rs->answered = 1;
+            cs_http_resp r = {0};
+            cs_buf_init(&r.body);
+            cs_http_error(&r, 400, "invalid_utf8", hc.msg, hc.field);
+            enum MHD_Result ret = send_resp(conn, &r);
+            cs_buf_free(&r.body);
+            return ret;
+        }
         /* Refuse an announced oversize body before reading any of it. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > h->o.max_body) rs->too_large = 1;
+        if (cl && content_length_over(cl, h->o.max_body)) rs->too_large = 1;
         rs->answered = rs->status_early || rs->too_large;
         if (rs->status_early == 404)
             return send_error(conn, 404, "not_found", "no such endpoint");
@@ -134,10 +329,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!rs->too_large && rs->body.len + *upload_size <= h->o.max_body)
+        /* The limit is checked before the buffer grows: a body never costs
+         * more than max_body, whatever Content-Length or chunk sizes say. */
+        if (!rs->too_large && *upload_size <= h->o.max_body - rs->body.len) {
             cs_buf_add(&rs->body, upload, *upload_size);
-        else
-            rs->too_large = 1, cs_buf_free(&rs->body);
+        } else {
+            if (!rs->too_large) rs->too_large = 1, cs_buf_free(&rs->body);
+            /* Past the limit (chunked, so no Content-Length to refuse up
+             * front): libmicrohttpd 0.9.75 cannot queue an answer in the
+             * middle of a body, so read and drop up to max_body more (an
+             * honest client slightly over gets its 413 at the end), then hang
+             * up rather than read a stream of unbounded length. */
+            rs->discarded += *upload_size;
+            if (rs->discarded > h->o.max_body) {
+                __atomic_add_fetch(&h->closed_oversize, 1, __ATOMIC_RELAXED);
+                return MHD_NO;
+            }
+        }
         *upload_size = 0;
         return MHD_YES;
     }
@@ -151,6 +359,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                        .received_us = rs->received_us, .conn = conn};
     cs_http_resp resp = {.status = 200};
     cs_buf_init(&resp.body);
+    set_deadline(conn_of(conn), 0, 0); /* the handler's time is not the client's */
     rs->route->fn(h->o.app, &req, &resp);
     enum MHD_Result ret = send_resp(conn, &resp);
     cs_buf_free(&resp.body);
@@ -159,7 +368,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_done(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)toe;
+    cs_http *h = cls;
+    /* The next request on this connection: idle time, then its headers. */
+    int next = h->o.header_timeout_s > 0 ? h->o.header_timeout_s + (h->o.idle_timeout_s > 0 ? h->o.idle_timeout_s : 0) : 0;
+    set_deadline(conn_of(conn), DL_HEADER, after(next));
     struct req_state *rs = *con_cls;
     if (!rs) return;
     cs_buf_free(&rs->body);
@@ -196,20 +409,37 @@ cs_http *cs_http_start(const cs_http_opts *o, char *err, size_t errlen)
     }
     cs_http *h = cs_calloc(1, sizeof *h);
     h->o = *o;
+#define DFLT(f, v) h->o.f = h->o.f == 0 ? (v) : h->o.f < 0 ? 0 : h->o.f
+    DFLT(header_timeout_s, 10);
+    DFLT(body_timeout_s, 30);
+    DFLT(idle_timeout_s, 30);
+    DFLT(max_connections, 1000);
+    DFLT(max_connections_per_ip, 256);
+#undef DFLT
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    h->conns.next = h->conns.prev = &h->conns;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_timeout_s,
+                            MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)(h->o.max_connections ? h->o.max_connections : 1000000),
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)h->o.max_connections_per_ip,
                             MHD_OPTION_NOTIFY_COMPLETED, on_done, h,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
                             MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not local?)", o->addr);
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
         free(h);
         return NULL;
     }
+    if (h->o.header_timeout_s > 0 || h->o.body_timeout_s > 0)
+        h->have_reaper = pthread_create(&h->reaper, NULL, reaper, h) == 0;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : (int)port;
     return h;
@@ -223,6 +453,13 @@ int cs_http_port(cs_http *h)
 void cs_http_stop(cs_http *h)
 {
     if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    h->stopping = 1;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (h->have_reaper) pthread_join(h->reaper, NULL);
     MHD_stop_daemon(h->d);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
     free(h);
 }

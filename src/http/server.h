@@ -46,6 +46,16 @@ typedef struct cs_http_opts {
     const char          *addr;        /* HOST:PORT; port 0 = any free port */
     int                  threads;
     size_t               max_body;
+    /* Connection limits (0 = the default in brackets; docs/API.md "Limits"):
+     * header_timeout_s [10]: a request's header section must be complete
+     *   within this of the connection opening (for a later request on a
+     *   keep-alive connection: of the previous answer, plus idle_timeout_s);
+     * body_timeout_s [30]: its body within this of the headers;
+     * idle_timeout_s [30]: libmicrohttpd's inactivity timeout;
+     * max_connections [1000], max_connections_per_ip [256]: over either, a
+     *   new connection is closed at once. Negative = no limit. */
+    int                  header_timeout_s, body_timeout_s, idle_timeout_s;
+    int                  max_connections, max_connections_per_ip;
     const cs_http_route *routes;
     size_t               nroutes;
     void                *app;
@@ -53,6 +63,15 @@ typedef struct cs_http_opts {
 
 cs_http *cs_http_start(const cs_http_opts *o, char *err, size_t errlen);
 int cs_http_port(cs_http *h);
+
+/* Connections closed by our deadlines since start (for tests, logs, metrics). */
+typedef struct cs_http_stats {
+    uint64_t closed_header_timeout;  /* headers not complete in time */
+    uint64_t closed_body_timeout;    /* body not complete in time */
+    uint64_t closed_oversize_body;   /* a body far over max_body with no Content-Length */
+    uint64_t open_connections;
+} cs_http_stats;
+void cs_http_get_stats(cs_http *h, cs_http_stats *st);
 void cs_http_stop(cs_http *h);
 
 const char *cs_http_query(const cs_http_req *req, const char *key);

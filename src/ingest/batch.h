@@ -36,6 +36,15 @@ void cs_ingest_body_free(cs_ingest_body *b);
 int cs_ingest_authorize(cs_ingest *ing, cs_ingest_body *b, const char *body_key, size_t nevents, cs_buf *resp,
                         int *retry_after);
 
+/* Strict syntax of body[start..len) (cs_json_syntax; multi: NDJSON) before
+ * cJSON: 0, or 400 malformed_json / too_deep / invalid_value with the byte
+ * offset in the message. */
+int cs_ingest_syntax(cs_ingest *ing, const char *body, size_t len, size_t start, int multi, cs_buf *resp);
+
+/* Skip a UTF-8 byte order mark (RFC 8259 §8.1 lets a parser ignore it):
+ * returns 3 when body starts with one, else 0. */
+size_t cs_ingest_bom(const char *body, size_t len);
+
 /* A JSON parse failure: 400 too_deep or malformed_json with the offset. */
 int cs_ingest_parse_error(cs_ingest *ing, const char *body, size_t len, const char *stop, cs_buf *resp);
 

@@ -169,6 +169,26 @@ int cs_ingest_parse_error(cs_ingest *ing, const char *body, size_t len, const ch
     return cs_ingest_fail(ing, resp, 400, "malformed_json", msg, NULL);
 }
 
+size_t cs_ingest_bom(const char *body, size_t len)
+{
+    return len >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+}
+
+int cs_ingest_syntax(cs_ingest *ing, const char *body, size_t len, size_t start, int multi, cs_buf *resp)
+{
+    size_t at = 0;
+    int rc = cs_json_syntax(body, len, start, multi, &at);
+    if (rc == CS_JSON_OK) return 0;
+    if (rc == CS_JSON_BAD || rc == CS_JSON_DEEP) return cs_ingest_parse_error(ing, body, len, body + at, resp);
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s at byte %zu",
+             rc == CS_JSON_NUL         ? "\\u0000 (NUL) is not allowed in strings"
+             : rc == CS_JSON_SURROGATE ? "a lone UTF-16 surrogate escape (\\uD800-\\uDFFF without its pair)"
+                                       : "a number outside the range of a double",
+             at);
+    return cs_ingest_fail(ing, resp, 400, "invalid_value", msg, NULL);
+}
+
 /* --------------------------------------------------------- batch level */
 
 void cs_batch_init(cs_batch *b, cs_ingest *ing, const char *source, const char *id_field, int64_t received_us,

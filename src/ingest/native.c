@@ -40,9 +40,11 @@ static int decode(cs_ingest *ing, const char *body, size_t len, cJSON ***items, 
                   size_t *nroots, cs_buf *resp)
 {
     size_t icap = 0, rcap = 0;
-    const char *p = body, *end = body + len;
+    const char *p = body + cs_ingest_bom(body, len), *end = body + len;
     while (p < end && is_ws(*p)) p++;
     if (p == end) return req_error(resp, 400, "empty_body", "the request body is empty", NULL);
+    int st = cs_ingest_syntax(NULL, body, len, (size_t)(p - body), 1, resp);
+    if (st) return st;
     int values = 0;
     while (p < end) {
         const char *stop = NULL;

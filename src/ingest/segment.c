@@ -287,14 +287,16 @@ int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req
     cJSON *root = NULL;
     int status = cs_ingest_open(ing, req, &body, resp);
     if (status) goto out;
-    const char *p = body.data, *end = body.data + body.len;
+    const char *p = body.data + cs_ingest_bom(body.data, body.len), *end = body.data + body.len;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
     if (p == end) {
         status = cs_ingest_fail(ing, resp, 400, "empty_body", "the request body is empty", NULL);
         goto out;
     }
+    status = cs_ingest_syntax(ing, body.data, body.len, (size_t)(p - body.data), 0, resp);
+    if (status) goto out;
     const char *stop = NULL;
-    root = cJSON_ParseWithLengthOpts(body.data, body.len, &stop, 0);
+    root = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
     if (!root) {
         status = cs_ingest_parse_error(ing, body.data, body.len, stop, resp);
         goto out;
