@@ -27,6 +27,7 @@ struct cs_pipeline {
     uint64_t         poison;
     int              resync;    /* a batch failed: re-read next[] from the store first */
     int              paused;    /* maintenance: apply nothing until resumed */
+    cs_sig_engine  **sig;       /* one signals engine per partition */
 };
 
 /* Ingest times of the leads routed in the current batch, observed as the
@@ -35,6 +36,8 @@ struct cs_pipeline {
 #define ROUTED_MAX 4096
 static _Thread_local int64_t routed_ts[ROUTED_MAX];
 static _Thread_local size_t nrouted;
+
+static int rebuild_signals(cs_pipeline *pl);
 
 static const char *str_of(const cJSON *o, const char *k)
 {
@@ -98,7 +101,7 @@ static int apply_lead(cs_store *st, const cs_config *cfg, int partition, const c
     return st->ops->audit_insert(st, &a);
 }
 
-int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
+int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, int partition, const cs_rec *rec,
                       uint64_t *poison)
 {
     cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
@@ -115,6 +118,9 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const c
     int rc = 0;
     if (strcmp(type, "LeadCreated") == 0) rc = apply_lead(st, cfg, partition, rec, ev);
     else if (cs_pipeline_admin_object(type) >= 0) rc = cs_pipeline_apply_admin(st, partition, rec, ev, poison);
+    else if (strcmp(type, "AccountGrouped") == 0 || strcmp(type, "ContactIdentified") == 0)
+        rc = cs_pipeline_apply_traits(st, partition, rec, ev, poison);
+    if (rc == 0 && cs_pipeline_admin_object(type) < 0) rc = cs_pipeline_apply_signals(st, sig, partition, rec, ev, 1);
     cJSON_Delete(ev);
     return rc;
 }
@@ -129,7 +135,7 @@ struct fetch_ctx {
 static int on_rec(const cs_rec *rec, void *arg)
 {
     struct fetch_ctx *c = arg;
-    if (cs_pipeline_apply(c->pl->st, c->pl->cfg, c->partition, rec, &c->pl->poison)) {
+    if (cs_pipeline_apply(c->pl->st, c->pl->cfg, c->pl->sig[c->partition], c->partition, rec, &c->pl->poison)) {
         c->failed = 1;
         return 1;
     }
@@ -150,7 +156,77 @@ static int resync_offsets(cs_pipeline *pl)
         __atomic_store_n(&pl->next[p], v, __ATOMIC_RELAXED);
     }
     pl->resync = 0;
+    return rebuild_signals(pl);
+}
+
+/* Signals state is in memory: rebuild a partition's engine from the log up
+ * to the committed offset, writing nothing (the store already holds what
+ * those events caused). At start, and after a rolled-back batch, whose
+ * events the engine had already counted. */
+struct rebuild_ctx {
+    cs_pipeline *pl;
+    int          partition;
+    int64_t      upto;
+};
+
+static int on_rebuild(const cs_rec *rec, void *arg)
+{
+    struct rebuild_ctx *c = arg;
+    if (rec->offset >= c->upto) return 1;
+    cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
+    const char *type = ev ? str_of(ev, "type") : NULL;
+    if (type && cs_pipeline_admin_object(type) < 0)
+        cs_pipeline_apply_signals(c->pl->st, c->pl->sig[c->partition], c->partition, rec, ev, 0);
+    cJSON_Delete(ev);
     return 0;
+}
+
+static int rebuild_signals(cs_pipeline *pl)
+{
+    char err[256];
+    cs_sig_config sc;
+    cs_sig_config_defaults(&sc);
+    int64_t t0 = cs_mono_us(), events = 0;
+    for (int p = 0; p < pl->bus->partitions; p++) {
+        cs_sig_engine_free(pl->sig[p]);
+        pl->sig[p] = cs_sig_engine_new(&sc, err, sizeof err);
+        if (!pl->sig[p]) {
+            cs_error("pipeline", "cannot create a signals engine", "\"error\":\"%s\"", err);
+            return -1;
+        }
+        int64_t from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
+        if (from > 0)
+            cs_warn("pipeline", "signals rebuilt from the oldest retained offset: earlier events were deleted by retention",
+                    "\"partition\":%d,\"from\":%lld", p, (long long)from);
+        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+        while (from < upto) {
+            struct rebuild_ctx c = {pl, p, upto};
+            int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, from, 4096, on_rebuild, &c);
+            if (n <= 0) break;
+            from += n;
+            events += n;
+        }
+    }
+    if (events)
+        cs_info("pipeline", "signals state rebuilt from the log", "\"events\":%lld,\"ms\":%.1f", (long long)events,
+                (double)(cs_mono_us() - t0) / 1000.0);
+    return 0;
+}
+
+/* Time-driven signals (silence, renewal dates coming near) for accounts
+ * that sent nothing: a bounded sweep per batch, inside its transaction. */
+static int sweep_signals(cs_pipeline *pl, int partition, int64_t offset)
+{
+    cs_sig_engine *e = pl->sig[partition];
+    if (!e || cs_sig_sweep_due(e) == 0) return 0;
+    cs_sig_changes ch;
+    cs_sig_changes_init(&ch);
+    cs_sig_sweep(e, 2000, &ch);
+    char id[64];
+    snprintf(id, sizeof id, "sweep-%d-%lld", partition, (long long)offset);
+    int rc = cs_pipeline_write_signal_changes(pl->st, &ch, id, partition, offset);
+    cs_sig_changes_free(&ch);
+    return rc;
 }
 
 static int run_batch(cs_pipeline *pl)
@@ -175,6 +251,7 @@ static int run_batch(cs_pipeline *pl)
         if (c.next == next[p]) continue;
         total += (size_t)(c.next - next[p]);
         next[p] = c.next;
+        if (sweep_signals(pl, p, c.next - 1)) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, next[p])) goto fail;
     }
     if (st->ops->commit(st)) goto fail;
@@ -246,6 +323,12 @@ static void collect_lag_sum(cs_buf *out, void *arg)
     cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)cs_pipeline_lag(arg));
 }
 
+static void free_engines(cs_pipeline *pl)
+{
+    for (int p = 0; pl->sig && p < pl->bus->partitions; p++) cs_sig_engine_free(pl->sig[p]);
+    free(pl->sig);
+}
+
 cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
 {
     cs_metrics_catalog_init();
@@ -254,6 +337,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     pl->st = st;
     pl->cfg = cfg;
     pl->next = cs_calloc((size_t)bus->partitions, sizeof *pl->next);
+    pl->sig = cs_calloc((size_t)bus->partitions, sizeof *pl->sig);
     for (int p = 0; p < bus->partitions; p++) {
         if (st->ops->offset_get(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &pl->next[p])) {
             snprintf(err, errlen, "reading pipeline offsets: %s", st->errmsg);
@@ -268,6 +352,10 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             goto fail;
         }
     }
+    if (rebuild_signals(pl) != 0) {
+        snprintf(err, errlen, "cannot rebuild the signals state");
+        goto fail;
+    }
     if (pthread_create(&pl->thread, NULL, worker, pl) != 0) {
         snprintf(err, errlen, "cannot start the pipeline thread");
         goto fail;
@@ -278,6 +366,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
                         collect_lag_sum, pl);
     return pl;
 fail:
+    free_engines(pl);
     free(pl->next);
     free(pl);
     return NULL;
@@ -291,6 +380,7 @@ void cs_pipeline_stop(cs_pipeline *pl)
     __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
     pl->bus->ops->wakeup(pl->bus);
     pthread_join(pl->thread, NULL);
+    free_engines(pl);
     free(pl->next);
     free(pl);
 }

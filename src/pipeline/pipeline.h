@@ -13,6 +13,7 @@
 
 #include "bus/bus.h"
 #include "core/config.h"
+#include "signals/signals.h"
 #include "store/store.h"
 
 #define CS_CONSUMER_PIPELINE "pipeline"
@@ -41,8 +42,17 @@ uint64_t cs_pipeline_applied(cs_pipeline *pl);
  * tests and replay). Returns 0, or -1 on a store error (the batch must be
  * rolled back and retried). A record that cannot be decoded is skipped and
  * counted in *poison. */
-int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
+int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, int partition, const cs_rec *rec,
                       uint64_t *poison);
+
+/* Signals (pipeline/signals_apply.c): apply an account event (its parsed
+ * cJSON) to the partition's engine; when write is set, persist the changes
+ * it reports with their cause. write = 0 rebuilds state only (a replay of
+ * what the store already holds). 0, or -1 on a store error. */
+int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, int partition, const cs_rec *rec, const void *event,
+                              int write);
+int cs_pipeline_write_signal_changes(cs_store *st, const cs_sig_changes *ch, const char *event_id, int partition,
+                                     int64_t offset);
 
 /* Admin events (pipeline/admin.c): the object an admin event type writes
  * (CS_OBJ_ACCOUNT for "AccountUpserted", CS_OBJ_REP for "RepUpserted"), or
@@ -51,5 +61,10 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, int partition, const c
 int cs_pipeline_admin_object(const char *type);
 int cs_pipeline_apply_admin(cs_store *st, int partition, const cs_rec *rec, const void *event,
                             uint64_t *poison);
+
+/* Segment identify / group (ContactIdentified, AccountGrouped): upsert the
+ * contact (id = user_id) or the account (id = account_id) from the traits;
+ * traits named like a field set it, the rest go under `custom`. */
+int cs_pipeline_apply_traits(cs_store *st, int partition, const cs_rec *rec, const void *event, uint64_t *poison);
 
 #endif
