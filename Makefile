@@ -74,6 +74,12 @@ deps:
 	  echo "deps: npm ci in tests/webhook"; \
 	  cd tests/webhook && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
+	@# @bufbuild/cel for the CEL differential test (tests/cel), pinned likewise.
+	@if [ ! -f tests/cel/node_modules/.package-lock.json ] || \
+	    [ tests/cel/package-lock.json -nt tests/cel/node_modules/.package-lock.json ]; then \
+	  echo "deps: npm ci in tests/cel"; \
+	  cd tests/cel && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
 
 demo: deps all
 	$(BUILD)/crmstream demo

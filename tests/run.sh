@@ -13,7 +13,9 @@ failures=()
 run_one() { # name, command...
   local name=$1; shift
   local out rc
-  out=$("$@" 2>&1); rc=$?
+  # A hung test must fail, not eat CI's budget: TEST_TIMEOUT seconds each.
+  out=$(timeout -k 10 "${TEST_TIMEOUT:-600}" "$@" 2>&1); rc=$?
+  [ "$rc" -eq 124 ] && out+=$'\n'"not ok 999 - timed out after ${TEST_TIMEOUT:-600} s"
   local ok nok
   ok=$(grep -cE '^ok [0-9]+' <<<"$out")
   nok=$(grep -cE '^not ok [0-9]+' <<<"$out")

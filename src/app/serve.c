@@ -148,6 +148,13 @@ int cs_cmd_serve(int argc, char **argv)
     app.ingest.backlog_arg = app.pipeline;
     cs_http_opts ho = {.addr = app.cfg.http_addr, .threads = app.cfg.http_threads,
                        .max_body = (size_t)app.cfg.max_body_bytes, .routes = cs_app_routes,
+                       /* 0 in the config means "no limit": negative for cs_http */
+                       .header_timeout_s = app.cfg.http_header_timeout_s ? (int)app.cfg.http_header_timeout_s : -1,
+                       .body_timeout_s = app.cfg.http_body_timeout_s ? (int)app.cfg.http_body_timeout_s : -1,
+                       .idle_timeout_s = app.cfg.http_idle_timeout_s ? (int)app.cfg.http_idle_timeout_s : -1,
+                       .max_connections = app.cfg.http_max_connections ? app.cfg.http_max_connections : -1,
+                       .max_connections_per_ip =
+                           app.cfg.http_max_connections_per_ip ? app.cfg.http_max_connections_per_ip : -1,
                        .nroutes = cs_app_nroutes, .app = &app};
     app.http = cs_http_start(&ho, err, sizeof err);
     int rc = 0;

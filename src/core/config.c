@@ -31,6 +31,12 @@ static const struct key keys[] = {
     {"store", K_STR, OFF(store), 0, 0, "sqlite:DATA/crm.sqlite", "The CRM store: `sqlite:PATH` (a leading `DATA/` is the data directory) or a PostgreSQL URI `postgresql://user:pass@host:port/db` (libpq syntax, `?sslmode=` etc. allowed)."},
     {"http", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "HTTP listen address HOST:PORT (port 0 picks a free one)."},
     {"http_threads", K_INT, OFF(http_threads), 1, 64, "4", "HTTP worker threads."},
+    {"http.listen", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "The listen address when `http` is written as a mapping of `listen` and the limits below (same meaning as `http: HOST:PORT`)."},
+    {"http.header_timeout", K_DUR, OFF(http_header_timeout_s), 0, 3600, "10s", "A request's header section must be complete within this of the connection opening (a later request on a keep-alive connection: of the previous answer plus `http.idle_timeout`), else the connection is closed (slowloris); 0 = no limit."},
+    {"http.body_timeout", K_DUR, OFF(http_body_timeout_s), 0, 3600, "30s", "A request's body must be complete within this of its headers, else the connection is closed; 0 = no limit."},
+    {"http.idle_timeout", K_DUR, OFF(http_idle_timeout_s), 0, 3600, "30s", "A connection with no traffic for this long is closed (libmicrohttpd's inactivity timeout); 0 = never."},
+    {"http.max_connections", K_INT, OFF(http_max_connections), 0, 1000000, "1000", "Most open HTTP connections; past it new ones wait in the listen backlog. 0 = no limit."},
+    {"http.max_connections_per_ip", K_INT, OFF(http_max_connections_per_ip), 0, 1000000, "256", "Most open HTTP connections from one client address; past it a new one is closed at once. 0 = no limit."},
     {"log.partitions", K_INT, OFF(partitions), 1, 1024, "8", "Partitions of the `events` topic; key = account id, murmur2 like Kafka."},
     {"log.fsync", K_STR, OFF(fsync), 0, 0, "always", "`always` (fsync before ack), `interval:<ms>` (loss window <ms>), `never` (loss window: OS writeback, ~30 s)."},
     {"log.segment_bytes", K_LONG, OFF(segment_bytes), 4096, 1L << 30, "67108864", "Size at which a partition's active segment is sealed and a new one started; each new segment reserves this much disk up front (fallocate), so a full disk is seen when a segment is created (ingest answers 503), never at fsync."},
@@ -309,7 +315,7 @@ static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
             if (load_reps(c, v)) return -1;
         } else if (found && found->kind == K_KEYS) {
             if (load_keys(c, v)) return -1;
-        } else if (found) {
+        } else if (found && !(is_section && v->type == YAML_MAPPING_NODE)) {
             if (v->type != YAML_SCALAR_NODE) return fail(c, v, "%s: expected a single value%s", path, "");
             if (apply_scalar(c->cfg, found, (const char *)v->data.scalar.value)) {
                 char range[96];

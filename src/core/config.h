@@ -53,6 +53,8 @@ typedef struct cs_config {
     cs_write_key_cfg *write_keys; /* auth.write_keys */
     size_t nwrite_keys;
     int    http_threads;        /* http_threads */
+    long   http_header_timeout_s, http_body_timeout_s, http_idle_timeout_s; /* http.*_timeout */
+    int    http_max_connections, http_max_connections_per_ip;            /* http.max_connections* */
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
