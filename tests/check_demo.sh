@@ -4,7 +4,7 @@
 # its data and logs are. Prints TAP.
 set -u
 bin="$PWD/${1:-build}/crmstream"
-out=$("$bin" demo --duration 2 --rate 500 2>&1); rc=$?
+out=$("$bin" demo --days 3 --accounts 60 --duration 2 --rate 500 2>&1); rc=$?
 dir=$(sed -n 's/^data  *\([^ ]*\) .*/\1/p' <<<"$out")
 n=0 failed=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; failed=1; fi; }
@@ -14,6 +14,7 @@ routed=$(sed -n 's/^leads routed *\([0-9]*\).*/\1/p' <<<"$out")
 check "every acknowledged lead routed ($routed of $acked)" '[ -n "$acked" ] && [ "$acked" -gt 0 ] && [ "$acked" = "$routed" ]'
 check "leads spread over the configured reps" 'grep -q "rep_ada" <<<"$out" && grep -q "rep_grace" <<<"$out" && grep -q "rep_linus" <<<"$out"'
 check "latency line" 'grep -qE "ingest -> routed +p50 [0-9.]+ ms +p99 [0-9.]+ ms +max" <<<"$out"'
+check "detection quality table with every planted pattern" 'grep -qE "^churn +[0-9]+" <<<"$out" && grep -qE "^ticket_spike +[0-9]+" <<<"$out" && grep -qE "^trial_pql +[0-9]+" <<<"$out" && grep -qE "^signup_abuse +[0-9]+" <<<"$out"'
 check "data dir and server log exist" '[ -n "$dir" ] && [ -f "$dir/serve.log" ] && [ -f "$dir/crm.sqlite" ]'
 [ "$failed" -ne 0 ] && echo "$out" | sed 's/^/# /'
 [ -n "$dir" ] && [[ "$dir" == data/demo-* ]] && rm -rf "$dir"

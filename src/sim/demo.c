@@ -20,14 +20,18 @@
 #include "sim/sim.h"
 
 static const char demo_usage[] =
-    "usage: crmstream demo [--rate EPS] [--duration S] [--seed S] [--accounts N] [--batch N]\n"
+    "usage: crmstream demo [--days D] [--rate EPS] [--duration S] [--seed S] [--accounts N] [--batch N]\n"
     "\n"
-    "Start `crmstream serve` on a free port with a fresh data directory under ./data,\n"
-    "run the simulator against it (default 20 s at 1000 events/s), wait until every\n"
-    "acknowledged lead is routed, and print a summary: events sent and acknowledged,\n"
-    "leads per rep, ingest-to-routed latency, and where the data and logs are.\n"
-    "Uses config/crmstream.yaml when present (its reps).\n"
+    "Start `crmstream serve` on a free port with a fresh data directory under ./data;\n"
+    "send it a simulated month of a B2B SaaS world (D days of event time, with\n"
+    "planted churners, ticket spikes before renewal, product-qualified trials and\n"
+    "signup-abuse bursts beside decoys), then live traffic (default 20 s at 1000\n"
+    "events/s); wait until every acknowledged lead is routed and print a summary:\n"
+    "events, leads per rep, ingest-to-routed latency of the live traffic, the\n"
+    "detection quality per planted pattern (crmstream evaluate), and where the data\n"
+    "and logs are. Uses the reps of config/crmstream.yaml and config/rules.yaml.\n"
     "\n"
+    "  --days D        days of simulated world before the live traffic (default 30; 0: none)\n"
     "  --rate EPS      events per second (default 1000)\n"
     "  --duration S    seconds of traffic (default 20)\n"
     "  --seed S        world seed (default 1)\n"
@@ -47,7 +51,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Read every lead through the API; fills latencies and per-owner counts. */
-static int64_t collect(cs_httpc *c, double **lat, struct rep_count *reps, int *nreps, int max_reps)
+static int64_t collect(cs_httpc *c, double **lat, int64_t *nlat, struct rep_count *reps, int *nreps, int max_reps)
 {
     char path[128];
     cs_buf resp;
@@ -56,6 +60,7 @@ static int64_t collect(cs_httpc *c, double **lat, struct rep_count *reps, int *n
     size_t cap = 0;
     char cursor[64] = "";
     *nreps = 0;
+    *nlat = 0;
     for (;;) {
         snprintf(path, sizeof path, "/api/v1/leads?limit=1000%s%s", *cursor ? "&cursor=" : "", cursor);
         int status;
@@ -65,8 +70,14 @@ static int64_t collect(cs_httpc *c, double **lat, struct rep_count *reps, int *n
         }
         cJSON *j = cJSON_Parse(resp.data);
         for (cJSON *it = cJSON_GetObjectItem(j, "items")->child; it; it = it->next) {
-            if ((size_t)n == cap) cap = cap ? cap * 2 : 1024, *lat = cs_realloc(*lat, cap * sizeof **lat);
-            (*lat)[n++] = cJSON_GetObjectItem(it, "route_latency_ms")->valuedouble;
+            /* Latency of the live traffic only: the world's month is a backfill
+             * that queues behind itself by design. */
+            const char *eid = cJSON_GetStringValue(cJSON_GetObjectItem(it, "event_id"));
+            if (eid && strncmp(eid, "sim-", 4) == 0) {
+                if ((size_t)*nlat == cap) cap = cap ? cap * 2 : 1024, *lat = cs_realloc(*lat, cap * sizeof **lat);
+                (*lat)[(*nlat)++] = cJSON_GetObjectItem(it, "route_latency_ms")->valuedouble;
+            }
+            n++;
             cJSON *o = cJSON_GetObjectItem(it, "owner");
             const char *owner = cJSON_IsString(o) ? o->valuestring : "(unassigned)";
             int k;
@@ -85,11 +96,58 @@ static int64_t collect(cs_httpc *c, double **lat, struct rep_count *reps, int *n
     return n;
 }
 
+/* The demo server's config: the reps of config/crmstream.yaml, the rules of
+ * config/rules.yaml, and ingest.max_age 0 so the simulated month (event time
+ * in the past) is taken as a backfill. */
+static int write_demo_config(const char *path)
+{
+    cs_config cfg;
+    if (cs_app_load_config(&cfg, NULL)) return -1;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cs_config_free(&cfg);
+        return -1;
+    }
+    fprintf(f, "log:\n  partitions: %d\ningest:\n  max_age: 0\n  dedupe_max_ids: 2097152\npipeline:\n  max_lag: 0\n",
+            cfg.partitions);
+    if (access("config/rules.yaml", R_OK) == 0) fprintf(f, "rules: config/rules.yaml\n");
+    if (cfg.nreps) fprintf(f, "routing:\n  reps:\n");
+    for (size_t i = 0; i < cfg.nreps; i++)
+        fprintf(f, "    - {id: \"%s\", name: \"%s\", email: \"%s\"}\n", cfg.reps[i].id, cfg.reps[i].name,
+                cfg.reps[i].email);
+    cs_config_free(&cfg);
+    return fclose(f);
+}
+
+/* Poll /readyz until the pipeline has applied everything (bounded). */
+static int wait_caught_up(cs_httpc *c, int timeout_s)
+{
+    cs_buf resp;
+    cs_buf_init(&resp);
+    int64_t deadline = cs_mono_us() + (int64_t)timeout_s * 1000000;
+    int ok = 0;
+    while (!ok && cs_mono_us() < deadline) {
+        int st;
+        if (cs_httpc_request(c, "GET", "/readyz", NULL, NULL, 0, &st, &resp) == 0) {
+            cJSON *j = cJSON_Parse(resp.data);
+            cJSON *lag = cJSON_GetObjectItem(j, "pipeline_lag");
+            ok = st == 200 && cJSON_IsNumber(lag) && lag->valuedouble == 0;
+            cJSON_Delete(j);
+        }
+        if (!ok) usleep(100000);
+    }
+    cs_buf_free(&resp);
+    return ok ? 0 : -1;
+}
+
 int cs_cmd_demo(int argc, char **argv)
 {
-    cs_sim_opts o = {.rate = 1000, .duration = 20, .seed = 1, .accounts = 200, .batch = 20,
-                     .progress = isatty(STDERR_FILENO)};
+    cs_sim_opts o = {.rate = 1000, .duration = 20, .seed = 1, .accounts = 0, .batch = 20,
+                     .progress = isatty(STDERR_FILENO), .days = 30};
     cs_sim_parse(argc, argv, &o, "demo", demo_usage);
+    int world_days = o.days, world_accounts = o.accounts ? o.accounts : 500;
+    o.days = 0; /* the live phase */
+    if (!o.accounts) o.accounts = 200;
 
     char dir[512], logpath[600], addrpath[600], self[4096];
     time_t now = time(NULL);
@@ -109,12 +167,19 @@ int cs_cmd_demo(int argc, char **argv)
         return 1;
     }
     self[sl] = '\0';
+    char cfgpath[600], truthpath[600];
+    snprintf(cfgpath, sizeof cfgpath, "%s/demo.yaml", dir);
+    snprintf(truthpath, sizeof truthpath, "%s/truth.jsonl", dir);
+    if (write_demo_config(cfgpath) != 0) {
+        cs_fail(cfgpath, "cannot write the demo configuration");
+        return 1;
+    }
 
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) dup2(fd, STDOUT_FILENO), dup2(fd, STDERR_FILENO), close(fd);
-        execl(self, self, "serve", "--data", dir, "--http", "127.0.0.1:0", (char *)NULL);
+        execl(self, self, "serve", "--config", cfgpath, "--data", dir, "--http", "127.0.0.1:0", (char *)NULL);
         _exit(127);
     }
     printf("crmstream demo: starting the server (data in %s, log in %s)\n", dir, logpath);
@@ -144,24 +209,55 @@ int cs_cmd_demo(int argc, char **argv)
     char target[340];
     snprintf(target, sizeof target, "http://%s", addr);
     o.target = target;
-    printf("crmstream demo: serving on %s; simulating %.0f s at %.0f events/s (seed %llu)\n", target, o.duration,
-           o.rate, (unsigned long long)o.seed);
+    cs_sim_result wr = {0};
+    int rc = 0;
+    if (world_days > 0) {
+        printf("crmstream demo: serving on %s; sending %d days of a %d-account world (seed %llu, truth in %s)\n",
+               target, world_days, world_accounts, (unsigned long long)o.seed, truthpath);
+        fflush(stdout);
+        cs_sim_opts wo = o;
+        wo.days = world_days;
+        wo.accounts = world_accounts;
+        wo.truth = truthpath;
+        wo.rate = 1e7;
+        wo.batch = 250;
+        wo.duration_set = 0;
+        wo.dup_share = 0.02, wo.ooo_share = 0.05, wo.late_share = 0.005, wo.invalid_share = 0.005;
+        rc = cs_sim_run(&wo, &wr);
+        cs_httpc wc;
+        cs_httpc_init(&wc, target);
+        if (rc == 0 && wait_caught_up(&wc, 120) != 0) fprintf(stderr, "crmstream: demo: the pipeline is still behind\n");
+        cs_httpc_close(&wc);
+    }
+    printf("crmstream demo: live traffic, %.0f s at %.0f events/s\n", o.duration, o.rate);
     fflush(stdout);
-
     cs_sim_result r;
-    int rc = cs_sim_run(&o, &r);
+    if (rc == 0) rc = cs_sim_run(&o, &r);
+    else memset(&r, 0, sizeof r);
+    r.leads_acked += wr.leads_acked;
     cs_httpc c;
     cs_httpc_init(&c, target);
     double *lat = NULL;
     struct rep_count reps[64];
     int nreps = 0;
-    int64_t leads = -1;
+    int64_t leads = -1, nlat = 0;
     /* Wait for the pipeline to route every acknowledged lead (bounded). */
     int64_t deadline = cs_mono_us() + 60 * 1000000LL;
     while (rc == 0) {
-        leads = collect(&c, &lat, reps, &nreps, 64);
+        leads = collect(&c, &lat, &nlat, reps, &nreps, 64);
         if (leads < 0 || leads >= (int64_t)r.leads_acked || cs_mono_us() > deadline) break;
         usleep(100000);
+    }
+    cs_buf quality;
+    cs_buf_init(&quality);
+    if (rc == 0 && world_days > 0) {
+        char *qt = NULL;
+        size_t ql = 0;
+        FILE *qf = open_memstream(&qt, &ql);
+        cs_evaluate(target, truthpath, 0, qf);
+        fclose(qf);
+        cs_buf_add(&quality, qt, ql);
+        free(qt);
     }
     cs_httpc_close(&c);
     kill(pid, SIGTERM);
@@ -173,9 +269,15 @@ int cs_cmd_demo(int argc, char **argv)
         free(lat);
         return 1;
     }
-    qsort(lat, (size_t)leads, sizeof *lat, cmp_double);
-#define PCT(p) (leads ? lat[(size_t)((double)(leads - 1) * (p))] : 0.0)
+    qsort(lat, (size_t)nlat, sizeof *lat, cmp_double);
+#define PCT(p) (nlat ? lat[(size_t)((double)(nlat - 1) * (p))] : 0.0)
     printf("\n== crmstream demo summary ==\n");
+    if (world_days > 0)
+        printf("world events sent    %llu in %.1f s (%.0f/s): acknowledged %llu, duplicates %llu, rejected %llu "
+               "(%llu invalid on purpose)\n",
+               (unsigned long long)wr.sent, wr.elapsed_s, (double)wr.sent / (wr.elapsed_s > 0 ? wr.elapsed_s : 1),
+               (unsigned long long)wr.acked, (unsigned long long)wr.duplicates, (unsigned long long)wr.rejected,
+               (unsigned long long)wr.sent_invalid);
     printf("events sent          %llu in %.1f s (%.0f/s)\n", (unsigned long long)r.sent, r.elapsed_s,
            (double)r.sent / r.elapsed_s);
     printf("events acknowledged  %llu (rejected %llu, failed %llu)\n", (unsigned long long)r.acked,
@@ -183,8 +285,10 @@ int cs_cmd_demo(int argc, char **argv)
     printf("leads acknowledged   %llu\n", (unsigned long long)r.leads_acked);
     printf("leads routed         %lld\n", (long long)leads);
     for (int k = 0; k < nreps; k++) printf("  %-22s %lld\n", reps[k].owner, (long long)reps[k].n);
-    printf("ingest -> routed     p50 %.2f ms   p99 %.2f ms   max %.2f ms\n", PCT(0.50), PCT(0.99),
-           leads ? lat[leads - 1] : 0.0);
+    printf("ingest -> routed     p50 %.2f ms   p99 %.2f ms   max %.2f ms   (%lld live leads)\n", PCT(0.50),
+           PCT(0.99), nlat ? lat[nlat - 1] : 0.0, (long long)nlat);
+    if (quality.len) printf("\ndetection quality (crmstream evaluate --truth %s):\n%s\n", truthpath, quality.data);
+    cs_buf_free(&quality);
     printf("data                 %s (log: %s/log, store: %s/crm.sqlite)\n", dir, dir, dir);
     printf("server log           %s\n", logpath);
     free(lat);

@@ -45,4 +45,9 @@ void cs_sim_event(uint64_t seed, uint64_t i, int accounts, int64_t now_us, struc
 /* Parse simulate's options (shared with demo); exits 0 on --help, 2 on bad usage. */
 void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const char *usage_text);
 
+/* Detection quality against a truth file (sim/evaluate.c); prints a table
+ * (or one JSON object) to out. Returns the exit status. */
+#include <stdio.h>
+int cs_evaluate(const char *target, const char *truth_path, int json, FILE *out);
+
 #endif

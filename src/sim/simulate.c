@@ -47,7 +47,7 @@ void cs_sim_event(uint64_t seed, uint64_t i, int accounts, int64_t now_us, cs_bu
                        : pick < 91 ? "SubscriptionUpgraded"
                                    : "SupportCaseEscalated";
     *is_lead = strcmp(type, "LeadCreated") == 0;
-    cs_buf_printf(out, "{\"event_id\":\"sim-%llu-%llu\",\"type\":\"%s\",\"account_id\":\"acc_%05d\","
+    cs_buf_printf(out, "{\"event_id\":\"sim-%llu-%llu\",\"type\":\"%s\",\"account_id\":\"live_acc_%05d\","
                        "\"user_id\":\"u_%05d_%d\",\"timestamp\":\"%s\",\"plan_tier\":\"%s\"",
                   (unsigned long long)seed, (unsigned long long)i, type, acc, acc, (int)(r2 >> 20) % 7, ts,
                   tiers[acc % 5]);
@@ -148,7 +148,7 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
         if (more) {
             cs_buf_adds(&body, n ? "," : "[");
             cs_buf_add(&body, ev.json.data, ev.json.len);
-            is_lead[n++] = ev.is_lead;
+            is_lead[n++] = ev.is_lead && !ev.duplicate; /* a repeat is answered as a duplicate */
             r->sent_invalid += (uint64_t)ev.invalid;
             r->sent_duplicate += (uint64_t)ev.duplicate;
             i++;

@@ -132,13 +132,14 @@ cs_world *cs_world_new(const cs_world_opts *o)
         a->tier = a->role == R_PQL || a->role == R_PQL_DECOY ? 0 : 1 + (int)(3 * u01(s, 3, (uint64_t)i, 0));
         a->mrr = tier_mrr[a->tier] * (1 + (int)(4 * u01(s, 4, (uint64_t)i, 0)));
         a->renewal_us = o->end_us + (int64_t)((90 + 270 * u01(s, 5, (uint64_t)i, 0)) * DAY_US);
-        /* Starts fall in the last third of the window so baselines exist. */
-        a->start_us = o->end_us - (int64_t)((0.12 + 0.2 * u01(s, 6, (uint64_t)i, 0)) * (double)span);
+        /* Starts fall 25-45% of the window before its end: baselines exist
+         * before them, and a week of evidence after them. */
+        a->start_us = o->end_us - (int64_t)((0.25 + 0.2 * u01(s, 6, (uint64_t)i, 0)) * (double)span);
         a->start_us -= a->start_us % 60000000; /* whole minutes */
         if (a->role == R_SPIKE) a->renewal_us = o->end_us + (int64_t)((10 + 40 * u01(s, 7, (uint64_t)i, 0)) * DAY_US);
         if (a->role == R_SPIKE_DECOY) a->renewal_us = o->end_us + (int64_t)((200 + 100 * u01(s, 7, (uint64_t)i, 0)) * DAY_US);
         a->tickets = 4 + (int)(3 * u01(s, 8, (uint64_t)i, 0));
-        if (a->role == R_PQL || a->role == R_PQL_DECOY) a->level = 2 + 2 * u01(s, 9, (uint64_t)i, 0);
+        if (a->role == R_PQL || a->role == R_PQL_DECOY) a->level = 0.5 + 0.5 * u01(s, 9, (uint64_t)i, 0);
     }
     w->nbursts = w->o.accounts / 5; /* half abuse bursts, half busy legitimate domains */
     if (w->nbursts < 2) w->nbursts = 2;
@@ -220,6 +221,20 @@ static void gen_hour(cs_world *w, int64_t h)
             cs_buf_printf(&p->json, ",\"user_id\":\"%s_u%d\",\"product_area\":\"%s\",\"plan_tier\":\"%s\","
                                     "\"properties\":{\"feature\":\"%s\",\"count\":1}}",
                           acc, user, features[f], tiers[a->tier], features[f]);
+        }
+        /* The account's CRM record (a Segment group call): name, plan,
+         * MRR and the renewal date the renewal signals need. */
+        if (h == 0 && !trial) {
+            struct gen g = {.ts = t0, .key = mix((uint64_t)i ^ 0x6e0)};
+            char rd[40];
+            cs_fmt_time_ms(a->renewal_us, rd, sizeof rd);
+            rd[10] = '\0';
+            cs_buf_init(&g.json);
+            ev_head(&g.json, w, "AccountGrouped", g.ts, acc);
+            cs_buf_printf(&g.json, ",\"properties\":{\"name\":\"Account %d\",\"domain\":\"acct%05d.example\","
+                                   "\"plan_tier\":\"%s\",\"mrr\":%d,\"renewal_date\":\"%s\"}}",
+                          i, i, tiers[a->tier], a->mrr, rd);
+            push(&w->q, &w->nq, &w->capq, g);
         }
         /* Planted one-off events that fall in this hour. */
         if (trial && a->start_us >= t0 && a->start_us < t0 + HOUR_US) {
@@ -378,6 +393,10 @@ int cs_world_next(cs_world *w, cs_wevent *ev)
 void cs_world_truth(const cs_world *w, FILE *out)
 {
     char t[40];
+    /* The world's scope: an alert outside it (other traffic on the same
+     * server) is not the world's to judge. */
+    fprintf(out, "{\"scope\":{\"account_prefixes\":[\"acc_\",\"self_\"],\"accounts\":%d,\"days\":%d}}\n",
+            w->o.accounts, w->o.days);
     for (int i = 0; i < w->o.accounts; i++) {
         const struct account *a = &w->acc[i];
         if (a->role == R_NORMAL) continue;
