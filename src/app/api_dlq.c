@@ -1,0 +1,214 @@
+/*
+ * app/api_dlq — the dead-letter queue over HTTP (design brief §5):
+ *   GET  /api/v1/dlq[?kind=delivery&destination=&limit=&cursor=]
+ *   GET  /api/v1/dlq/{id}
+ *   POST /api/v1/dlq/redrive   {"ids": [...]} | {"all": true}
+ *
+ * Every item names its "kind". Today the DLQ holds failed deliveries
+ * (kind "delivery": outbox rows in state dead); failed events (kind
+ * "event", the events.dlq topic) are to be listed beside them, so clients
+ * must switch on kind and the list takes a kind filter. Redrive puts a
+ * delivery back to pending with its attempts reset and the SAME id, so a
+ * receiver that drops repeated webhook-ids sees it once.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define REDRIVE_MAX_IDS 1000
+
+static void unavailable(cs_http_resp *resp)
+{
+    resp->retry_after = 1;
+    cs_http_error(resp, 503, "store_unavailable", "the store could not answer; retry", NULL);
+}
+
+static void ms_json(cs_buf *b, const char *name, int64_t ms)
+{
+    cs_buf_printf(b, ",\"%s\":", name);
+    if (ms < 0) {
+        cs_buf_adds(b, "null");
+        return;
+    }
+    char t[40];
+    cs_fmt_time_ms(ms * 1000, t, sizeof t);
+    cs_buf_json_str(b, t);
+}
+
+static void str_json(cs_buf *b, const char *name, const char *v)
+{
+    cs_buf_printf(b, ",\"%s\":", name);
+    if (v) cs_buf_json_str(b, v);
+    else cs_buf_adds(b, "null");
+}
+
+/* One delivery as a DLQ item; with_payload for show. */
+static void delivery_json(cs_buf *b, const cs_outbox_row *r, int with_payload)
+{
+    cs_buf_adds(b, "{\"kind\":\"delivery\",\"id\":");
+    cs_buf_json_str(b, r->id);
+    str_json(b, "destination", r->dest);
+    str_json(b, "state", r->state);
+    str_json(b, "reason", r->last_error);
+    cs_buf_printf(b, ",\"attempts\":%d,\"redrives\":%d", r->attempt, r->redrives);
+    ms_json(b, "created_at", r->created_at_ms);
+    ms_json(b, "failed_at", r->dead_at_ms);
+    ms_json(b, "redriven_at", r->redriven_at_ms);
+    ms_json(b, "delivered_at", r->delivered_at_ms);
+    cs_buf_adds(b, ",\"cause\":{\"event_id\":");
+    if (r->cause_event_id) cs_buf_json_str(b, r->cause_event_id);
+    else cs_buf_adds(b, "null");
+    cs_buf_printf(b, ",\"partition\":%d,\"offset\":%lld", r->partition, (long long)r->offset);
+    str_json(b, "rule_id", r->rule_id);
+    cs_buf_adds(b, "}");
+    if (with_payload) {
+        cs_buf_adds(b, ",\"payload\":");
+        cJSON *j = r->payload ? cJSON_Parse(r->payload) : NULL;
+        if (j) cs_buf_adds(b, r->payload); /* the JSON written by the rule, as it will be sent */
+        else if (r->payload) cs_buf_json_str(b, r->payload);
+        else cs_buf_adds(b, "null");
+        cJSON_Delete(j);
+    }
+    cs_buf_adds(b, "}");
+}
+
+struct page {
+    cs_buf *b;
+    int     n, limit, more;
+    int64_t last;
+};
+
+static int on_row(const cs_outbox_row *r, void *arg)
+{
+    struct page *p = arg;
+    if (p->n == p->limit) {
+        p->more = 1;
+        return 1;
+    }
+    if (p->n++) cs_buf_adds(p->b, ",");
+    delivery_json(p->b, r, 0);
+    p->last = r->seq;
+    return 0;
+}
+
+void cs_api_dlq_list(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    const char *kind = cs_http_query(req, "kind"), *dest = cs_http_query(req, "destination");
+    const char *ls = cs_http_query(req, "limit"), *cs = cs_http_query(req, "cursor");
+    int limit = LIST_DEFAULT;
+    long long cursor = 0;
+    char *end;
+    if (kind && strcmp(kind, "delivery") != 0 && strcmp(kind, "event") != 0)
+        return cs_http_error(resp, 400, "invalid_parameter", "kind must be delivery or event", "kind");
+    if (ls) {
+        errno = 0;
+        long v = strtol(ls, &end, 10);
+        if (errno || *end || end == ls || v < 1 || v > LIST_MAX)
+            return cs_http_error(resp, 400, "invalid_parameter", "limit must be an integer from 1 to 1000", "limit");
+        limit = (int)v;
+    }
+    if (cs && *cs) {
+        errno = 0;
+        cursor = strtoll(cs, &end, 10);
+        if (errno || *end || cursor < 0)
+            return cs_http_error(resp, 400, "invalid_parameter", "cursor is not one this server returned", "cursor");
+    }
+    cs_buf_adds(&resp->body, "{\"items\":[");
+    struct page p = {&resp->body, 0, limit, 0, cursor};
+    /* kind=event: failed events are not in this DLQ yet (an empty page). */
+    if ((!kind || strcmp(kind, "delivery") == 0) &&
+        app->store->ops->outbox_list(app->store, "dead", dest && *dest ? dest : NULL, cursor, limit + 1, on_row,
+                                     &p) < 0) {
+        cs_buf_reset(&resp->body);
+        return unavailable(resp);
+    }
+    if (p.more) cs_buf_printf(&resp->body, "],\"next_cursor\":\"%lld\"}", (long long)p.last);
+    else cs_buf_adds(&resp->body, "],\"next_cursor\":null}");
+}
+
+static int on_one(const cs_outbox_row *r, void *arg)
+{
+    delivery_json(arg, r, 1);
+    return 1;
+}
+
+void cs_api_dlq_get(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    int rc = app->store->ops->outbox_get(app->store, req->param, on_one, &resp->body);
+    if (rc < 0) {
+        cs_buf_reset(&resp->body);
+        return unavailable(resp);
+    }
+    if (rc == 1) return cs_http_error(resp, 404, "not_found", "no delivery with this id", "id");
+}
+
+void cs_api_dlq_redrive(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    cJSON *j = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "ids"), *all = cJSON_GetObjectItemCaseSensitive(j, "all");
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "kind");
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return cs_http_error(resp, 400, "invalid_json", "expected {\"ids\": [...]} or {\"all\": true}", NULL);
+    }
+    if (kind && !(cJSON_IsString(kind) && strcmp(kind->valuestring, "delivery") == 0)) {
+        cJSON_Delete(j);
+        return cs_http_error(resp, 422, "invalid_field", "kind: only delivery can be redriven by this version", "kind");
+    }
+    int want_all = cJSON_IsTrue(all);
+    if (all && !cJSON_IsBool(all)) {
+        cJSON_Delete(j);
+        return cs_http_error(resp, 422, "invalid_field", "all must be true or false", "all");
+    }
+    if (want_all == (ids != NULL) || (ids && (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) < 1 ||
+                                               cJSON_GetArraySize(ids) > REDRIVE_MAX_IDS))) {
+        cJSON_Delete(j);
+        return cs_http_error(resp, 422, "invalid_field",
+                             "give either ids (an array of 1 to 1000 delivery ids) or all: true", "ids");
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ids) if (!cJSON_IsString(it) || !*it->valuestring)
+    {
+        cJSON_Delete(j);
+        return cs_http_error(resp, 422, "invalid_field", "ids: every id is a non-empty string", "ids");
+    }
+    int64_t now = cs_now_us() / 1000;
+    long total = 0;
+    cs_buf missing;
+    cs_buf_init(&missing);
+    int nmissing = 0;
+    if (want_all) {
+        int n = app->store->ops->outbox_redrive(app->store, NULL, now);
+        if (n < 0) goto fail;
+        total = n;
+    }
+    cJSON_ArrayForEach(it, ids)
+    {
+        int n = app->store->ops->outbox_redrive(app->store, it->valuestring, now);
+        if (n < 0) goto fail;
+        if (n == 0) {
+            if (nmissing++) cs_buf_adds(&missing, ",");
+            cs_buf_json_str(&missing, it->valuestring);
+        }
+        total += n;
+    }
+    if (total > 0) cs_outbox_wake(app->store);
+    cs_buf_printf(&resp->body, "{\"kind\":\"delivery\",\"redriven\":%ld,\"not_found\":[%s]}", total,
+                  missing.data ? missing.data : "");
+    cs_buf_free(&missing);
+    cJSON_Delete(j);
+    return;
+fail:
+    cs_buf_free(&missing);
+    cJSON_Delete(j);
+    cs_buf_reset(&resp->body);
+    unavailable(resp);
+}
