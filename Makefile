@@ -15,13 +15,14 @@ BUILD   ?= build
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wno-missing-field-initializers -pthread -Isrc -I/usr/include/postgresql -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -lmicrohttpd -lcurl -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxhash -lm -pthread $(EXTRA_LDFLAGS)
+LDLIBS  := -lrdkafka -lmicrohttpd -lcurl -lcjson -lsqlite3 -lpq -lyaml -lz -lcrypto -lxxhash -lzstd -lm -pthread $(EXTRA_LDFLAGS)
 
 # Debian 12 packages the build, tests and benchmarks need (docs/decisions.md).
-DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev \
+DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev libzstd-dev \
              libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
              libcmocka-dev libcurl4-openssl-dev redis-server \
-             sqlite3 curl prometheus tmux wrk valgrind libpq-dev postgresql
+             sqlite3 curl prometheus tmux wrk valgrind libpq-dev postgresql \
+             librdkafka-dev openjdk-17-jre-headless maven
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -79,6 +80,21 @@ deps:
 	    [ tests/cel/package-lock.json -nt tests/cel/node_modules/.package-lock.json ]; then \
 	  echo "deps: npm ci in tests/cel"; \
 	  cd tests/cel && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+	@# Apache Kafka's broker jars for the Kafka-bus tests (tests/kafka/pom.xml) into tests/kafka/m2,
+	@# classpath in tests/kafka/classpath.txt (without them those tests print a SKIP); kafkajs likewise.
+	@if [ ! -s tests/kafka/classpath.txt ] || [ tests/kafka/pom.xml -nt tests/kafka/classpath.txt ]; then \
+	  echo "deps: mvn dependency:build-classpath in tests/kafka"; \
+	  if mvn -q -B -f tests/kafka/pom.xml -Dmaven.repo.local=$(CURDIR)/tests/kafka/m2 dependency:build-classpath \
+	      -Dmdep.outputFile=$(CURDIR)/tests/kafka/classpath.txt > tests/kafka/mvn.log 2>&1; then \
+	    touch tests/kafka/classpath.txt; \
+	  else rm -f tests/kafka/classpath.txt; cat tests/kafka/mvn.log >&2; \
+	    echo "deps: Maven could not fetch the Kafka jars: the real-broker test will SKIP" >&2; fi; \
+	fi
+	@if [ ! -f tests/kafka/node_modules/.package-lock.json ] || \
+	    [ tests/kafka/package-lock.json -nt tests/kafka/node_modules/.package-lock.json ]; then \
+	  echo "deps: npm ci in tests/kafka (kafkajs)"; \
+	  cd tests/kafka && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 demo: deps all

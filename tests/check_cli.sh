@@ -36,7 +36,9 @@ helps simulate --target --rate --duration --seed --accounts
 helps demo --rate --duration --seed
 helps config-reference Print
 helps metrics-reference Print
+helps evaluate --truth --target --json
 helps status --target --interval --once
+helps dlq list show redrive --target --all --destination --json
 t "no command" 2 "$bin"
 t "unknown command" 2 "$bin" frobnicate
 t "serve: unknown option" 2 "$bin" serve --nope
@@ -46,6 +48,8 @@ t "simulate: bad rate" 2 "$bin" simulate --rate fast
 t "simulate: missing value" 2 "$bin" simulate --rate
 t "demo: bad duration" 2 "$bin" demo --duration -1
 t "status: bad interval" 2 "$bin" status --interval 0
+t "evaluate: --truth missing" 2 "$bin" evaluate
+t "evaluate: unreadable truth" 1 "$bin" evaluate --truth /nonexistent/truth.jsonl
 t "status: unreachable server" 1 "$bin" status --target http://127.0.0.1:1 --once
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf 'log:\n  partitons: 8\n' > "$tmp/bad.yaml"

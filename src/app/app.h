@@ -22,7 +22,21 @@ typedef struct cs_app {
     cs_pipeline *pipeline;
     cs_ingest    ingest;
     cs_http     *http;
+    struct cs_outbound *outbound;   /* the webhook dispatcher (outbound.c); NULL without destinations */
 } cs_app;
+
+/* Outbound (outbound.c): start the dispatcher over the outbox when the
+ * config has destinations (NULL and err "" when it has none; NULL and err
+ * set on a bad destination or store error); the pipeline's commits on main
+ * wake it. Stop before the store closes. */
+typedef struct cs_outbound cs_outbound;
+cs_outbound *cs_outbound_start(cs_store *main, const cs_config *cfg, char *err, size_t errlen);
+void cs_outbound_stop(cs_outbound *ob);
+
+/* The DLQ (api_dlq.c): GET /api/v1/dlq, GET /api/v1/dlq/{id}, POST /api/v1/dlq/redrive. */
+void cs_api_dlq_list(void *app, const cs_http_req *req, cs_http_resp *resp);
+void cs_api_dlq_get(void *app, const cs_http_req *req, cs_http_resp *resp);
+void cs_api_dlq_redrive(void *app, const cs_http_req *req, cs_http_resp *resp);
 
 extern const cs_http_route cs_app_routes[];
 extern const size_t cs_app_nroutes;
@@ -43,6 +57,9 @@ int cs_cmd_serve(int argc, char **argv);
 int cs_cmd_simulate(int argc, char **argv);
 int cs_cmd_demo(int argc, char **argv);
 int cs_cmd_status(int argc, char **argv);
+int cs_cmd_dlq(int argc, char **argv);
+int cs_cmd_evaluate(int argc, char **argv);
+int cs_cmd_replay(int argc, char **argv);   /* replay.c */
 
 /* Load path (or config/crmstream.yaml when present) over the defaults;
  * prints the error and returns -1 on failure. */

@@ -1,12 +1,14 @@
 /*
  * app/handlers — the HTTP route table and the handlers behind it.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/app.h"
+#include "core/util.h"
 #include "metrics/catalog.h"
 
 static void h_healthz(void *a, const cs_http_req *req, cs_http_resp *resp)
@@ -63,6 +65,85 @@ static void h_resume(void *a, const cs_http_req *req, cs_http_resp *resp)
     pause_resume(a, resp, 0);
 }
 
+/* POST /api/v1/rules/reload: a bad file answers 422 naming file:line:column
+ * and the old rules keep running. */
+static void h_rules_reload(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    (void)req;
+    cs_app *app = a;
+    char err[512];
+    if (cs_pipeline_reload_rules(app->pipeline, err, sizeof err) != 0)
+        return cs_http_error(resp, 422, "invalid_rules", err, "rules");
+    cs_buf_printf(&resp->body, "{\"rules\":%zu}", cs_pipeline_rule_count(app->pipeline));
+}
+
+/* POST /api/v1/replay {"from_offset": N | "from_time": "RFC3339",
+ * "partition": P?, "rebuild": bool?}: move the running pipeline back
+ * (cs_pipeline_replay); it re-applies from there in the background (the
+ * answer says how many events; lag in /metrics and /readyz shows progress). */
+static void h_replay(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    cJSON *b = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
+    if (!cJSON_IsObject(b)) {
+        cJSON_Delete(b);
+        return cs_http_error(resp, 400, "invalid_json",
+                             "the body must be one JSON object: {\"from_offset\": N} or {\"from_time\": \"RFC3339\"}",
+                             NULL);
+    }
+    cs_replay_req rq = {.partition = -1, .from_offset = -1};
+    const char *bad = NULL, *why = NULL;
+    int have_off = 0, have_time = 0;
+    for (cJSON *it = b->child; it && !bad; it = it->next) {
+        if (strcmp(it->string, "from_offset") == 0) {
+            have_off = 1;
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9e15 ||
+                it->valuedouble != (double)(int64_t)it->valuedouble)
+                bad = it->string, why = "expected an integer offset >= 0";
+            else rq.from_offset = (int64_t)it->valuedouble;
+        } else if (strcmp(it->string, "from_time") == 0) {
+            have_time = 1;
+            if (!cJSON_IsString(it) || cs_parse_time(it->valuestring, &rq.from_time_us) != 0)
+                bad = it->string, why = "expected an RFC 3339 time such as 2026-11-27T10:00:00Z";
+        } else if (strcmp(it->string, "partition") == 0) {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= app->bus->partitions ||
+                it->valuedouble != (double)(int)it->valuedouble)
+                bad = it->string, why = "expected an existing partition number";
+            else rq.partition = (int)it->valuedouble;
+        } else if (strcmp(it->string, "rebuild") == 0) {
+            if (!cJSON_IsBool(it)) bad = it->string, why = "expected true or false";
+            else rq.rebuild = cJSON_IsTrue(it);
+        } else {
+            bad = it->string, why = "unknown field (from_offset, from_time, partition, rebuild)";
+        }
+    }
+    if (!bad && have_off && have_time) bad = "from_time", why = "from_offset and from_time exclude each other";
+    if (!bad && !have_off && !have_time && !rq.rebuild)
+        bad = "from_offset", why = "say where from: from_offset, from_time, or rebuild: true";
+    if (!bad && rq.rebuild && (have_time || rq.from_offset > 0))
+        bad = have_time ? "from_time" : "from_offset", why = "rebuild replays from the start (omit it or use 0)";
+    char field[64];
+    if (bad) snprintf(field, sizeof field, "%s", bad);
+    cJSON_Delete(b);
+    if (bad) return cs_http_error(resp, 400, "invalid_field", why, field);
+    cs_replay_result res = {0};
+    char err[512];
+    int usage = 0;
+    if (cs_pipeline_replay(app->pipeline, &rq, &res, &usage, err, sizeof err) != 0) {
+        if (usage) return cs_http_error(resp, 400, "invalid_field", err, "partition");
+        resp->retry_after = 1;
+        return cs_http_error(resp, 503, "replay_failed", err, NULL);
+    }
+    cs_buf_printf(&resp->body, "{\"rebuild\":%s,\"events\":%lld,\"partitions\":[", rq.rebuild ? "true" : "false",
+                  (long long)res.events);
+    for (int i = 0; i < res.n; i++)
+        cs_buf_printf(&resp->body, "%s{\"partition\":%d,\"from\":%lld,\"to\":%lld,\"log_end\":%lld}", i ? "," : "",
+                      res.v[i].partition, (long long)res.v[i].before, (long long)res.v[i].after,
+                      (long long)res.v[i].end);
+    cs_buf_adds(&resp->body, "]}");
+    cs_replay_result_free(&res);
+}
+
 static cs_ingest_req ingest_req(const cs_http_req *req)
 {
     return (cs_ingest_req){.body = req->body, .len = req->body_len,
@@ -84,6 +165,20 @@ static void h_segment(void *a, const cs_http_req *req, cs_http_resp *resp)
     cs_ingest_req ir = ingest_req(req);
     resp->status = cs_ingest_segment(&app->ingest, strrchr(req->path, '/') + 1, &ir, &resp->body,
                                      &resp->retry_after);
+}
+
+/* CloudEvents: structured, batch and binary modes (ce-* headers). */
+static const char *req_header(void *req, const char *name)
+{
+    return cs_http_header(req, name);
+}
+
+static void h_cloudevents(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    cs_ingest_req ir = ingest_req(req);
+    resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, (void *)req, &resp->body,
+                                         &resp->retry_after);
 }
 
 /* Prometheus text 0.0.4: the registry (src/metrics/catalog.h), then the
@@ -244,7 +339,9 @@ const cs_http_route cs_app_routes[] = {
     {"GET", "/healthz", h_healthz},
     {"GET", "/readyz", h_readyz},
     {"POST", "/api/v1/pipeline/pause", h_pause},
+    {"POST", "/api/v1/rules/reload", h_rules_reload},
     {"POST", "/api/v1/pipeline/resume", h_resume},
+    {"POST", "/api/v1/replay", h_replay},
     {"GET", "/metrics", h_metrics},
     {"POST", "/v1/events", h_events},
     {"POST", "/v1/batch", h_segment},
@@ -253,6 +350,7 @@ const cs_http_route cs_app_routes[] = {
     {"POST", "/v1/group", h_segment},
     {"POST", "/v1/page", h_segment},
     {"POST", "/v1/screen", h_segment},
+    {"POST", "/v1/cloudevents", h_cloudevents},
     {"GET", "/api/v1/leads", h_leads},
     {"GET", "/api/v1/leads/{id}", h_lead_get},
     /* CRM objects: src/app/api_crm.c */
@@ -268,5 +366,9 @@ const cs_http_route cs_app_routes[] = {
     {"GET", "/api/v1/tasks", cs_api_tasks},
     {"GET", "/api/v1/contacts", cs_api_contacts},
     {"GET", "/api/v1/audit", cs_api_audit},
+    /* DLQ: src/app/api_dlq.c */
+    {"GET", "/api/v1/dlq", cs_api_dlq_list},
+    {"GET", "/api/v1/dlq/{id}", cs_api_dlq_get},
+    {"POST", "/api/v1/dlq/redrive", cs_api_dlq_redrive},
 };
 const size_t cs_app_nroutes = sizeof cs_app_routes / sizeof cs_app_routes[0];

@@ -20,7 +20,10 @@ static const char usage[] =
     "  serve       run the log, pipeline, store and HTTP API\n"
     "  simulate    send a deterministic mix of the six seed event types to a server\n"
     "  demo        serve + simulate on a fresh data dir, then print a summary\n"
+    "  evaluate    detection quality (recall, precision, time to detect) against a truth file\n"
     "  status      live view of a running server: rates, lag, latency, errors\n"
+    "  dlq         list, show and redrive failed deliveries of a running server\n"
+    "  replay      move the pipeline back (--from-offset N | --from-time T | --rebuild) and re-apply\n"
     "  config-reference  print every configuration key with its default\n"
     "  metrics-reference print every metric with its type and labels\n"
     "  version     print the version\n"
@@ -69,6 +72,9 @@ int main(int argc, char **argv)
                 {"simulate", cs_cmd_simulate},
                 {"demo", cs_cmd_demo},
                 {"status", cs_cmd_status},
+                {"dlq", cs_cmd_dlq},
+                {"evaluate", cs_cmd_evaluate},
+                {"replay", cs_cmd_replay},
                 {"config-reference", cmd_config_reference},
                 {"metrics-reference", cmd_metrics_reference}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

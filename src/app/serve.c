@@ -15,6 +15,7 @@
 #include "app/app.h"
 #include "core/logging.h"
 #include "metrics/metrics.h"
+#include "warehouse/warehouse.h"
 
 static const char serve_usage[] =
     "usage: crmstream serve [--config FILE] [--data DIR] [--http HOST:PORT] [--log-level LEVEL]\n"
@@ -87,6 +88,7 @@ int cs_cmd_serve(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP); /* reload the rules */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -110,9 +112,12 @@ int cs_cmd_serve(int argc, char **argv)
     unlink(strcat(strcpy(err, dir), "/http.addr"));
 
     int64_t t0 = cs_mono_us();
-    app.bus = cs_bus_embedded_open_cfg(dir, &app.cfg, err, sizeof err);
+    /* bus: embedded (default) or kafka://host:port[,host:port] */
+    int kafka = strncmp(app.cfg.bus, "kafka://", 8) == 0;
+    app.bus = kafka ? cs_bus_kafka_open(app.cfg.bus, &app.cfg, err, sizeof err)
+                    : cs_bus_embedded_open_cfg(dir, &app.cfg, err, sizeof err);
     if (!app.bus) {
-        cs_fail("log", err);
+        cs_fail(kafka ? "kafka" : "log", err);
         return 1;
     }
     app.store = cs_store_open(app.cfg.store, dir, err, sizeof err);
@@ -144,6 +149,29 @@ int cs_cmd_serve(int argc, char **argv)
         return 1;
     }
     cs_metrics_disable(strcmp(app.cfg.metrics_enabled, "false") == 0);
+    /* The warehouse sink (group "warehouse", src/warehouse): its own threads;
+     * an unreachable destination is retried there and never slows the rest. */
+    cs_warehouse *warehouse = NULL;
+    if (cs_warehouse_configured(&app.cfg) && !(warehouse = cs_warehouse_start(app.bus, &app.cfg, err, sizeof err))) {
+        cs_fail("warehouse", err);
+        cs_pipeline_stop(app.pipeline);
+        cs_ingest_destroy(&app.ingest);
+        app.store->ops->close(app.store);
+        app.bus->ops->close(app.bus);
+        return 1;
+    }
+    /* The outbound dispatcher (app/outbound.c), when destinations are
+     * configured: delivers the outbox the pipeline's commits fill. */
+    app.outbound = cs_outbound_start(app.store, &app.cfg, err, sizeof err);
+    if (!app.outbound && *err) {
+        cs_fail("outbound", err);
+        cs_warehouse_stop(warehouse);
+        cs_pipeline_stop(app.pipeline);
+        cs_ingest_destroy(&app.ingest);
+        app.store->ops->close(app.store);
+        app.bus->ops->close(app.bus);
+        return 1;
+    }
     app.ingest.backlog = pipeline_backlog;
     app.ingest.backlog_arg = app.pipeline;
     cs_http_opts ho = {.addr = app.cfg.http_addr, .threads = app.cfg.http_threads,
@@ -173,11 +201,19 @@ int cs_cmd_serve(int argc, char **argv)
                 addr, dir, app.cfg.partitions, app.cfg.fsync, app.cfg.nreps,
                 (long long)cs_pipeline_lag(app.pipeline), (double)(cs_mono_us() - t0) / 1000.0);
         int sig;
-        sigwait(&sigs, &sig);
+        for (;;) {
+            sigwait(&sigs, &sig);
+            if (sig != SIGHUP) break;
+            char rerr[512];
+            if (cs_pipeline_reload_rules(app.pipeline, rerr, sizeof rerr) != 0)
+                cs_error("rules", "reload on SIGHUP failed", "\"error\":\"%s\"", rerr);
+        }
         cs_info("serve", "stopping", "\"signal\":%d", sig);
         cs_http_stop(app.http);
     }
+    cs_warehouse_stop(warehouse);
     cs_pipeline_stop(app.pipeline);
+    cs_outbound_stop(app.outbound); /* after the pipeline (its commits wake it), before the store closes */
     cs_ingest_destroy(&app.ingest);
     app.store->ops->close(app.store);
     app.bus->ops->close(app.bus);

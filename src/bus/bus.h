@@ -1,7 +1,7 @@
 /*
  * bus — the interface between producers (ingest) and consumers (pipeline)
  * of partitioned topics, declared as a struct of function pointers so the
- * embedded log and (later) Apache Kafka are interchangeable.
+ * embedded log and Apache Kafka are interchangeable.
  *
  * Owns nothing itself; a backend owns its storage. Nothing above this
  * interface may know which backend runs. Keys are partitioned with Kafka's
@@ -83,6 +83,14 @@ cs_bus *cs_bus_embedded_open(const char *data_dir, int partitions, int fsync_pol
                              int fsync_interval_ms, char *err, size_t errlen);
 /* The embedded backend's topic (stats, tests); NULL for another backend. */
 cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic);
+
+/* The Apache Kafka backend (bus/kafka.c, librdkafka): url is
+ * kafka://host:port[,host:port] (or the bare broker list). Topic
+ * "<kafka.topic_prefix>events" with log.partitions partitions is created if
+ * missing; one with another partition count is refused. Group offsets go to
+ * Kafka group "<kafka.group_prefix><group>". NULL with a named error in err
+ * (broker unreachable within kafka.timeout_ms, partition count mismatch). */
+cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size_t errlen);
 
 /* Partition of a key on this bus. */
 int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);

@@ -13,8 +13,13 @@
 
 #include "core/util.h"
 
+/* outbound.destinations (config_outbound.c) */
+int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *name, cs_config *cfg, char *err,
+                         size_t errlen);
+void cs_config_free_dests(cs_config *cfg);
+
 /* K_DUR: a duration in seconds, written as N, Ns, Nm, Nh or Nd. */
-enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS };
+enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS };
 
 struct key {
     const char *path;
@@ -29,6 +34,11 @@ struct key {
 static const struct key keys[] = {
     {"data", K_STR, OFF(data_dir), 0, 0, "./data", "Directory for the log and the SQLite store."},
     {"store", K_STR, OFF(store), 0, 0, "sqlite:DATA/crm.sqlite", "The CRM store: `sqlite:PATH` (a leading `DATA/` is the data directory) or a PostgreSQL URI `postgresql://user:pass@host:port/db` (libpq syntax, `?sslmode=` etc. allowed)."},
+    {"bus", K_STR, OFF(bus), 0, 0, "embedded", "The event bus: `embedded` (the in-process log under the data directory) or Apache Kafka as `kafka://host:port[,host:port]` (librdkafka; docs/ARCHITECTURE.md). `log.partitions` is then the partition count of the Kafka topic."},
+    {"kafka.topic_prefix", K_STR, OFF(kafka_topic_prefix), 0, 0, "", "With `bus: kafka://…`: prefix of the topic names (`<prefix>events`). The topic is created with `log.partitions` partitions if missing; one with another count is refused."},
+    {"kafka.group_prefix", K_STR, OFF(kafka_group_prefix), 0, 0, "crmstream-", "With `bus: kafka://…`: prefix of the consumer group names whose offsets are committed to Kafka for lag monitoring (`<prefix>pipeline`); the pipeline's authoritative offsets stay in the store."},
+    {"kafka.replication_factor", K_INT, OFF(kafka_replication_factor), -1, 32, "-1", "Replication factor of topics crmstream creates; -1 = the broker's `default.replication.factor`."},
+    {"kafka.timeout_ms", K_LONG, OFF(kafka_timeout_ms), 1000, 600000, "30000", "How long a produce waits for Kafka's acknowledgement (`message.timeout.ms`; past it ingest answers 503 and acknowledges nothing), and the limit for start-up requests (topic creation, offsets)."},
     {"http", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "HTTP listen address HOST:PORT (port 0 picks a free one)."},
     {"http_threads", K_INT, OFF(http_threads), 1, 64, "4", "HTTP worker threads."},
     {"http.listen", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "The listen address when `http` is written as a mapping of `listen` and the limits below (same meaning as `http: HOST:PORT`)."},
@@ -55,8 +65,17 @@ static const struct key keys[] = {
     {"auth.write_keys", K_KEYS, OFF(write_keys), 0, 0, "[]", "Write keys for the ingest endpoints: list of {name, key or key_sha256 (hex), rate_limit (events/s, optional)}. Empty: ingest is open (a warning is logged at start)."},
     {"pipeline.batch_max_events", K_LONG, OFF(pipeline_batch_max), 1, 100000, "500", "Most events the pipeline applies in one store transaction."},
     {"metrics.enabled", K_STR, OFF(metrics_enabled), 0, 0, "true", "`true` or `false`: collect the metrics of GET /metrics (false exists to measure their cost: make bench-metrics)."},
+    {"rules", K_STR, OFF(rules_path), 0, 0, "config/rules.yaml", "Rules file (docs/RULES.md); loaded at start when present, reloaded on SIGHUP and POST /api/v1/rules/reload (a bad file keeps the old rules)."},
     {"pipeline.max_lag", K_LONG, OFF(pipeline_max_lag), 0, 1L << 40, "1000000", "Backpressure: when the pipeline is this many events behind the log, ingest answers 503 with Retry-After and /readyz reports not ready; 0 = no bound."},
     {"routing.reps", K_REPS, OFF(reps), 0, 0, "[]", "Reps for round-robin lead routing: list of {id, name, email}."},
+    {"outbound.poll_ms", K_INT, OFF(outbound_poll_ms), 1, 60000, "100", "How often an idle outbound lane asks the outbox again (ms); a pipeline commit that writes outbox rows wakes it at once."},
+    {"outbound.lease_ms", K_LONG, OFF(outbound_lease_ms), 1000, 86400000, "60000", "How long a claimed delivery stays leased beyond the lane's worst wait (ms); a dispatcher that dies mid-delivery loses its claims after it."},
+    {"outbound.destinations", K_DESTS, OFF(destinations), 0, 0, "[]", "Webhook and Slack destinations (docs/OUTBOUND.md): list of {name ([a-zA-Z0-9_.-], <= 63), kind (webhook or slack), url (http:// or https://), secrets ([whsec_...], two during a rotation; webhook), concurrency, rate_per_s, burst, queue_max, connect_timeout_ms, timeout_ms, allow_private (true to reach loopback/private addresses), retry_horizon (duration, 3d), backoff_base_ms, backoff_max_ms, max_attempts, max_response}. The dispatcher runs only when there is one."},
+    {"warehouse.postgres", K_STR, OFF(wh_postgres), 0, 0, "", "Warehouse sink into PostgreSQL (docs/WAREHOUSE.md): a `postgresql://` URI; tables `events` and `warehouse_offsets` are created when missing. Empty: off."},
+    {"warehouse.dir", K_STR, OFF(wh_dir), 0, 0, "", "Warehouse sink into files (docs/WAREHOUSE.md): directory of `dt=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.ndjson.zst` files and their manifest (a leading `DATA/` is the data directory). Empty: off."},
+    {"warehouse.batch_max_events", K_LONG, OFF(wh_batch_max), 1, 1000000, "10000", "Most events per warehouse batch: one PostgreSQL transaction, or one partition's files and manifest line (a batch also ends at 16 MiB of rows)."},
+    {"warehouse.flush_interval_ms", K_LONG, OFF(wh_flush_ms), 0, 3600000, "1000", "PostgreSQL: a batch smaller than `warehouse.batch_max_events` is written once this long has passed since the last one (ms)."},
+    {"warehouse.file_interval_ms", K_LONG, OFF(wh_file_ms), 0, 86400000, "60000", "Files: likewise (ms); each flush writes at least one file per partition with new events, so this sets the file count."},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -131,7 +150,8 @@ void cs_config_defaults(cs_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS) apply_scalar(cfg, &keys[i], keys[i].dflt);
+        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS)
+            apply_scalar(cfg, &keys[i], keys[i].dflt);
     cfg->fsync_policy = CS_FSYNC_ALWAYS;
 }
 
@@ -141,7 +161,14 @@ void cs_config_free(cs_config *cfg)
     free(cfg->http_addr);
     free(cfg->fsync);
     free(cfg->metrics_enabled);
+    free(cfg->rules_path);
+    free(cfg->wh_postgres);
+    free(cfg->wh_dir);
+    cs_config_free_dests(cfg);
     free(cfg->store);
+    free(cfg->bus);
+    free(cfg->kafka_topic_prefix);
+    free(cfg->kafka_group_prefix);
     for (size_t i = 0; i < cfg->nreps; i++) {
         free(cfg->reps[i].id);
         free(cfg->reps[i].name);
@@ -313,6 +340,8 @@ static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
         }
         if (found && found->kind == K_REPS) {
             if (load_reps(c, v)) return -1;
+        } else if (found && found->kind == K_DESTS) {
+            if (cs_config_load_dests(c->doc, v, c->name, c->cfg, c->err, c->errlen)) return -1;
         } else if (found && found->kind == K_KEYS) {
             if (load_keys(c, v)) return -1;
         } else if (found && !(is_section && v->type == YAML_MAPPING_NODE)) {
@@ -355,6 +384,10 @@ int cs_config_load_string(cs_config *cfg, const char *name, const char *text, ch
     } else if (walk(&c, root, "") == 0) {
         rc = parse_fsync(cfg, err, errlen, name);
         if (rc == 0) rc = parse_unknown_types(cfg, err, errlen, name);
+        if (rc == 0 && strcmp(cfg->bus, "embedded") != 0 && (strncmp(cfg->bus, "kafka://", 8) != 0 || !cfg->bus[8])) {
+            snprintf(err, errlen, "%s: bus: expected embedded or kafka://host:port[,host:port], got \"%s\"", name, cfg->bus);
+            rc = -1;
+        }
         if (rc == 0 && strcmp(cfg->metrics_enabled, "true") != 0 && strcmp(cfg->metrics_enabled, "false") != 0) {
             snprintf(err, errlen, "%s: metrics.enabled: expected true or false, got \"%s\"", name, cfg->metrics_enabled);
             rc = -1;

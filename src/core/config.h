@@ -28,10 +28,28 @@ typedef struct cs_write_key_cfg {
     double        rate_limit;    /* events per second; 0 = unlimited */
 } cs_write_key_cfg;
 
+/* An outbound destination (outbound.destinations; docs/OUTBOUND.md). Zero
+ * numbers take the dispatcher's defaults. */
+typedef struct cs_dest_cfg {
+    char  *name;
+    char  *kind;               /* "webhook" | "slack" */
+    char  *url;
+    char  *secrets[2];         /* whsec_...; [1] during a rotation */
+    int    concurrency, burst, queue_max, connect_timeout_ms, timeout_ms, allow_private, max_attempts;
+    double rate_per_s;
+    long   retry_horizon_s, backoff_base_ms, backoff_max_ms, max_response;
+    char   where[200];         /* "file:line:column" of the entry, for later errors */
+} cs_dest_cfg;
+
 typedef struct cs_config {
     char  *data_dir;            /* data: */
     char  *http_addr;           /* http: HOST:PORT */
     char  *store;               /* store: sqlite:PATH | postgresql://URI (store/store.h) */
+    char  *bus;                 /* bus: embedded | kafka://host:port[,host:port] */
+    char  *kafka_topic_prefix;  /* kafka.topic_prefix */
+    char  *kafka_group_prefix;  /* kafka.group_prefix */
+    int    kafka_replication_factor; /* kafka.replication_factor (-1: broker default) */
+    long   kafka_timeout_ms;    /* kafka.timeout_ms */
     int    partitions;          /* log.partitions */
     char  *fsync;               /* log.fsync: always | interval:<ms> | never */
     int    fsync_policy;        /* parsed from fsync */
@@ -58,8 +76,18 @@ typedef struct cs_config {
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
+    char  *rules_path;          /* rules: the rules file */
     cs_rep_cfg *reps;           /* routing.reps */
     size_t nreps;
+    int    outbound_poll_ms;    /* outbound.poll_ms */
+    long   outbound_lease_ms;   /* outbound.lease_ms */
+    cs_dest_cfg *destinations;  /* outbound.destinations */
+    size_t ndestinations;
+    char  *wh_postgres;         /* warehouse.postgres: "" = off */
+    char  *wh_dir;              /* warehouse.dir: "" = off */
+    long   wh_batch_max;        /* warehouse.batch_max_events */
+    long   wh_flush_ms;         /* warehouse.flush_interval_ms (PostgreSQL) */
+    long   wh_file_ms;          /* warehouse.file_interval_ms (files) */
 } cs_config;
 
 /* Fill defaults (no reps). */

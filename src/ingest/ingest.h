@@ -6,7 +6,7 @@
  *   200 {"accepted": N, "duplicates": D, "rejected": [{index, code, field, message}]}
  *
  * Endpoints: native /v1/events (native.c), the Segment tracking API
- * (segment.c). Shared machinery: ingest.c (auth, body, one request's batch,
+ * (segment.c), CloudEvents /v1/cloudevents (cloudevents.c). Shared machinery: ingest.c (auth, body, one request's batch,
  * dedupe rebuild), body.c, auth.c, dedupe.c, jsoncheck.c, event.c.
  *
  * Owns request decoding, the dedupe window and the write keys' buckets.
@@ -67,5 +67,15 @@ int cs_ingest_native(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int
  * segment. Same answer as cs_ingest_native. */
 int cs_ingest_segment(cs_ingest *ing, const char *call, const cs_ingest_req *req, cs_buf *resp,
                       int *retry_after);
+
+/* A request header by name (case-insensitive), or NULL: how ingest reads
+ * the Content-Type and CloudEvents' ce-* headers without knowing the HTTP
+ * library. */
+typedef const char *(*cs_ingest_header_fn)(void *arg, const char *name);
+
+/* POST /v1/cloudevents: CloudEvents 1.0 in structured, batch or binary
+ * mode (docs/API.md "CloudEvents"). Same answer as cs_ingest_native. */
+int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header, void *header_arg,
+                          cs_buf *resp, int *retry_after);
 
 #endif

@@ -41,8 +41,16 @@ static const struct def defs[] = {
     {&cs_m.store_tx_seconds, "crmstream_store_transaction_seconds", CS_HISTOGRAM, "",
      "Time of one pipeline store transaction, begin to commit."},
     {&cs_m.e2e_seconds, "crmstream_e2e_latency_seconds", CS_HISTOGRAM, "stage",
-     "From the HTTP request's arrival to the effect: stage=routed (lead committed)."},
+     "From the HTTP request's arrival to the effect committed: stage=routed (lead), stage=signal (signal change); webhook delivery: crmstream_webhook_latency_seconds."},
     {&cs_m.build_info, "crmstream_build_info", CS_GAUGE, "version", "Always 1; the version is in the label."},
+    {&cs_m.rule_actions, "crmstream_rule_actions_total", CS_COUNTER, "action, result",
+     "Rule actions by kind and result: applied, skipped, invalid, error, not_wired (not carried out by this version)."},
+    {&cs_m.rules_reloads, "crmstream_rules_reloads_total", CS_COUNTER, "result",
+     "Rules file reloads (SIGHUP, POST /api/v1/rules/reload): ok, or failed (the old rules keep running)."},
+    {&cs_m.webhook_deliveries, "crmstream_webhook_deliveries_total", CS_COUNTER, "destination, status",
+     "Outbound delivery attempts reported to the outbox, by destination and outcome: delivered (2xx), retry, dead (moved to the DLQ)."},
+    {&cs_m.webhook_latency, "crmstream_webhook_latency_seconds", CS_HISTOGRAM, "destination",
+     "From the ingest HTTP request's arrival to the destination's 2xx answer (deliveries whose payload carries received_at)."},
 };
 
 void cs_metrics_catalog_init(void)

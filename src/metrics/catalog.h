@@ -23,6 +23,10 @@ typedef struct cs_metrics_catalog {
     cs_metric *store_tx_seconds;    /* histogram */
     cs_metric *e2e_seconds;         /* histogram {stage} */
     cs_metric *build_info;          /* gauge {version} */
+    cs_metric *rule_actions;        /* {action,result} */
+    cs_metric *rules_reloads;       /* {result} */
+    cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
+    cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;

@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "metrics/catalog.h"
 #include "routing/router.h"
+#include "signals/abuse.h"
 
 struct cs_pipeline {
     cs_bus          *bus;
@@ -28,6 +29,12 @@ struct cs_pipeline {
     int              resync;    /* a batch failed: re-read next[] from the store first */
     int              paused;    /* maintenance: apply nothing until resumed */
     cs_sig_engine  **sig;       /* one signals engine per partition */
+    cs_cooldown    **cooldown;  /* alert cooldowns, one table per partition */
+    cs_abuse        *abuse;     /* signup velocity: global (abuse_apply.c) */
+    cs_cooldown     *abuse_cd;
+    cs_ruleset      *rules;     /* current rule set (NULL: none); swapped under rules_mu */
+    pthread_mutex_t  rules_mu;
+    cs_ruleset      *batch_rules; /* the set this batch evaluates (a reference) */
 };
 
 /* Ingest times of the leads routed in the current batch, observed as the
@@ -36,8 +43,17 @@ struct cs_pipeline {
 #define ROUTED_MAX 4096
 static _Thread_local int64_t routed_ts[ROUTED_MAX];
 static _Thread_local size_t nrouted;
+/* Likewise for events whose signal changes were written (ingest -> signal). */
+static _Thread_local int64_t signal_ts[ROUTED_MAX];
+static _Thread_local size_t nsignal;
+
+void cs_pipeline_note_signal(int64_t ingest_us)
+{
+    if (nsignal < ROUTED_MAX) signal_ts[nsignal++] = ingest_us;
+}
 
 static int rebuild_signals(cs_pipeline *pl);
+static int run_batch_tx(cs_pipeline *pl, cs_store *st, int P, int64_t t0, uint64_t poison0);
 
 static const char *str_of(const cJSON *o, const char *k)
 {
@@ -101,8 +117,8 @@ static int apply_lead(cs_store *st, const cs_config *cfg, int partition, const c
     return st->ops->audit_insert(st, &a);
 }
 
-int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, int partition, const cs_rec *rec,
-                      uint64_t *poison)
+int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
+                      const cs_rec *rec, uint64_t *poison)
 {
     cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
     const char *type = ev ? str_of(ev, "type") : NULL;
@@ -120,7 +136,8 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, in
     else if (cs_pipeline_admin_object(type) >= 0) rc = cs_pipeline_apply_admin(st, partition, rec, ev, poison);
     else if (strcmp(type, "AccountGrouped") == 0 || strcmp(type, "ContactIdentified") == 0)
         rc = cs_pipeline_apply_traits(st, partition, rec, ev, poison);
-    if (rc == 0 && cs_pipeline_admin_object(type) < 0) rc = cs_pipeline_apply_signals(st, sig, partition, rec, ev, 1);
+    if (rc == 0 && cs_pipeline_admin_object(type) < 0) rc = cs_pipeline_apply_signals(st, sig, rules, partition, rec, ev, 1);
+    if (rc == 0 && cs_pipeline_admin_object(type) < 0) rc = cs_pipeline_apply_abuse(st, rules, partition, rec, ev, 1);
     cJSON_Delete(ev);
     return rc;
 }
@@ -135,7 +152,8 @@ struct fetch_ctx {
 static int on_rec(const cs_rec *rec, void *arg)
 {
     struct fetch_ctx *c = arg;
-    if (cs_pipeline_apply(c->pl->st, c->pl->cfg, c->pl->sig[c->partition], c->partition, rec, &c->pl->poison)) {
+    cs_pipeline_rules r = {c->pl->batch_rules, c->pl->cooldown[c->partition], c->pl->abuse, c->pl->abuse_cd};
+    if (cs_pipeline_apply(c->pl->st, c->pl->cfg, c->pl->sig[c->partition], &r, c->partition, rec, &c->pl->poison)) {
         c->failed = 1;
         return 1;
     }
@@ -175,8 +193,11 @@ static int on_rebuild(const cs_rec *rec, void *arg)
     if (rec->offset >= c->upto) return 1;
     cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
     const char *type = ev ? str_of(ev, "type") : NULL;
-    if (type && cs_pipeline_admin_object(type) < 0)
-        cs_pipeline_apply_signals(c->pl->st, c->pl->sig[c->partition], c->partition, rec, ev, 0);
+    if (type && cs_pipeline_admin_object(type) < 0) {
+        cs_pipeline_rules r = {NULL, NULL, c->pl->abuse, c->pl->abuse_cd};
+        cs_pipeline_apply_signals(c->pl->st, c->pl->sig[c->partition], NULL, c->partition, rec, ev, 0);
+        cs_pipeline_apply_abuse(c->pl->st, &r, c->partition, rec, ev, 0);
+    }
     cJSON_Delete(ev);
     return 0;
 }
@@ -187,6 +208,12 @@ static int rebuild_signals(cs_pipeline *pl)
     cs_sig_config sc;
     cs_sig_config_defaults(&sc);
     int64_t t0 = cs_mono_us(), events = 0;
+    cs_abuse_config ac;
+    cs_abuse_config_defaults(&ac);
+    cs_abuse_free(pl->abuse);
+    cs_cooldown_free(pl->abuse_cd);
+    pl->abuse = cs_abuse_new(&ac);
+    pl->abuse_cd = cs_cooldown_new(65536);
     for (int p = 0; p < pl->bus->partitions; p++) {
         cs_sig_engine_free(pl->sig[p]);
         pl->sig[p] = cs_sig_engine_new(&sc, err, sizeof err);
@@ -225,6 +252,14 @@ static int sweep_signals(cs_pipeline *pl, int partition, int64_t offset)
     char id[64];
     snprintf(id, sizeof id, "sweep-%d-%lld", partition, (long long)offset);
     int rc = cs_pipeline_write_signal_changes(pl->st, &ch, id, partition, offset);
+    /* Rules see sweep changes too (silence is a signal): once per account. */
+    cs_pipeline_rules r = {pl->batch_rules, pl->cooldown[partition], pl->abuse, pl->abuse_cd};
+    for (size_t i = 0; rc == 0 && i < ch.n; i++) {
+        int first = 1;
+        for (size_t k = 0; k < i && first; k++) first = strcmp(ch.v[k].account_id, ch.v[i].account_id) != 0;
+        if (first)
+            rc = cs_pipeline_apply_rules(pl->st, &r, e, partition, NULL, NULL, ch.v[i].account_id, &ch, ch.v[i].at_us, id);
+    }
     cs_sig_changes_free(&ch);
     return rc;
 }
@@ -240,6 +275,18 @@ static int run_batch(cs_pipeline *pl)
     int64_t t0 = cs_mono_us();
     uint64_t poison0 = pl->poison;
     nrouted = 0;
+    nsignal = 0;
+    pthread_mutex_lock(&pl->rules_mu);
+    pl->batch_rules = pl->rules ? cs_ruleset_ref(pl->rules) : NULL;
+    pthread_mutex_unlock(&pl->rules_mu);
+    int rc = run_batch_tx(pl, st, P, t0, poison0);
+    cs_ruleset_unref(pl->batch_rules);
+    pl->batch_rules = NULL;
+    return rc;
+}
+
+static int run_batch_tx(cs_pipeline *pl, cs_store *st, int P, int64_t t0, uint64_t poison0)
+{
     if (st->ops->begin(st)) return -1;
     int64_t *next = cs_malloc((size_t)P * sizeof *next);
     memcpy(next, pl->next, (size_t)P * sizeof *next);
@@ -259,9 +306,18 @@ static int run_batch(cs_pipeline *pl)
     cs_hist_observe(cs_metric_series(cs_m.store_tx_seconds, NULL), (double)(cs_mono_us() - t0) / 1e6);
     cs_series *routed = cs_metric_series(cs_m.e2e_seconds, "stage=\"routed\"");
     for (size_t i = 0; i < nrouted; i++) cs_hist_observe(routed, (double)(now - routed_ts[i]) / 1e6);
+    cs_series *sigs = cs_metric_series(cs_m.e2e_seconds, "stage=\"signal\"");
+    for (size_t i = 0; i < nsignal; i++) cs_hist_observe(sigs, (double)(now - signal_ts[i]) / 1e6);
     cs_metric_inc(cs_m.pipeline_events, "result=\"applied\"", total - (pl->poison - poison0));
     if (pl->poison != poison0) cs_metric_inc(cs_m.pipeline_events, "result=\"poison\"", pl->poison - poison0);
-    for (int p = 0; p < P; p++) __atomic_store_n(&pl->next[p], next[p], __ATOMIC_RELAXED);
+    for (int p = 0; p < P; p++) {
+        /* The store's offsets are authoritative; the bus's group offsets
+         * let retention know what the pipeline consumed (and feed lag
+         * monitoring). Best effort: a failure only delays retention. */
+        if (next[p] != pl->next[p] && pl->bus->ops->commit)
+            pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, next[p]);
+        __atomic_store_n(&pl->next[p], next[p], __ATOMIC_RELAXED);
+    }
     free(next);
     __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
     return (int)total;
@@ -271,6 +327,23 @@ fail:
     pl->poison = poison0; /* counted again on retry */
     pl->resync = 1;
     return -1;
+}
+
+/* Replay on the running pipeline: batch_mu is held by the worker around
+ * each batch, so the move happens between two batches (and the store's
+ * writer connection is never used by two threads). One per process. */
+static pthread_mutex_t batch_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int cs_pipeline_replay(cs_pipeline *pl, const cs_replay_req *req, cs_replay_result *res, int *usage, char *err,
+                       size_t errlen)
+{
+    pthread_mutex_lock(&batch_mu);
+    int rc = cs_pipeline_replay_move(pl->bus, pl->st, req, res, usage, err, errlen);
+    /* The store is the authority: take its offsets and rebuild the signals
+     * state up to them (on failure the worker retries this first). */
+    if (rc == 0 && resync_offsets(pl) != 0) pl->resync = 1;
+    pthread_mutex_unlock(&batch_mu);
+    return rc;
 }
 
 static void *worker(void *arg)
@@ -283,7 +356,9 @@ static void *worker(void *arg)
             seen = pl->bus->ops->wait(pl->bus, seen, 200);
             continue;
         }
+        pthread_mutex_lock(&batch_mu);
         int n = run_batch(pl);
+        pthread_mutex_unlock(&batch_mu);
         if (n > 0) {
             backoff_ms = 10;
             continue;
@@ -326,7 +401,47 @@ static void collect_lag_sum(cs_buf *out, void *arg)
 static void free_engines(cs_pipeline *pl)
 {
     for (int p = 0; pl->sig && p < pl->bus->partitions; p++) cs_sig_engine_free(pl->sig[p]);
+    for (int p = 0; pl->cooldown && p < pl->bus->partitions; p++) cs_cooldown_free(pl->cooldown[p]);
     free(pl->sig);
+    free(pl->cooldown);
+    cs_abuse_free(pl->abuse);
+    cs_cooldown_free(pl->abuse_cd);
+    cs_ruleset_unref(pl->rules);
+    pthread_mutex_destroy(&pl->rules_mu);
+}
+
+int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen)
+{
+    const char *path = pl->cfg->rules_path;
+    cs_ruleset *rs = NULL;
+    if (access(path, R_OK) == 0) {
+        /* changed.<signal>: true when this event (or sweep) changed it. */
+        static const char *const roots[] = {"event", "account", "lead", "contact", "signals", "changed", NULL};
+        cs_rules_opts opts = {.roots = roots};
+        rs = cs_rules_load_file(path, &opts, err, errlen);
+        if (!rs) {
+            cs_metric_inc(cs_m.rules_reloads, "result=\"failed\"", 1);
+            cs_error("rules", "rules not loaded: the previous rules keep running", "\"file\":\"%s\"", path);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&pl->rules_mu);
+    cs_ruleset *old = pl->rules;
+    pl->rules = rs;
+    pthread_mutex_unlock(&pl->rules_mu);
+    cs_ruleset_unref(old);
+    cs_metric_inc(cs_m.rules_reloads, "result=\"ok\"", 1);
+    cs_info("rules", rs ? "rules loaded" : "no rules file: no rules", "\"file\":\"%s\",\"rules\":%zu", path,
+            rs ? cs_ruleset_count(rs) : (size_t)0);
+    return 0;
+}
+
+size_t cs_pipeline_rule_count(cs_pipeline *pl)
+{
+    pthread_mutex_lock(&pl->rules_mu);
+    size_t n = pl->rules ? cs_ruleset_count(pl->rules) : 0;
+    pthread_mutex_unlock(&pl->rules_mu);
+    return n;
 }
 
 cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
@@ -338,6 +453,10 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     pl->cfg = cfg;
     pl->next = cs_calloc((size_t)bus->partitions, sizeof *pl->next);
     pl->sig = cs_calloc((size_t)bus->partitions, sizeof *pl->sig);
+    pl->cooldown = cs_calloc((size_t)bus->partitions, sizeof *pl->cooldown);
+    for (int p = 0; p < bus->partitions; p++) pl->cooldown[p] = cs_cooldown_new(65536);
+    pthread_mutex_init(&pl->rules_mu, NULL);
+    if (cs_pipeline_reload_rules(pl, err, errlen) != 0) goto fail;
     for (int p = 0; p < bus->partitions; p++) {
         if (st->ops->offset_get(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &pl->next[p])) {
             snprintf(err, errlen, "reading pipeline offsets: %s", st->errmsg);

@@ -13,6 +13,7 @@
 
 #include "bus/bus.h"
 #include "core/config.h"
+#include "rules/rules.h"
 #include "signals/signals.h"
 #include "store/store.h"
 
@@ -35,6 +36,48 @@ int64_t cs_pipeline_lag(cs_pipeline *pl);
 void cs_pipeline_pause(cs_pipeline *pl, int paused);
 int cs_pipeline_paused(cs_pipeline *pl);
 
+/* Replay (DESIGN-BRIEF §3.3; `crmstream replay`, POST /api/v1/replay):
+ * move the pipeline's authoritative position — its store offsets, consumer
+ * "pipeline", topic "events" — back to the first offset at or after
+ * from_offset, or at or after from_time_us (log-append time), per partition.
+ * rebuild: from the start, and the derived signal state of those partitions
+ * is deleted in the same transaction so every signal is recomputed. A
+ * position never moves forward (that would skip effects): a partition
+ * already below the target keeps its offset. Re-applied events emit no new
+ * effects (leads are unique by event id, signal history by cause). */
+typedef struct cs_replay_req {
+    int     partition;      /* -1: every partition */
+    int64_t from_offset;    /* >= 0, or -1 when from_time_us is used */
+    int64_t from_time_us;
+    int     rebuild;
+} cs_replay_req;
+
+typedef struct cs_replay_part {
+    int     partition;
+    int64_t before, after;  /* store offset before and after the move */
+    int64_t start, end;     /* the log's first kept offset and end */
+} cs_replay_part;
+
+typedef struct cs_replay_result {
+    cs_replay_part *v;      /* malloc'd; cs_replay_result_free */
+    int             n;
+    int64_t         events; /* records to re-apply: sum of end - after */
+} cs_replay_result;
+
+void cs_replay_result_free(cs_replay_result *r);
+/* The move itself (pipeline/replay.c), on a bus and a store no running
+ * pipeline uses (offline), or under cs_pipeline_replay. One store
+ * transaction; the bus's group offsets follow (best effort). 0, or -1 with
+ * "why" in err (*usage set when the request itself is wrong, e.g. an
+ * unknown partition). */
+int cs_pipeline_replay_move(cs_bus *bus, cs_store *st, const cs_replay_req *req, cs_replay_result *res, int *usage,
+                            char *err, size_t errlen);
+/* The same on a running pipeline: waits for the current batch to end, moves
+ * the offsets, rebuilds the signals state up to them; the worker then
+ * re-applies from there. */
+int cs_pipeline_replay(cs_pipeline *pl, const cs_replay_req *req, cs_replay_result *res, int *usage, char *err,
+                       size_t errlen);
+
 /* Events applied (committed) since start. */
 uint64_t cs_pipeline_applied(cs_pipeline *pl);
 
@@ -42,15 +85,46 @@ uint64_t cs_pipeline_applied(cs_pipeline *pl);
  * tests and replay). Returns 0, or -1 on a store error (the batch must be
  * rolled back and retried). A record that cannot be decoded is skipped and
  * counted in *poison. */
-int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, int partition, const cs_rec *rec,
-                      uint64_t *poison);
+/* The rules a partition evaluates: the current rule set (may be NULL) and
+ * the partition's alert cooldowns. */
+typedef struct cs_pipeline_rules {
+    cs_ruleset             *rules;
+    cs_cooldown            *cooldown;
+    struct cs_abuse        *abuse;          /* signup velocity (global: see abuse_apply.c) */
+    cs_cooldown            *abuse_cooldown; /* one signup_abuse alert per domain per day */
+} cs_pipeline_rules;
+
+/* Signup abuse (pipeline/abuse_apply.c): check a signup or lead event and
+ * raise a signup_abuse alert for its domain when flagged. write = 0 only
+ * feeds the engine (rebuilding state). 0, or -1 on a store error. */
+int cs_pipeline_apply_abuse(cs_store *st, cs_pipeline_rules *r, int partition, const cs_rec *rec, const void *event,
+                            int write);
+
+int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
+                      const cs_rec *rec, uint64_t *poison);
+
+/* Rules (pipeline/rules_apply.c): evaluate against an event (NULL for a
+ * sweep) and the account's signals, and apply the matching actions in the
+ * caller's transaction. 0, or -1 on a store error. */
+int cs_pipeline_apply_rules(cs_store *st, cs_pipeline_rules *r, cs_sig_engine *sig, int partition, const cs_rec *rec,
+                            const void *event, const char *account_id, const cs_sig_changes *changes, int64_t ts_us,
+                            const char *cause_id);
+
+/* Load the rules file (rules: in the config) and swap it in; a bad file
+ * keeps the old rules. 0, or -1 with err ("file:line:column: why"). */
+int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen);
+/* Rules currently loaded (0 when none). */
+size_t cs_pipeline_rule_count(cs_pipeline *pl);
 
 /* Signals (pipeline/signals_apply.c): apply an account event (its parsed
  * cJSON) to the partition's engine; when write is set, persist the changes
  * it reports with their cause. write = 0 rebuilds state only (a replay of
  * what the store already holds). 0, or -1 on a store error. */
-int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, int partition, const cs_rec *rec, const void *event,
-                              int write);
+int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
+                              const cs_rec *rec, const void *event, int write);
+/* Note that an event's signal changes were written in this batch (its
+ * ingest time), for the ingest -> signal latency observed at commit. */
+void cs_pipeline_note_signal(int64_t ingest_us);
 int cs_pipeline_write_signal_changes(cs_store *st, const cs_sig_changes *ch, const char *event_id, int partition,
                                      int64_t offset);
 

@@ -4,6 +4,7 @@
  * never one write per raw event — each with its cause (event id, partition,
  * offset) and the rule "signals.<name>", inside the batch's transaction.
  */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,8 +49,8 @@ int cs_pipeline_write_signal_changes(cs_store *st, const cs_sig_changes *ch, con
     return 0;
 }
 
-int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, int partition, const cs_rec *rec, const void *event,
-                              int write)
+int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
+                              const cs_rec *rec, const void *event, int write)
 {
     if (!sig) return 0;
     cs_sig_event ev;
@@ -65,10 +66,16 @@ int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, int partition, c
         cs_warn("pipeline", rc == CS_SIG_LATE ? "late event: past the allowed lateness, signals unchanged"
                                               : "signals account limit reached: event not applied to signals",
                 "\"partition\":%d,\"offset\":%lld", partition, (long long)rec->offset);
-    } else if (rc == CS_SIG_OK && write && ch.n) {
+    } else if (rc == CS_SIG_OK && write) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(event, "event_id");
-        ret = cs_pipeline_write_signal_changes(st, &ch, cJSON_IsString(id) ? id->valuestring : "", partition,
-                                               rec->offset);
+        const char *eid = cJSON_IsString(id) ? id->valuestring : "";
+        if (ch.n) {
+            ret = cs_pipeline_write_signal_changes(st, &ch, eid, partition, rec->offset);
+            cs_pipeline_note_signal(rec->ts_us);
+        }
+        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(event, "account_id");
+        if (ret == 0 && cJSON_IsString(acc))
+            ret = cs_pipeline_apply_rules(st, rules, sig, partition, rec, event, acc->valuestring, &ch, ev.ts_us, eid);
     }
     cs_sig_changes_free(&ch);
     return ret;

@@ -60,5 +60,17 @@ const struct cs_migration cs_postgres_migrations[] = {
      "  seq BIGSERIAL PRIMARY KEY, account_id TEXT NOT NULL, name TEXT NOT NULL,"
      "  value DOUBLE PRECISION NOT NULL, at TEXT, cause_event_id TEXT NOT NULL, partition INTEGER,"
      "  \"offset\" BIGINT, rule_id TEXT, UNIQUE (account_id, name, cause_event_id));"},
+    /* The transactional outbox (docs/OUTBOUND.md): rows written in the
+     * pipeline's batch transaction, delivered by the dispatcher. */
+    {3, "outbox",
+     "CREATE TABLE outbox ("
+     "  seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, dest TEXT NOT NULL,"
+     "  payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempt INTEGER NOT NULL DEFAULT 0,"
+     "  created_at_ms BIGINT NOT NULL, next_attempt_ms BIGINT NOT NULL, lease_until_ms BIGINT,"
+     "  last_error TEXT, delivered_at_ms BIGINT, dead_at_ms BIGINT, redriven_at_ms BIGINT,"
+     "  redrives INTEGER NOT NULL DEFAULT 0, received_at_ms BIGINT,"
+     "  cause_event_id TEXT, partition INTEGER, \"offset\" BIGINT, rule_id TEXT);"
+     "CREATE INDEX outbox_due ON outbox(dest, state, next_attempt_ms);"
+     "CREATE INDEX outbox_state ON outbox(state, dest, created_at_ms);"},
 };
 const int cs_postgres_migrations_count = sizeof cs_postgres_migrations / sizeof cs_postgres_migrations[0];

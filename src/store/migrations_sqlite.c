@@ -56,5 +56,17 @@ const struct cs_migration cs_sqlite_migrations[] = {
      "  seq INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL, name TEXT NOT NULL,"
      "  value REAL NOT NULL, at TEXT, cause_event_id TEXT NOT NULL, partition INTEGER,"
      "  \"offset\" INTEGER, rule_id TEXT, UNIQUE (account_id, name, cause_event_id));"},
+    /* The transactional outbox (docs/OUTBOUND.md): rows written in the
+     * pipeline's batch transaction, delivered by the dispatcher. */
+    {3, "outbox",
+     "CREATE TABLE outbox ("
+     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, dest TEXT NOT NULL,"
+     "  payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempt INTEGER NOT NULL DEFAULT 0,"
+     "  created_at_ms INTEGER NOT NULL, next_attempt_ms INTEGER NOT NULL, lease_until_ms INTEGER,"
+     "  last_error TEXT, delivered_at_ms INTEGER, dead_at_ms INTEGER, redriven_at_ms INTEGER,"
+     "  redrives INTEGER NOT NULL DEFAULT 0, received_at_ms INTEGER,"
+     "  cause_event_id TEXT, partition INTEGER, \"offset\" INTEGER, rule_id TEXT);"
+     "CREATE INDEX outbox_due ON outbox(dest, state, next_attempt_ms);"
+     "CREATE INDEX outbox_state ON outbox(state, dest, created_at_ms);"},
 };
 const int cs_sqlite_migrations_count = sizeof cs_sqlite_migrations / sizeof cs_sqlite_migrations[0];

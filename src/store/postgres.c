@@ -30,7 +30,8 @@
 
 enum {
     S_OFF_GET, S_OFF_SET, S_CNT_GET, S_CNT_SET, S_LEAD_INS, S_AUDIT_INS, S_SIG_HIST, S_SIG_SET,
-    S_LEAD_GET, S_LEAD_LIST, S_LEAD_BY_OWNER, S_SIG_LIST, S_SIG_HISTORY, S_AUDIT_LIST, S_FIXED
+    S_LEAD_GET, S_LEAD_LIST, S_LEAD_BY_OWNER, S_SIG_LIST, S_SIG_HISTORY, S_AUDIT_LIST, S_SIG_CLR_HIST, S_SIG_CLR,
+    S_FIXED
 };
 static const char *const fixed_sql[S_FIXED] = {
     [S_OFF_GET] = "SELECT next_offset FROM consumer_offsets WHERE consumer=$1 AND topic=$2 AND partition=$3",
@@ -57,10 +58,16 @@ static const char *const fixed_sql[S_FIXED] = {
     [S_AUDIT_LIST] = "SELECT seq,object,object_id,field,old_value,new_value,cause_event_id,partition,\"offset\","
                      "rule_id,at FROM audit WHERE object=$1 AND ($2::text IS NULL OR object_id=$2::text) AND seq>$3"
                      " ORDER BY seq LIMIT $4",
+    [S_SIG_CLR_HIST] = "DELETE FROM signal_history WHERE $1::int < 0 OR partition = $1::int",
+    [S_SIG_CLR] = "DELETE FROM signals WHERE $1::int < 0 OR partition = $1::int",
 };
 /* Object statements follow the fixed ones: S_FIXED + obj * O_N + kind. */
 enum { O_LOAD, O_UPSERT, O_INSERT, O_GET, O_LIST, O_N };
-#define NSTMT (S_FIXED + CS_OBJ_COUNT * O_N)
+/* The outbox's statements (X_*) follow the object ones. */
+enum { X_INS, X_CLAIM, X_DELIVERED, X_RETRY, X_DEAD, X_RELEASE, X_RELEASE_ALL, X_LIST, X_GET, X_REDRIVE,
+       X_STATS, X_COUNT };
+#define XSTMT(i) (S_FIXED + CS_OBJ_COUNT * O_N + (i))
+#define NSTMT (S_FIXED + CS_OBJ_COUNT * O_N + X_COUNT)
 #define OSTMT(obj, kind) (S_FIXED + (obj) * O_N + (kind))
 
 struct pgconn {
@@ -214,6 +221,7 @@ static int pg_commit(cs_store *st)
     struct pg *p = st->impl;
     int rc = simple(st, &p->w, "COMMIT", "COMMIT");
     p->w.in_tx = 0;
+    cs_outbox_tx_end(st, rc == 0);
     return rc;
 }
 
@@ -227,6 +235,7 @@ static void pg_rollback(cs_store *st)
         memcpy(st->errmsg, keep, sizeof keep);
     }
     p->w.in_tx = 0;
+    cs_outbox_tx_end(st, 0);
 }
 
 static int get_i64(cs_store *st, int i, int n, const char *const *v, int64_t *out, const char *what)
@@ -350,6 +359,16 @@ static int pg_signal_set(cs_store *st, const char *acc, const char *name, double
     int n = run_cmd(st, &p->w, S_SIG_HIST, 8, v, "signal history");
     if (n <= 0) return n;
     return run_cmd(st, &p->w, S_SIG_SET, 8, v, "signal set") < 0 ? -1 : 1;
+}
+
+static int pg_signals_clear(cs_store *st, int partition)
+{
+    struct pg *p = st->impl;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", partition);
+    const char *v[] = {ps};
+    if (run_cmd(st, &p->w, S_SIG_CLR_HIST, 1, v, "signal history clear") < 0) return -1;
+    return run_cmd(st, &p->w, S_SIG_CLR, 1, v, "signals clear") < 0 ? -1 : 0;
 }
 
 /* ---- reader side (any thread; one session behind a mutex) --------------- */
@@ -567,6 +586,208 @@ static int pg_audit_list(cs_store *st, const char *object, const char *object_id
     return n;
 }
 
+/* ---- the outbox (docs/OUTBOUND.md) --------------------------------------
+ * X_INS runs on the writer session in the pipeline's transaction; the rest
+ * on the reader session under its mutex, one autocommit statement each. A
+ * claim is one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED, so several
+ * processes can share the outbox without taking each other's rows. */
+#define OUTBOX_COLS "seq,id,dest,payload,state,attempt,created_at_ms,next_attempt_ms,lease_until_ms,last_error," \
+                    "delivered_at_ms,dead_at_ms,redriven_at_ms,redrives,received_at_ms,cause_event_id,partition," \
+                    "\"offset\",rule_id"
+#define OUTBOX_CLAIMED " WHERE id=$1 AND state='claimed' RETURNING dest,received_at_ms"
+static const char *const xsql[X_COUNT] = {
+    [X_INS] = "INSERT INTO outbox(id,dest,payload,created_at_ms,next_attempt_ms,received_at_ms,cause_event_id,"
+              "partition,\"offset\",rule_id) VALUES($1,$2,$3,$4,$4,$5,$6,$7,$8,$9) ON CONFLICT(id) DO NOTHING",
+    [X_CLAIM] = "UPDATE outbox SET state='claimed',lease_until_ms=$3 WHERE seq IN (SELECT seq FROM outbox"
+                " WHERE dest=$1 AND ((state='pending' AND next_attempt_ms<=$2) OR (state='claimed' AND"
+                " lease_until_ms<=$2)) ORDER BY next_attempt_ms,seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                " RETURNING seq,id,dest,payload,attempt,COALESCE(redriven_at_ms,created_at_ms),next_attempt_ms",
+    [X_DELIVERED] = "UPDATE outbox SET state='delivered',attempt=$2,delivered_at_ms=$3,lease_until_ms=NULL"
+                    OUTBOX_CLAIMED,
+    [X_RETRY] = "UPDATE outbox SET state='pending',attempt=$2,next_attempt_ms=$3,last_error=$4,lease_until_ms=NULL"
+                OUTBOX_CLAIMED,
+    [X_DEAD] = "UPDATE outbox SET state='dead',attempt=$2,dead_at_ms=$3,last_error=$4,lease_until_ms=NULL"
+               OUTBOX_CLAIMED,
+    [X_RELEASE] = "UPDATE outbox SET state='pending',lease_until_ms=NULL" OUTBOX_CLAIMED,
+    [X_RELEASE_ALL] = "UPDATE outbox SET state='pending',lease_until_ms=NULL WHERE state='claimed'",
+    [X_LIST] = "SELECT " OUTBOX_COLS " FROM outbox WHERE state=$1 AND ($2::text IS NULL OR dest=$2::text)"
+               " AND seq>$3 ORDER BY seq LIMIT $4",
+    [X_GET] = "SELECT " OUTBOX_COLS " FROM outbox WHERE id=$1",
+    [X_REDRIVE] = "UPDATE outbox SET state='pending',attempt=0,next_attempt_ms=$2,redriven_at_ms=$2,"
+                  "redrives=redrives+1,lease_until_ms=NULL WHERE state='dead' AND ($1::text IS NULL OR id=$1::text)",
+    [X_STATS] = "SELECT dest,state,count(*),min(created_at_ms) FROM outbox"
+                " WHERE state IN ('pending','claimed','dead') GROUP BY dest,state",
+};
+
+static int pg_outbox_insert(cs_store *st, const char *dest, const char *id, const char *payload, int64_t created_ms,
+                            int64_t received_ms, const cs_cause *c)
+{
+    struct pg *p = st->impl;
+    char cs[24], rs[24], part[16], off[24];
+    snprintf(cs, sizeof cs, "%lld", (long long)created_ms);
+    snprintf(rs, sizeof rs, "%lld", (long long)received_ms);
+    snprintf(part, sizeof part, "%d", c ? c->partition : 0);
+    snprintf(off, sizeof off, "%lld", c ? (long long)c->offset : 0LL);
+    const char *v[9] = {id, dest, payload, cs, received_ms >= 0 ? rs : NULL, c ? opt(c->event_id) : NULL,
+                        c ? part : NULL, c ? off : NULL, c ? opt(c->rule_id) : NULL};
+    int n = run_cmd(st, &p->w, XSTMT(X_INS), 9, v, "outbox insert");
+    return n < 0 ? -1 : n > 0;
+}
+
+static int64_t i64_or(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? -1 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+typedef struct claimed {
+    int64_t seq, next;
+    int     row;
+} claimed;
+
+static int claimed_cmp(const void *a, const void *b)
+{
+    const claimed *x = a, *y = b;
+    if (x->next != y->next) return x->next < y->next ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int pg_outbox_claim(cs_store *st, const char *dest, int64_t now_ms, int64_t lease_until_ms, int max,
+                           cs_outbox_cb cb, void *arg)
+{
+    struct pg *p = st->impl;
+    if (max <= 0) return 0;
+    char ns[24], ls[24], ms[16];
+    snprintf(ns, sizeof ns, "%lld", (long long)now_ms);
+    snprintf(ls, sizeof ls, "%lld", (long long)lease_until_ms);
+    snprintf(ms, sizeof ms, "%d", max);
+    const char *v[] = {dest, ns, ls, ms};
+    pthread_mutex_lock(&p->rmu);
+    PGresult *r = read_run(st, XSTMT(X_CLAIM), 4, v, "outbox claim");
+    pthread_mutex_unlock(&p->rmu);
+    if (!r) return -1;
+    int n = PQntuples(r);
+    claimed *rows = cs_calloc((size_t)n + 1, sizeof *rows);
+    for (int i = 0; i < n; i++)
+        rows[i] = (claimed){strtoll(PQgetvalue(r, i, 0), NULL, 10), strtoll(PQgetvalue(r, i, 6), NULL, 10), i};
+    qsort(rows, (size_t)n, sizeof *rows, claimed_cmp); /* RETURNING has no order */
+    for (int k = 0; k < n; k++) {
+        int i = rows[k].row;
+        cs_outbox_row o = {.seq = rows[k].seq, .id = PQgetvalue(r, i, 1), .dest = PQgetvalue(r, i, 2),
+                           .payload = PQgetvalue(r, i, 3), .state = "claimed", .attempt = atoi(PQgetvalue(r, i, 4)),
+                           .created_at_ms = strtoll(PQgetvalue(r, i, 5), NULL, 10), .next_attempt_ms = rows[k].next,
+                           .lease_until_ms = -1, .delivered_at_ms = -1, .dead_at_ms = -1, .redriven_at_ms = -1,
+                           .received_at_ms = -1};
+        cb(&o, arg);
+    }
+    free(rows);
+    PQclear(r);
+    return n;
+}
+
+static int pg_outbox_report(cs_store *st, int what, const char *id, int attempt, int64_t ms, const char *text,
+                            char *dest_out, int64_t *received_ms)
+{
+    struct pg *p = st->impl;
+    static const int stmt[] = {[CS_OUTBOX_DELIVERED] = X_DELIVERED, [CS_OUTBOX_RETRY] = X_RETRY,
+                               [CS_OUTBOX_DEAD] = X_DEAD, [CS_OUTBOX_RELEASE] = X_RELEASE};
+    if (what < 0 || what > CS_OUTBOX_RELEASE) return -1;
+    char as[16], mss[24];
+    snprintf(as, sizeof as, "%d", attempt);
+    snprintf(mss, sizeof mss, "%lld", (long long)ms);
+    const char *v[] = {id, as, mss, text};
+    int nv = what == CS_OUTBOX_RELEASE ? 1 : what == CS_OUTBOX_DELIVERED ? 3 : 4;
+    pthread_mutex_lock(&p->rmu);
+    PGresult *r = read_run(st, XSTMT(stmt[what]), nv, v, "outbox report");
+    pthread_mutex_unlock(&p->rmu);
+    if (!r) return -1;
+    int ret = PQntuples(r) > 0;
+    if (ret && dest_out) snprintf(dest_out, 64, "%s", PQgetvalue(r, 0, 0));
+    if (ret && received_ms) *received_ms = i64_or(r, 0, 1);
+    PQclear(r);
+    return ret;
+}
+
+static int pg_outbox_release_all(cs_store *st)
+{
+    struct pg *p = st->impl;
+    pthread_mutex_lock(&p->rmu);
+    int n = run_cmd(st, &p->r, XSTMT(X_RELEASE_ALL), 0, NULL, "outbox release");
+    pthread_mutex_unlock(&p->rmu);
+    return n;
+}
+
+static int pg_outbox_redrive(cs_store *st, const char *id, int64_t now_ms)
+{
+    struct pg *p = st->impl;
+    char ns[24];
+    snprintf(ns, sizeof ns, "%lld", (long long)now_ms);
+    const char *v[] = {id, ns};
+    pthread_mutex_lock(&p->rmu);
+    int n = run_cmd(st, &p->r, XSTMT(X_REDRIVE), 2, v, "outbox redrive");
+    pthread_mutex_unlock(&p->rmu);
+    return n;
+}
+
+static int emit_outbox(const PGresult *r, cs_outbox_cb cb, void *arg)
+{
+    int n = 0;
+    while (n < PQntuples(r)) {
+        int i = n++;
+        cs_outbox_row o = {.seq = strtoll(PQgetvalue(r, i, 0), NULL, 10), .id = val(r, i, 1), .dest = val(r, i, 2),
+                           .payload = val(r, i, 3), .state = val(r, i, 4), .attempt = atoi(PQgetvalue(r, i, 5)),
+                           .created_at_ms = i64_or(r, i, 6), .next_attempt_ms = i64_or(r, i, 7),
+                           .lease_until_ms = i64_or(r, i, 8), .last_error = val(r, i, 9),
+                           .delivered_at_ms = i64_or(r, i, 10), .dead_at_ms = i64_or(r, i, 11),
+                           .redriven_at_ms = i64_or(r, i, 12), .redrives = atoi(PQgetvalue(r, i, 13)),
+                           .received_at_ms = i64_or(r, i, 14), .cause_event_id = val(r, i, 15),
+                           .partition = atoi(PQgetvalue(r, i, 16)), .offset = i64_or(r, i, 17),
+                           .rule_id = val(r, i, 18)};
+        if (cb(&o, arg)) break;
+    }
+    return n;
+}
+
+static int pg_outbox_list(cs_store *st, const char *state, const char *dest, int64_t after, int limit,
+                          cs_outbox_cb cb, void *arg)
+{
+    struct pg *p = st->impl;
+    char as[24], ls[16];
+    snprintf(as, sizeof as, "%lld", (long long)after);
+    snprintf(ls, sizeof ls, "%d", limit);
+    const char *v[] = {state, dest, as, ls};
+    pthread_mutex_lock(&p->rmu);
+    PGresult *r = read_run(st, XSTMT(X_LIST), 4, v, "outbox list");
+    int n = r ? emit_outbox(r, cb, arg) : -1;
+    PQclear(r);
+    pthread_mutex_unlock(&p->rmu);
+    return n;
+}
+
+static int pg_outbox_get(cs_store *st, const char *id, cs_outbox_cb cb, void *arg)
+{
+    struct pg *p = st->impl;
+    const char *v[] = {id};
+    pthread_mutex_lock(&p->rmu);
+    PGresult *r = read_run(st, XSTMT(X_GET), 1, v, "outbox get");
+    int ret = !r ? -1 : emit_outbox(r, cb, arg) ? 0 : 1;
+    PQclear(r);
+    pthread_mutex_unlock(&p->rmu);
+    return ret;
+}
+
+static int pg_outbox_stats(cs_store *st, void (*cb)(const char *, const char *, int64_t, int64_t, void *), void *arg)
+{
+    struct pg *p = st->impl;
+    pthread_mutex_lock(&p->rmu);
+    PGresult *r = read_run(st, XSTMT(X_STATS), 0, NULL, "outbox stats");
+    for (int i = 0; r && i < PQntuples(r); i++)
+        cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), strtoll(PQgetvalue(r, i, 2), NULL, 10), i64_or(r, i, 3), arg);
+    int ret = r ? 0 : -1;
+    PQclear(r);
+    pthread_mutex_unlock(&p->rmu);
+    return ret;
+}
+
 static void pg_close(cs_store *st)
 {
     if (!st) return;
@@ -595,6 +816,7 @@ static const struct cs_store_ops postgres_ops = {
     .obj_upsert = pg_obj_upsert,
     .obj_insert = pg_obj_insert,
     .signal_set = pg_signal_set,
+    .signals_clear = pg_signals_clear,
     .lead_get = pg_lead_get,
     .lead_list = pg_lead_list,
     .lead_count_by_owner = pg_by_owner,
@@ -603,6 +825,14 @@ static const struct cs_store_ops postgres_ops = {
     .signal_list = pg_signal_list,
     .signal_history = pg_signal_history,
     .audit_list = pg_audit_list,
+    .outbox_insert = pg_outbox_insert,
+    .outbox_claim = pg_outbox_claim,
+    .outbox_report = pg_outbox_report,
+    .outbox_release_all = pg_outbox_release_all,
+    .outbox_list = pg_outbox_list,
+    .outbox_get = pg_outbox_get,
+    .outbox_redrive = pg_outbox_redrive,
+    .outbox_stats = pg_outbox_stats,
     .close = pg_close,
 };
 
@@ -688,6 +918,7 @@ cs_store *cs_store_postgres_open(const char *uri, char *err, size_t errlen)
         p->sql[OSTMT(o, O_GET)] = cs_obj_sql_get(d, '$');
         p->sql[OSTMT(o, O_LIST)] = cs_obj_sql_list(d, '$');
     }
+    for (int i = 0; i < X_COUNT; i++) p->sql[XSTMT(i)] = cs_strdup(xsql[i]);
     if (!(p->w.c = connect_uri(uri, err, errlen)) || migrate(p->w.c, err, errlen) ||
         !(p->r.c = connect_uri(uri, err, errlen)))
         goto fail;

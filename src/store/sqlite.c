@@ -19,7 +19,7 @@
 
 enum {
     W_BEGIN, W_COMMIT, W_ROLLBACK, W_OFF_GET, W_OFF_SET, W_CNT_GET, W_CNT_SET, W_LEAD_INS,
-    W_AUDIT_INS, W_SIG_HIST, W_SIG_SET, W_COUNT
+    W_AUDIT_INS, W_SIG_HIST, W_SIG_SET, W_SIG_CLR_HIST, W_SIG_CLR, W_COUNT
 };
 static const char *const wsql[W_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -43,6 +43,8 @@ static const char *const wsql[W_COUNT] = {
                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(account_id,name) DO UPDATE SET"
                   " value=excluded.value,at=excluded.at,cause_event_id=excluded.cause_event_id,"
                   "partition=excluded.partition,\"offset\"=excluded.\"offset\",rule_id=excluded.rule_id",
+    [W_SIG_CLR_HIST] = "DELETE FROM signal_history WHERE ?1 < 0 OR partition = ?1",
+    [W_SIG_CLR] = "DELETE FROM signals WHERE ?1 < 0 OR partition = ?1",
 };
 
 enum { R_LEAD_GET, R_LEAD_LIST, R_LEAD_BY_OWNER, R_SIG_LIST, R_SIG_HIST, R_AUDIT_LIST, R_COUNT };
@@ -70,6 +72,7 @@ struct sq {
     sqlite3_stmt   *ws[W_COUNT], *rs[R_COUNT];
     sqlite3_stmt   *ow[CS_OBJ_COUNT][O_WCOUNT], *or[CS_OBJ_COUNT][O_RCOUNT];
     pthread_mutex_t rmu;
+    sqlite3_stmt   *xs[16];   /* the outbox's statements (X_*) */
 };
 
 static int fail(cs_store *st, sqlite3 *db, const char *what)
@@ -99,13 +102,16 @@ static int sq_begin(cs_store *st)
 static int sq_commit(cs_store *st)
 {
     struct sq *q = st->impl;
-    return step_done(st, q->ws[W_COMMIT], "commit");
+    int rc = step_done(st, q->ws[W_COMMIT], "commit");
+    cs_outbox_tx_end(st, rc == 0);
+    return rc;
 }
 
 static void sq_rollback(cs_store *st)
 {
     struct sq *q = st->impl;
     if (!sqlite3_get_autocommit(q->w)) step_done(st, q->ws[W_ROLLBACK], "rollback");
+    cs_outbox_tx_end(st, 0);
 }
 
 static int get_int(cs_store *st, sqlite3_stmt *s, int64_t *out, const char *what)
@@ -359,6 +365,15 @@ static int sq_signal_set(cs_store *st, const char *acc, const char *name, double
     return step_done(st, q->ws[W_SIG_SET], "signal set") ? -1 : 1;
 }
 
+static int sq_signals_clear(cs_store *st, int partition)
+{
+    struct sq *q = st->impl;
+    sqlite3_bind_int(q->ws[W_SIG_CLR_HIST], 1, partition);
+    if (step_done(st, q->ws[W_SIG_CLR_HIST], "signal history clear")) return -1;
+    sqlite3_bind_int(q->ws[W_SIG_CLR], 1, partition);
+    return step_done(st, q->ws[W_SIG_CLR], "signals clear");
+}
+
 /* Reader side: every read holds the reader mutex. */
 
 static int emit_rows(cs_store *st, sqlite3_stmt *s, int obj, cs_row_cb cb, void *arg, const char *what)
@@ -494,6 +509,266 @@ static int sq_audit_list(cs_store *st, const char *object, const char *object_id
     return n;
 }
 
+/* ---- the outbox (docs/OUTBOUND.md) --------------------------------------
+ * X_INS runs on the writer connection in the pipeline's transaction; the
+ * rest on the reader connection under the reader mutex, one autocommit
+ * statement each (a claim is one UPDATE ... RETURNING: atomic, and WAL's
+ * one writer at a time waits at most busy_timeout for the pipeline). */
+enum { X_INS, X_CLAIM, X_DELIVERED, X_RETRY, X_DEAD, X_RELEASE, X_RELEASE_ALL, X_LIST, X_GET, X_REDRIVE,
+       X_STATS, X_COUNT };
+_Static_assert(X_COUNT <= 16, "struct sq: xs[16]");
+#define OUTBOX_COLS "seq,id,dest,payload,state,attempt,created_at_ms,next_attempt_ms,lease_until_ms,last_error," \
+                    "delivered_at_ms,dead_at_ms,redriven_at_ms,redrives,received_at_ms,cause_event_id,partition," \
+                    "\"offset\",rule_id"
+#define OUTBOX_CLAIMED " WHERE id=?1 AND state='claimed' RETURNING dest,received_at_ms"
+static const char *const xsql[X_COUNT] = {
+    [X_INS] = "INSERT INTO outbox(id,dest,payload,created_at_ms,next_attempt_ms,received_at_ms,cause_event_id,"
+              "partition,\"offset\",rule_id) VALUES(?1,?2,?3,?4,?4,?5,?6,?7,?8,?9) ON CONFLICT(id) DO NOTHING",
+    [X_CLAIM] = "UPDATE outbox SET state='claimed',lease_until_ms=?3 WHERE seq IN (SELECT seq FROM outbox"
+                " WHERE dest=?1 AND ((state='pending' AND next_attempt_ms<=?2) OR (state='claimed' AND"
+                " lease_until_ms<=?2)) ORDER BY next_attempt_ms,seq LIMIT ?4)"
+                " RETURNING seq,id,dest,payload,attempt,COALESCE(redriven_at_ms,created_at_ms),next_attempt_ms",
+    [X_DELIVERED] = "UPDATE outbox SET state='delivered',attempt=?2,delivered_at_ms=?3,lease_until_ms=NULL"
+                    OUTBOX_CLAIMED,
+    [X_RETRY] = "UPDATE outbox SET state='pending',attempt=?2,next_attempt_ms=?3,last_error=?4,lease_until_ms=NULL"
+                OUTBOX_CLAIMED,
+    [X_DEAD] = "UPDATE outbox SET state='dead',attempt=?2,dead_at_ms=?3,last_error=?4,lease_until_ms=NULL"
+               OUTBOX_CLAIMED,
+    [X_RELEASE] = "UPDATE outbox SET state='pending',lease_until_ms=NULL" OUTBOX_CLAIMED,
+    [X_RELEASE_ALL] = "UPDATE outbox SET state='pending',lease_until_ms=NULL WHERE state='claimed'",
+    [X_LIST] = "SELECT " OUTBOX_COLS " FROM outbox WHERE state=?1 AND (?2 IS NULL OR dest=?2) AND seq>?3"
+               " ORDER BY seq LIMIT ?4",
+    [X_GET] = "SELECT " OUTBOX_COLS " FROM outbox WHERE id=?1",
+    [X_REDRIVE] = "UPDATE outbox SET state='pending',attempt=0,next_attempt_ms=?2,redriven_at_ms=?2,"
+                  "redrives=redrives+1,lease_until_ms=NULL WHERE state='dead' AND (?1 IS NULL OR id=?1)",
+    [X_STATS] = "SELECT dest,state,count(*),min(created_at_ms) FROM outbox"
+                " WHERE state IN ('pending','claimed','dead') GROUP BY dest,state",
+};
+
+static int sq_outbox_insert(cs_store *st, const char *dest, const char *id, const char *payload, int64_t created_ms,
+                            int64_t received_ms, const cs_cause *c)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->xs[X_INS];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, created_ms);
+    if (received_ms >= 0) sqlite3_bind_int64(s, 5, received_ms);
+    if (c) {
+        bind_opt(s, 6, c->event_id);
+        sqlite3_bind_int(s, 7, c->partition);
+        sqlite3_bind_int64(s, 8, c->offset);
+        bind_opt(s, 9, c->rule_id);
+    }
+    if (step_done(st, s, "outbox insert")) return -1;
+    return sqlite3_changes(q->w) > 0 ? 1 : 0;
+}
+
+static int64_t col_i64(sqlite3_stmt *s, int i)
+{
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, i);
+}
+
+static void outbox_row(sqlite3_stmt *s, cs_outbox_row *r)
+{
+    *r = (cs_outbox_row){
+        .seq = sqlite3_column_int64(s, 0),
+        .id = (const char *)sqlite3_column_text(s, 1),
+        .dest = (const char *)sqlite3_column_text(s, 2),
+        .payload = (const char *)sqlite3_column_text(s, 3),
+        .state = (const char *)sqlite3_column_text(s, 4),
+        .attempt = sqlite3_column_int(s, 5),
+        .created_at_ms = sqlite3_column_int64(s, 6),
+        .next_attempt_ms = sqlite3_column_int64(s, 7),
+        .lease_until_ms = col_i64(s, 8),
+        .last_error = (const char *)sqlite3_column_text(s, 9),
+        .delivered_at_ms = col_i64(s, 10),
+        .dead_at_ms = col_i64(s, 11),
+        .redriven_at_ms = col_i64(s, 12),
+        .redrives = sqlite3_column_int(s, 13),
+        .received_at_ms = col_i64(s, 14),
+        .cause_event_id = (const char *)sqlite3_column_text(s, 15),
+        .partition = sqlite3_column_int(s, 16),
+        .offset = sqlite3_column_int64(s, 17),
+        .rule_id = (const char *)sqlite3_column_text(s, 18),
+    };
+}
+
+/* Claimed rows, copied out of the statement to be sorted (RETURNING's
+ * order is unspecified) and handed to the callback after the statement. */
+typedef struct claimed {
+    int64_t seq, created, next;
+    int     attempt;
+    char   *id, *dest, *payload;
+} claimed;
+
+static int claimed_cmp(const void *a, const void *b)
+{
+    const claimed *x = a, *y = b;
+    if (x->next != y->next) return x->next < y->next ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int emit_claimed(claimed *rows, int n, cs_outbox_cb cb, void *arg)
+{
+    qsort(rows, (size_t)n, sizeof *rows, claimed_cmp);
+    for (int i = 0; i < n; i++) {
+        cs_outbox_row r = {.seq = rows[i].seq, .id = rows[i].id, .dest = rows[i].dest,
+                           .payload = rows[i].payload, .state = "claimed", .attempt = rows[i].attempt,
+                           .created_at_ms = rows[i].created, .next_attempt_ms = rows[i].next,
+                           .lease_until_ms = -1, .delivered_at_ms = -1, .dead_at_ms = -1,
+                           .redriven_at_ms = -1, .received_at_ms = -1};
+        cb(&r, arg);
+        free(rows[i].id), free(rows[i].dest), free(rows[i].payload);
+    }
+    free(rows);
+    return n;
+}
+
+static int sq_outbox_claim(cs_store *st, const char *dest, int64_t now_ms, int64_t lease_until_ms, int max,
+                           cs_outbox_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    if (max <= 0) return 0;
+    claimed *rows = cs_calloc((size_t)max, sizeof *rows);
+    int n = 0, rc;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->xs[X_CLAIM];
+    sqlite3_bind_text(s, 1, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now_ms);
+    sqlite3_bind_int64(s, 3, lease_until_ms);
+    sqlite3_bind_int(s, 4, max);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < max) {
+        claimed *c = &rows[n++];
+        c->seq = sqlite3_column_int64(s, 0);
+        c->id = cs_strdup((const char *)sqlite3_column_text(s, 1));
+        c->dest = cs_strdup((const char *)sqlite3_column_text(s, 2));
+        c->payload = cs_strdup((const char *)sqlite3_column_text(s, 3));
+        c->attempt = sqlite3_column_int(s, 4);
+        c->created = sqlite3_column_int64(s, 5);
+        c->next = sqlite3_column_int64(s, 6);
+    }
+    int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+    if (bad) fail(st, q->r, "outbox claim");
+    reset(s);
+    pthread_mutex_unlock(&q->rmu);
+    if (bad) n = 0; /* the UPDATE did not happen: nothing is leased */
+    emit_claimed(rows, n, cb, arg);
+    return bad ? -1 : n;
+}
+
+static int sq_outbox_report(cs_store *st, int what, const char *id, int attempt, int64_t ms, const char *text,
+                            char *dest_out, int64_t *received_ms)
+{
+    struct sq *q = st->impl;
+    static const int stmt[] = {[CS_OUTBOX_DELIVERED] = X_DELIVERED, [CS_OUTBOX_RETRY] = X_RETRY,
+                               [CS_OUTBOX_DEAD] = X_DEAD, [CS_OUTBOX_RELEASE] = X_RELEASE};
+    if (what < 0 || what > CS_OUTBOX_RELEASE) return -1;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->xs[stmt[what]];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    if (what != CS_OUTBOX_RELEASE) {
+        sqlite3_bind_int(s, 2, attempt);
+        sqlite3_bind_int64(s, 3, ms);
+    }
+    if (what == CS_OUTBOX_RETRY || what == CS_OUTBOX_DEAD) bind_text_or_null(s, 4, text);
+    int rc = sqlite3_step(s), ret = 0;
+    if (rc == SQLITE_ROW) {
+        ret = 1;
+        if (dest_out) col_text(s, 0, dest_out, 64);
+        if (received_ms) *received_ms = col_i64(s, 1);
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) ret = fail(st, q->r, "outbox report");
+    reset(s);
+    pthread_mutex_unlock(&q->rmu);
+    return ret;
+}
+
+static int sq_outbox_exec(cs_store *st, int x, const char *what)
+{
+    struct sq *q = st->impl;
+    int rc = step_done(st, q->xs[x], what);
+    return rc ? -1 : sqlite3_changes(q->r);
+}
+
+static int sq_outbox_release_all(cs_store *st)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    int n = sq_outbox_exec(st, X_RELEASE_ALL, "outbox release");
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int sq_outbox_redrive(cs_store *st, const char *id, int64_t now_ms)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    bind_text_or_null(q->xs[X_REDRIVE], 1, id);
+    sqlite3_bind_int64(q->xs[X_REDRIVE], 2, now_ms);
+    int n = sq_outbox_exec(st, X_REDRIVE, "outbox redrive");
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int emit_outbox(cs_store *st, sqlite3_stmt *s, cs_outbox_cb cb, void *arg, const char *what)
+{
+    struct sq *q = st->impl;
+    int n = 0, rc;
+    cs_outbox_row r;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        outbox_row(s, &r);
+        n++;
+        if (cb(&r, arg)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->r, what);
+    reset(s);
+    return n;
+}
+
+static int sq_outbox_list(cs_store *st, const char *state, const char *dest, int64_t after, int limit,
+                          cs_outbox_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->xs[X_LIST];
+    sqlite3_bind_text(s, 1, state, -1, SQLITE_TRANSIENT);
+    bind_text_or_null(s, 2, dest);
+    sqlite3_bind_int64(s, 3, after);
+    sqlite3_bind_int(s, 4, limit);
+    int n = emit_outbox(st, s, cb, arg, "outbox list");
+    pthread_mutex_unlock(&q->rmu);
+    return n;
+}
+
+static int sq_outbox_get(cs_store *st, const char *id, cs_outbox_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->xs[X_GET];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    int n = emit_outbox(st, s, cb, arg, "outbox get");
+    pthread_mutex_unlock(&q->rmu);
+    return n < 0 ? -1 : n ? 0 : 1;
+}
+
+static int sq_outbox_stats(cs_store *st, void (*cb)(const char *, const char *, int64_t, int64_t, void *), void *arg)
+{
+    struct sq *q = st->impl;
+    pthread_mutex_lock(&q->rmu);
+    sqlite3_stmt *s = q->xs[X_STATS];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        cb((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+           sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3), arg);
+    int ret = rc == SQLITE_DONE ? 0 : fail(st, q->r, "outbox stats");
+    reset(s);
+    pthread_mutex_unlock(&q->rmu);
+    return ret;
+}
+
 static void sq_close(cs_store *st)
 {
     if (!st) return;
@@ -501,6 +776,7 @@ static void sq_close(cs_store *st)
     if (q) {
         for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(q->ws[i]);
         for (int i = 0; i < R_COUNT; i++) sqlite3_finalize(q->rs[i]);
+        for (int i = 0; i < X_COUNT; i++) sqlite3_finalize(q->xs[i]);
         for (int o = 0; o < CS_OBJ_COUNT; o++) {
             for (int i = 0; i < O_WCOUNT; i++) sqlite3_finalize(q->ow[o][i]);
             for (int i = 0; i < O_RCOUNT; i++) sqlite3_finalize(q->or[o][i]);
@@ -530,11 +806,20 @@ static const struct cs_store_ops sqlite_ops = {
     .obj_upsert = sq_obj_upsert,
     .obj_insert = sq_obj_insert,
     .signal_set = sq_signal_set,
+    .signals_clear = sq_signals_clear,
     .obj_get = sq_obj_get,
     .obj_list = sq_obj_list,
     .signal_list = sq_signal_list,
     .signal_history = sq_signal_history,
     .audit_list = sq_audit_list,
+    .outbox_insert = sq_outbox_insert,
+    .outbox_claim = sq_outbox_claim,
+    .outbox_report = sq_outbox_report,
+    .outbox_release_all = sq_outbox_release_all,
+    .outbox_list = sq_outbox_list,
+    .outbox_get = sq_outbox_get,
+    .outbox_redrive = sq_outbox_redrive,
+    .outbox_stats = sq_outbox_stats,
     .close = sq_close,
 };
 
@@ -614,6 +899,13 @@ cs_store *cs_store_sqlite_open(const char *path, char *err, size_t errlen)
             snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(q->r));
             goto fail;
         }
+    for (int i = 0; i < X_COUNT; i++) {
+        sqlite3 *db = i == X_INS ? q->w : q->r;
+        if (sqlite3_prepare_v3(db, xsql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->xs[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "prepare outbox: %s", sqlite3_errmsg(db));
+            goto fail;
+        }
+    }
     for (int o = 0; o < CS_OBJ_COUNT; o++) {
         const cs_objdef *d = &cs_objdefs[o];
         char *sql[O_WCOUNT + O_RCOUNT] = {cs_obj_sql_load(d, '?'), cs_obj_sql_save(d, '?', 0),

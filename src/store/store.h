@@ -149,6 +149,21 @@ typedef int (*cs_audit_cb)(const cs_audit *a, void *arg);
 /* Leads list callback; return non-zero to stop. */
 typedef int (*cs_lead_cb)(const cs_lead *lead, void *arg);
 
+/* An outbox row (a delivery), handed to outbox callbacks; strings are
+ * valid only during the callback (NULL = SQL NULL). */
+typedef struct cs_outbox_row {
+    int64_t     seq;
+    const char *id, *dest, *payload, *state, *last_error;
+    int         attempt, redrives;
+    int64_t     created_at_ms, next_attempt_ms;
+    int64_t     lease_until_ms, delivered_at_ms, dead_at_ms, redriven_at_ms, received_at_ms; /* -1: none */
+    const char *cause_event_id, *rule_id;
+    int         partition;
+    int64_t     offset;
+} cs_outbox_row;
+typedef int (*cs_outbox_cb)(const cs_outbox_row *row, void *arg);
+enum cs_outbox_report { CS_OUTBOX_DELIVERED, CS_OUTBOX_RETRY, CS_OUTBOX_DEAD, CS_OUTBOX_RELEASE };
+
 struct cs_store_ops {
     const char *name;
     /* Pipeline (writer) side: one transaction per batch. */
@@ -185,6 +200,11 @@ struct cs_store_ops {
      * already recorded (nothing changed), -1 error. */
     int (*signal_set)(cs_store *st, const char *account_id, const char *name, double value,
                       const cs_cause *cause);
+    /* Delete the derived signal state (current values and history) caused in
+     * partition (-1: every partition), in the caller's transaction, so a
+     * replay from the start recomputes it (`crmstream replay --rebuild`).
+     * 0, or -1 on error. */
+    int (*signals_clear)(cs_store *st, int partition);
 
     /* Reader side (any thread). */
     /* 0 found, 1 not found, -1 error. */
@@ -208,6 +228,44 @@ struct cs_store_ops {
     /* Audit rows of object (and object_id unless NULL), seq > after. Count or -1. */
     int (*audit_list)(cs_store *st, const char *object, const char *object_id, int64_t after,
                       int limit, cs_audit_cb cb, void *arg);
+    /* ---- the outbox (docs/OUTBOUND.md; pipeline side: cs_outbox_enqueue) ----
+     * outbox_insert runs on the writer connection, in the caller's batch
+     * transaction: 1 inserted, 0 the id exists (a replay: nothing new), -1.
+     * The other outbox ops run on the reader connection (any thread, one
+     * statement each, autocommit); the dispatcher uses a store handle of
+     * its own (cs_store_open twice), so it never waits for HTTP readers. */
+    int (*outbox_insert)(cs_store *st, const char *dest, const char *id, const char *payload,
+                         int64_t created_ms, int64_t received_ms, const cs_cause *cause);
+    /* Lease up to max due rows of dest (pending with next_attempt_ms <= now,
+     * or claimed with lease_until_ms <= now) until lease_until_ms; cb sees
+     * them oldest next_attempt_ms first (created_at_ms is the redrive time
+     * for a redriven row: the retry horizon starts again). Count or -1. */
+    int (*outbox_claim)(cs_store *st, const char *dest, int64_t now_ms, int64_t lease_until_ms, int max,
+                        cs_outbox_cb cb, void *arg);
+    /* Report on a claimed row (what: enum cs_outbox_report): ms is the
+     * delivery time (DELIVERED), the next attempt (RETRY) or the failure
+     * time (DEAD); text the error or reason. When the row was claimed it is
+     * updated, its dest copied to dest_out[64] and its received_at_ms (-1
+     * when unknown) to *received_ms, and 1 returned; 0 when not claimed; -1. */
+    int (*outbox_report)(cs_store *st, int what, const char *id, int attempt, int64_t ms, const char *text,
+                         char *dest_out, int64_t *received_ms);
+    /* Single-owner start: every claimed row back to pending (due at once,
+     * same id). Count or -1. */
+    int (*outbox_release_all)(cs_store *st);
+    /* Rows in state (e.g. "dead": the DLQ), of dest unless NULL, seq > after,
+     * oldest first, at most limit. Count or -1. */
+    int (*outbox_list)(cs_store *st, const char *state, const char *dest, int64_t after, int limit,
+                       cs_outbox_cb cb, void *arg);
+    /* 0 found (cb called once), 1 not found, -1. */
+    int (*outbox_get)(cs_store *st, const char *id, cs_outbox_cb cb, void *arg);
+    /* Dead row id (NULL: every dead row) back to pending, due at now_ms,
+     * attempt 0, same id. Rows redriven, or -1. */
+    int (*outbox_redrive)(cs_store *st, const char *id, int64_t now_ms);
+    /* Per destination and open state (pending, claimed, dead): rows and the
+     * oldest created_at_ms. 0 or -1. */
+    int (*outbox_stats)(cs_store *st,
+                        void (*cb)(const char *dest, const char *state, int64_t n, int64_t oldest_ms, void *arg),
+                        void *arg);
     void (*close)(cs_store *st);
 };
 
@@ -219,6 +277,11 @@ struct cs_store {
      * connection, server restarting, lock timeout) — the pipeline rolls
      * back, backs off and retries the batch; 0 when retrying cannot help. */
     int   retriable;
+    /* Outbox wake hook (cs_outbox_set_wake): called after a commit whose
+     * transaction enqueued outbox rows. */
+    void (*outbox_wake)(void *ctx);
+    void *outbox_wake_ctx;
+    int   outbox_dirty;      /* this transaction enqueued rows (writer thread only) */
 };
 
 /* Open the SQLite store at path, applying migrations. NULL with err filled. */
@@ -230,5 +293,30 @@ cs_store *cs_store_postgres_open(const char *uri, char *err, size_t errlen);
  * is data_dir), a postgresql:// or postgres:// URI; "" or NULL means
  * sqlite:DATA/crm.sqlite. */
 cs_store *cs_store_open(const char *spec, const char *data_dir, char *err, size_t errlen);
+
+/* ---- the outbox, for the pipeline (store/outbox.c) ----------------------
+ * Write a delivery for destination dest INSIDE the pipeline's open batch
+ * transaction, so it commits with the CRM change and the offsets (design
+ * brief principle 3). id is the stable webhook-id (<= 95 bytes; derive it
+ * with cs_outbox_id so a replay writes the same id), payload the JSON
+ * envelope (docs/OUTBOUND.md); a top-level "received_at" (RFC 3339, the
+ * ingest time of the cause) is recorded for the ingest -> delivered latency.
+ * Returns 1 written, 0 the id exists already (a replay: no new effect), -1
+ * on a store error (roll the batch back, as for any store error). After the
+ * batch commits, the store calls the wake hook (cs_outbox_set_wake): the
+ * pipeline has nothing else to do. */
+int cs_outbox_enqueue(cs_store *st, const char *dest, const char *id, const char *payload,
+                      const cs_cause *cause);
+/* "msg_" + 24 hex digits, a hash of (event id, rule id, destination): the
+ * deterministic outbox id for an action. out >= 32 bytes. */
+void cs_outbox_id(const char *event_id, const char *rule_id, const char *dest, char *out, size_t outlen);
+/* Set (fn NULL: clear) the hook called after a commit that enqueued rows
+ * (serve sets cs_out_wake with the dispatcher). Thread-safe. */
+void cs_outbox_set_wake(cs_store *st, void (*fn)(void *ctx), void *ctx);
+/* Call the hook now (e.g. after a redrive). */
+void cs_outbox_wake(cs_store *st);
+/* For backends: the transaction ended (committed = 1 after a successful
+ * COMMIT, 0 after a rollback or a failed commit). */
+void cs_outbox_tx_end(cs_store *st, int committed);
 
 #endif
