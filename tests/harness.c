@@ -152,3 +152,17 @@ long th_wait_leads(th_server *s, long n, int timeout_ms)
     }
     return have;
 }
+
+int th_wait_caught_up(th_server *s, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        cJSON *j;
+        int st = th_req(s, "GET", "/readyz", NULL, &j);
+        cJSON *lag = j ? cJSON_GetObjectItem(j, "pipeline_lag") : NULL;
+        int done = st == 200 && cJSON_IsNumber(lag) && lag->valuedouble == 0;
+        cJSON_Delete(j);
+        if (done) return 0;
+        msleep(10);
+    }
+    return -1;
+}

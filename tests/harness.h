@@ -35,4 +35,8 @@ long th_count_leads(th_server *s);
 /* Poll until th_count_leads() >= n or timeout_ms passes; returns the count. */
 long th_wait_leads(th_server *s, long n, int timeout_ms);
 
+/* Poll /readyz until the pipeline has applied everything in the log
+ * (pipeline_lag 0); returns 0, or -1 after timeout_ms. */
+int th_wait_caught_up(th_server *s, int timeout_ms);
+
 #endif

@@ -27,8 +27,9 @@ static void store_unavailable(cs_http_resp *resp)
     cs_http_error(resp, 503, "store_unavailable", "the store could not answer; retry", NULL);
 }
 
-/* limit (1..1000, default 100) and cursor (a seq this server returned). */
-static int page_params(const cs_http_req *req, cs_http_resp *resp, int *limit, int64_t *cursor)
+/* limit (1..1000, default 100) and cursor (a seq this server returned);
+ * shared by every list endpoint. */
+int cs_api_page_params(const cs_http_req *req, cs_http_resp *resp, int *limit, int64_t *cursor)
 {
     const char *ls = cs_http_query(req, "limit"), *cs = cs_http_query(req, "cursor");
     char *end;
@@ -110,7 +111,7 @@ static void list_objects(cs_app *app, int obj, const cs_http_req *req, cs_http_r
     const cs_objdef *d = &cs_objdefs[obj];
     int limit;
     int64_t cursor;
-    if (page_params(req, resp, &limit, &cursor)) return;
+    if (cs_api_page_params(req, resp, &limit, &cursor)) return;
     cs_kv f[CS_OBJ_MAXCOLS];
     size_t nf = 0;
     for (int i = 0; i < d->ncols; i++) {
@@ -350,7 +351,7 @@ void cs_api_audit(void *a, const cs_http_req *req, cs_http_resp *resp)
         return cs_http_error(resp, 400, "missing_parameter", "object is required (lead, account, rep, ...)", "object");
     if (cs_obj_find(object) < 0 && strcmp(object, "lead") != 0)
         return cs_http_error(resp, 400, "invalid_parameter", "unknown object", "object");
-    if (page_params(req, resp, &limit, &cursor)) return;
+    if (cs_api_page_params(req, resp, &limit, &cursor)) return;
     cs_buf_adds(&resp->body, "{\"items\":[");
     struct page pg = {&resp->body, 0, limit, 0, cursor};
     if (app->store->ops->audit_list(app->store, object, id && *id ? id : NULL, cursor, limit + 1, on_audit, &pg) <

@@ -61,6 +61,10 @@ int cs_cmd_dlq(int argc, char **argv);
 int cs_cmd_evaluate(int argc, char **argv);
 int cs_cmd_replay(int argc, char **argv);   /* replay.c */
 
+/* limit (1..1000, default 100) and cursor query parameters of a list
+ * endpoint; 0, or -1 with the 400 answer set (src/app/api_crm.c). */
+int cs_api_page_params(const cs_http_req *req, cs_http_resp *resp, int *limit, int64_t *cursor);
+
 /* Load path (or config/crmstream.yaml when present) over the defaults;
  * prints the error and returns -1 on failure. */
 int cs_app_load_config(cs_config *cfg, const char *path);

@@ -291,40 +291,12 @@ static int on_lead(const cs_lead *l, void *arg)
     return 0;
 }
 
-/* Parse limit/cursor query parameters; 0 or -1 with the error answer set. */
-static int list_params(const cs_http_req *req, cs_http_resp *resp, int *limit, int64_t *cursor)
-{
-    const char *ls = cs_http_query(req, "limit"), *cs = cs_http_query(req, "cursor");
-    char *end;
-    *limit = 100;
-    *cursor = 0;
-    if (ls) {
-        errno = 0;
-        long v = strtol(ls, &end, 10);
-        if (errno || *end || end == ls || v < 1 || v > 1000) {
-            cs_http_error(resp, 400, "invalid_parameter", "limit must be an integer from 1 to 1000", "limit");
-            return -1;
-        }
-        *limit = (int)v;
-    }
-    if (cs && *cs) {
-        errno = 0;
-        long long v = strtoll(cs, &end, 10);
-        if (errno || *end || v < 0) {
-            cs_http_error(resp, 400, "invalid_parameter", "cursor is not one this server returned", "cursor");
-            return -1;
-        }
-        *cursor = v;
-    }
-    return 0;
-}
-
 static void h_leads(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
     int limit;
     int64_t cursor;
-    if (list_params(req, resp, &limit, &cursor)) return;
+    if (cs_api_page_params(req, resp, &limit, &cursor)) return;
     cs_buf_adds(&resp->body, "{\"items\":[");
     struct list_ctx c = {&resp->body, 0, limit, cursor, 0};
     if (app->store->ops->lead_list(app->store, cursor, limit + 1, on_lead, &c) < 0) {

@@ -62,20 +62,6 @@ static void post_ok(th_server *s, const char *path, const char *body)
     cJSON_Delete(j);
 }
 
-static void wait_caught_up(th_server *s)
-{
-    for (int i = 0; i < 3000; i++) {
-        cJSON *j;
-        int st = th_req(s, "GET", "/readyz", NULL, &j);
-        cJSON *lag = j ? cJSON_GetObjectItem(j, "pipeline_lag") : NULL;
-        int done = st == 200 && cJSON_IsNumber(lag) && lag->valuedouble == 0;
-        cJSON_Delete(j);
-        if (done) return;
-        usleep(10000);
-    }
-    fail_msg("pipeline did not catch up");
-}
-
 /* Usage events, leads and admin account writes for accounts acc_0..acc_(A-1). */
 static void populate(th_server *s, int first, int n)
 {
@@ -108,7 +94,7 @@ static void populate(th_server *s, int first, int n)
     cs_buf_adds(&b, "]");
     post_ok(s, "/v1/events", b.data);
     cs_buf_free(&b);
-    wait_caught_up(s);
+    assert_int_equal(th_wait_caught_up(s, 30000), 0);
 }
 
 /* The CRM tables as text: leads (no route_latency_ms), accounts, signals. */
@@ -224,7 +210,7 @@ static void test_offline_replay_same_tables(void **state)
 
     /* The server starts on the replayed store and has the same tables. */
     assert_int_equal(th_start(&s), 0);
-    wait_caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     after = snapshot(&s);
     assert_same(before, after);
     free(after);
@@ -249,7 +235,7 @@ static void test_online_replay_same_tables(void **state)
     assert_int_equal(cJSON_GetArraySize(parts), 4);
     for (cJSON *p = parts->child; p; p = p->next) assert_int_equal(cJSON_GetObjectItem(p, "to")->valuedouble, 0);
     cJSON_Delete(j);
-    wait_caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     char *after = snapshot(&s);
     assert_same(before, after);
     free(after);
@@ -257,7 +243,7 @@ static void test_online_replay_same_tables(void **state)
     assert_int_equal(replay_api(&s, "{\"rebuild\": true, \"partition\": 1}", &j), 200);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "partitions")), 1);
     cJSON_Delete(j);
-    wait_caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     after = snapshot(&s);
     assert_same(before, after);
     free(after);
@@ -345,12 +331,12 @@ static void test_from_time(void **state)
         assert_int_equal((int64_t)cJSON_GetObjectItem(p, "from")->valuedouble, end[id]);
     }
     cJSON_Delete(j);
-    wait_caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     /* A time before everything is the start; after everything, no move. */
     assert_int_equal(replay_api(&s, "{\"from_time\": \"2001-01-01T00:00:00Z\", \"partition\": 3}", &j), 200);
     assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "partitions")->child, "to")->valuedouble, 0);
     cJSON_Delete(j);
-    wait_caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     assert_int_equal(replay_api(&s, "{\"from_time\": \"2100-01-01T00:00:00Z\"}", &j), 200);
     assert_int_equal(cJSON_GetObjectItem(j, "events")->valuedouble, 0);
     cJSON_Delete(j);

@@ -61,20 +61,6 @@ static void escalate(th_server *s, const char *id, const char *acc, int minutes)
     cJSON_Delete(j);
 }
 
-static void caught_up(th_server *s)
-{
-    for (int i = 0; i < 2000; i++) {
-        cJSON *j;
-        int st = th_req(s, "GET", "/readyz", NULL, &j);
-        cJSON *lag = j ? cJSON_GetObjectItem(j, "pipeline_lag") : NULL;
-        int done = st == 200 && cJSON_IsNumber(lag) && lag->valuedouble == 0;
-        cJSON_Delete(j);
-        if (done) return;
-        usleep(10000);
-    }
-    fail_msg("pipeline did not catch up");
-}
-
 static int count(th_server *s, const char *path, const char *field, const char *value)
 {
     cJSON *j;
@@ -120,7 +106,7 @@ static void test_rules_alerts_tasks_fields_reload_restart(void **state)
              "{\"event_id\":\"up1\",\"type\":\"SubscriptionUpgraded\",\"account_id\":\"acc_2\",\"timestamp\":\"%s\","
              "\"properties\":{\"plan_tier\":\"enterprise\",\"mrr\":2500}}", ts);
     assert_int_equal(th_req(&s, "POST", "/v1/events", body, NULL), 200);
-    caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     assert_int_equal(count(&s, "/api/v1/alerts", NULL, NULL), 3);
     assert_int_equal(count(&s, "/api/v1/alerts", "account_id", "acc_1"), 2);
     assert_int_equal(count(&s, "/api/v1/alerts", "kind", "escalation"), 3);
@@ -153,7 +139,7 @@ static void test_rules_alerts_tasks_fields_reload_restart(void **state)
     assert_non_null(strstr(msg, "rules.yaml:3:"));
     cJSON_Delete(j);
     escalate(&s, "c6", "acc_3", 140);
-    caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     assert_int_equal(count(&s, "/api/v1/alerts", NULL, NULL), 4);
     /* A good reload replaces them. */
     write_file(rpath, "rules: []\n");
@@ -161,7 +147,7 @@ static void test_rules_alerts_tasks_fields_reload_restart(void **state)
     assert_int_equal((int)cJSON_GetObjectItem(j, "rules")->valuedouble, 0);
     cJSON_Delete(j);
     escalate(&s, "c7", "acc_4", 150);
-    caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     assert_int_equal(count(&s, "/api/v1/alerts", NULL, NULL), 4);
 
     /* SIGKILL, restart with the first rules, resend everything: nothing twice. */
@@ -170,7 +156,7 @@ static void test_rules_alerts_tasks_fields_reload_restart(void **state)
     assert_int_equal(th_start(&s), 0);
     escalate(&s, "c1", "acc_1", 0);
     escalate(&s, "c5", "acc_1", 120);
-    caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     assert_int_equal(count(&s, "/api/v1/alerts", NULL, NULL), 4);
     assert_int_equal(count(&s, "/api/v1/tasks", NULL, NULL), 6);
     /* 5 + c6 (the old rules after the bad reload) = 6; resending after the

@@ -43,21 +43,6 @@ static void post_ok(th_server *s, const char *path, const char *body)
     cJSON_Delete(j);
 }
 
-/* Poll until the pipeline has applied everything (lag 0 in /readyz). */
-static void wait_caught_up(th_server *s)
-{
-    for (int i = 0; i < 2000; i++) {
-        cJSON *j;
-        int st = th_req(s, "GET", "/readyz", NULL, &j);
-        cJSON *lag = j ? cJSON_GetObjectItem(j, "pipeline_lag") : NULL;
-        int done = st == 200 && cJSON_IsNumber(lag) && lag->valuedouble == 0;
-        cJSON_Delete(j);
-        if (done) return;
-        usleep(10000);
-    }
-    fail_msg("pipeline did not catch up");
-}
-
 /* "name=value;..." of an account's signals, sorted by the API. */
 static void signals_of(th_server *s, const char *acc, char *out, size_t n)
 {
@@ -102,7 +87,7 @@ static void test_group_identify_and_signals(void **state)
     for (char *p = u; (p = strstr(p, "acc_0")); p++) memcpy(p, "acc_g", 5); /* same length */
     post_ok(&s, "/v1/events", u);
     free(u);
-    wait_caught_up(&s);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
     cJSON *j;
     assert_int_equal(th_req(&s, "GET", "/api/v1/accounts/acc_g", NULL, &j), 200);
     assert_string_equal(cJSON_GetObjectItem(j, "name")->valuestring, "Acme");
@@ -149,15 +134,15 @@ static void test_signals_identical_after_kill9(void **state)
     /* a: first half, SIGKILL, restart, second half. */
     char *h1 = usage_batch(0, EVENTS / 2, ACCOUNTS, base), *h2 = usage_batch(EVENTS / 2, EVENTS / 2, ACCOUNTS, base);
     post_ok(&a, "/v1/events", h1);
-    wait_caught_up(&a);
+    assert_int_equal(th_wait_caught_up(&a, 30000), 0);
     th_stop(&a, SIGKILL);
     assert_int_equal(th_start(&a), 0);
     post_ok(&a, "/v1/events", h2);
-    wait_caught_up(&a);
+    assert_int_equal(th_wait_caught_up(&a, 30000), 0);
     /* b: everything, uninterrupted. */
     post_ok(&b, "/v1/events", h1);
     post_ok(&b, "/v1/events", h2);
-    wait_caught_up(&b);
+    assert_int_equal(th_wait_caught_up(&b, 30000), 0);
     free(h1);
     free(h2);
     for (int k = 0; k < ACCOUNTS; k++) {
