@@ -226,7 +226,7 @@ static void test_kill9_loses_no_acked_event_and_duplicates_no_lead(void **state)
         assert_int_equal(th_start(&s), 0);
         /* Everything acknowledged before every earlier kill is there, once;
          * nothing beyond what was ever sent. */
-        long have = th_wait_leads(&s, acked, 20000);
+        long have = th_wait_leads(&s, acked, 60000);
         assert_true(have >= acked);
         assert_int_equal(k9_seen(&s, seen, MAXID), have);
         for (int k = 0; k < acked; k++) assert_int_equal(seen[k], 1);
@@ -253,7 +253,7 @@ static void test_kill9_loses_no_acked_event_and_duplicates_no_lead(void **state)
     assert_int_equal(post_accepted(&s, marker), 1);
     free(marker);
     long before = k9_seen(&s, seen, MAXID);
-    assert_true(th_wait_leads(&s, before + 1, 20000) == before + 1);
+    assert_true(th_wait_leads(&s, before + 1, 60000) == before + 1);
     assert_int_equal(k9_seen(&s, seen, MAXID), before);
     free(seen);
     assert_int_equal(th_stop(&s, SIGTERM), 0); /* clean exit: no leak reports under ASan */
