@@ -96,6 +96,52 @@ static int on_row(const cs_outbox_row *r, void *arg)
     return 0;
 }
 
+/* A dead-lettered event (kind "event"): a row of dead_events. */
+struct evpage {
+    cs_buf *b;
+    int     n, limit, more;
+    int64_t last;
+};
+
+static int on_dead_event(const cs_row *r, void *arg)
+{
+    struct evpage *p = arg;
+    if (p->n == p->limit) {
+        p->more = 1;
+        return 1;
+    }
+    cs_buf_adds(p->b, p->n++ ? ",{\"kind\":\"event\"" : "{\"kind\":\"event\"");
+    for (int i = 0; i < r->def->ncols; i++) {
+        const char *name = r->def->cols[i].name, *v = r->vals[i];
+        if (strcmp(name, "cause_event_id") == 0 || strcmp(name, "rule_id") == 0 || strcmp(name, "at") == 0) continue;
+        cs_buf_printf(p->b, ",\"%s\":", name);
+        if (!v) cs_buf_adds(p->b, "null");
+        else if (r->def->cols[i].type == CS_COL_INT) cs_buf_adds(p->b, v);
+        else cs_buf_json_str(p->b, v);
+    }
+    cs_buf_adds(p->b, "}");
+    p->last = r->seq;
+    return 0;
+}
+
+static void list_dead_events(cs_app *app, const cs_http_req *req, cs_http_resp *resp)
+{
+    int limit;
+    int64_t cursor;
+    if (cs_api_page_params(req, resp, &limit, &cursor)) return;
+    const char *reason = cs_http_query(req, "reason");
+    cs_kv f[1] = {{"reason", reason}};
+    cs_buf_adds(&resp->body, "{\"items\":[");
+    struct evpage p = {&resp->body, 0, limit, 0, cursor};
+    if (app->store->ops->obj_list(app->store, CS_OBJ_DEAD_EVENT, cursor, limit + 1, f, reason && *reason ? 1 : 0,
+                                  on_dead_event, &p) < 0) {
+        cs_buf_reset(&resp->body);
+        return unavailable(resp);
+    }
+    if (p.more) cs_buf_printf(&resp->body, "],\"next_cursor\":\"%lld\"}", (long long)p.last);
+    else cs_buf_adds(&resp->body, "],\"next_cursor\":null}");
+}
+
 void cs_api_dlq_list(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
@@ -119,9 +165,9 @@ void cs_api_dlq_list(void *a, const cs_http_req *req, cs_http_resp *resp)
         if (errno || *end || cursor < 0)
             return cs_http_error(resp, 400, "invalid_parameter", "cursor is not one this server returned", "cursor");
     }
+    if (kind && strcmp(kind, "event") == 0) return list_dead_events(app, req, resp);
     cs_buf_adds(&resp->body, "{\"items\":[");
     struct page p = {&resp->body, 0, limit, 0, cursor};
-    /* kind=event: failed events are not in this DLQ yet (an empty page). */
     if ((!kind || strcmp(kind, "delivery") == 0) &&
         app->store->ops->outbox_list(app->store, "dead", dest && *dest ? dest : NULL, cursor, limit + 1, on_row,
                                      &p) < 0) {

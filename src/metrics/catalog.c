@@ -45,6 +45,8 @@ static const struct def defs[] = {
     {&cs_m.build_info, "crmstream_build_info", CS_GAUGE, "version", "Always 1; the version is in the label."},
     {&cs_m.rule_actions, "crmstream_rule_actions_total", CS_COUNTER, "action, result",
      "Rule actions by kind and result: applied, skipped, invalid, error, not_wired (not carried out by this version)."},
+    {&cs_m.dlq_events, "crmstream_dlq_events_total", CS_COUNTER, "reason",
+     "Events the pipeline dead-lettered, by reason (undecodable, late_event, signals_account_limit); GET /api/v1/dlq?kind=event lists them."},
     {&cs_m.rules_reloads, "crmstream_rules_reloads_total", CS_COUNTER, "result",
      "Rules file reloads (SIGHUP, POST /api/v1/rules/reload): ok, or failed (the old rules keep running)."},
     {&cs_m.webhook_deliveries, "crmstream_webhook_deliveries_total", CS_COUNTER, "destination, status",

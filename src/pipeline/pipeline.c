@@ -124,12 +124,15 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs
     const char *type = ev ? str_of(ev, "type") : NULL;
     if (!type || !str_of(ev, "event_id")) {
         /* Ingest validated it, so this is corruption or a foreign writer:
-         * never stall the partition on it (the DLQ comes with its issue). */
+         * never stall the partition on it — keep it in the DLQ and move on. */
         (*poison)++;
-        cs_error("pipeline", "undecodable record skipped", "\"partition\":%d,\"offset\":%lld", partition,
+        cs_error("pipeline", "undecodable record dead-lettered", "\"partition\":%d,\"offset\":%lld", partition,
                  (long long)rec->offset);
+        const char *eid = ev ? str_of(ev, "event_id") : NULL;
+        int drc = cs_pipeline_dead_event(st, partition, rec, eid, "undecodable",
+                                         ev ? "the record has no type or no event_id" : "the record is not JSON");
         cJSON_Delete(ev);
-        return 0;
+        return drc;
     }
     int rc = 0;
     if (strcmp(type, "LeadCreated") == 0) rc = apply_lead(st, cfg, partition, rec, ev);

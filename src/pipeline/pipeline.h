@@ -94,6 +94,11 @@ typedef struct cs_pipeline_rules {
     cs_cooldown            *abuse_cooldown; /* one signup_abuse alert per domain per day */
 } cs_pipeline_rules;
 
+/* Dead-letter an event the pipeline cannot apply (pipeline/dlq.c), in the
+ * caller's transaction; event_id may be NULL. 0, or -1 on a store error. */
+int cs_pipeline_dead_event(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
+                           const char *message);
+
 /* Signup abuse (pipeline/abuse_apply.c): check a signup or lead event and
  * raise a signup_abuse alert for its domain when flagged. write = 0 only
  * feeds the engine (rebuilding state). 0, or -1 on a store error. */

@@ -59,13 +59,17 @@ int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, cs_pipeline_rule
     cs_sig_changes_init(&ch);
     int rc = cs_sig_apply(sig, &ev, &ch), ret = 0;
     if (rc == CS_SIG_LATE || rc == CS_SIG_FULL) {
-        /* Not applied to the signals (the event itself is in the log and its
-         * other effects stand); the DLQ and its redrive come with the
-         * pipeline issue. Counted so it is never silent. */
+        /* Not applied to the signals (its other effects stand): kept in the
+         * DLQ with its reason, so it is never silent and can be replayed. */
         cs_metric_inc(cs_m.pipeline_events, rc == CS_SIG_LATE ? "result=\"late\"" : "result=\"signals_full\"", 1);
-        cs_warn("pipeline", rc == CS_SIG_LATE ? "late event: past the allowed lateness, signals unchanged"
-                                              : "signals account limit reached: event not applied to signals",
-                "\"partition\":%d,\"offset\":%lld", partition, (long long)rec->offset);
+        if (write) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(event, "event_id");
+            ret = cs_pipeline_dead_event(st, partition, rec, cJSON_IsString(id) ? id->valuestring : NULL,
+                                         rc == CS_SIG_LATE ? "late_event" : "signals_account_limit",
+                                         rc == CS_SIG_LATE ? "event time is behind the partition's watermark by more "
+                                                             "than the allowed lateness"
+                                                           : "the partition's signals engine holds its maximum of accounts");
+        }
     } else if (rc == CS_SIG_OK && write) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(event, "event_id");
         const char *eid = cJSON_IsString(id) ? id->valuestring : "";

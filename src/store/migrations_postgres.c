@@ -72,5 +72,11 @@ const struct cs_migration cs_postgres_migrations[] = {
      "  cause_event_id TEXT, partition INTEGER, \"offset\" BIGINT, rule_id TEXT);"
      "CREATE INDEX outbox_due ON outbox(dest, state, next_attempt_ms);"
      "CREATE INDEX outbox_state ON outbox(state, dest, created_at_ms);"},
+    {4, "dead-letter queue for events",
+     "CREATE TABLE dead_events ("
+     "  seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, event_id TEXT, reason TEXT, message TEXT,"
+     "  attempts BIGINT, first_failed_at TEXT, last_failed_at TEXT, payload TEXT, status TEXT,"
+     "  cause_event_id TEXT, partition BIGINT, \"offset\" BIGINT, rule_id TEXT, at TEXT);"
+     "CREATE INDEX dead_events_reason ON dead_events(reason);"},
 };
 const int cs_postgres_migrations_count = sizeof cs_postgres_migrations / sizeof cs_postgres_migrations[0];

@@ -68,5 +68,11 @@ const struct cs_migration cs_sqlite_migrations[] = {
      "  cause_event_id TEXT, partition INTEGER, \"offset\" INTEGER, rule_id TEXT);"
      "CREATE INDEX outbox_due ON outbox(dest, state, next_attempt_ms);"
      "CREATE INDEX outbox_state ON outbox(state, dest, created_at_ms);"},
+    {4, "dead-letter queue for events",
+     "CREATE TABLE dead_events ("
+     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, event_id TEXT, reason TEXT, message TEXT,"
+     "  attempts INTEGER, first_failed_at TEXT, last_failed_at TEXT, payload TEXT, status TEXT,"
+     "  cause_event_id TEXT, partition INTEGER, \"offset\" INTEGER, rule_id TEXT, at TEXT);"
+     "CREATE INDEX dead_events_reason ON dead_events(reason);"},
 };
 const int cs_sqlite_migrations_count = sizeof cs_sqlite_migrations / sizeof cs_sqlite_migrations[0];

@@ -47,6 +47,15 @@ static const cs_col alert_cols[] = {
     {"offset", CS_COL_INT, RO},       {"rule_id", CS_COL_TEXT, F | RO},
     {"at", CS_COL_TEXT, RO},
 };
+/* An event the pipeline could not apply (dead-letter queue, kind "event"):
+ * its original bytes, why, and where it was in the log. */
+static const cs_col dead_event_cols[] = {
+    {"id", CS_COL_TEXT, 0},          {"event_id", CS_COL_TEXT, F},       {"reason", CS_COL_TEXT, F},
+    {"message", CS_COL_TEXT, 0},     {"attempts", CS_COL_INT, 0},        {"first_failed_at", CS_COL_TEXT, 0},
+    {"last_failed_at", CS_COL_TEXT, 0}, {"payload", CS_COL_TEXT, 0},     {"status", CS_COL_TEXT, F},
+    {"cause_event_id", CS_COL_TEXT, RO}, {"partition", CS_COL_INT, RO},  {"offset", CS_COL_INT, RO},
+    {"rule_id", CS_COL_TEXT, RO},    {"at", CS_COL_TEXT, RO},
+};
 #define NCOLS(c) (sizeof c / sizeof c[0])
 _Static_assert(NCOLS(account_cols) <= CS_OBJ_MAXCOLS && NCOLS(contact_cols) <= CS_OBJ_MAXCOLS &&
                    NCOLS(rep_cols) <= CS_OBJ_MAXCOLS && NCOLS(task_cols) <= CS_OBJ_MAXCOLS &&
@@ -59,6 +68,7 @@ const cs_objdef cs_objdefs[CS_OBJ_COUNT] = {
     [CS_OBJ_REP] = OBJ("rep", "reps", rep_cols),
     [CS_OBJ_TASK] = OBJ("task", "tasks", task_cols),
     [CS_OBJ_ALERT] = OBJ("alert", "alerts", alert_cols),
+    [CS_OBJ_DEAD_EVENT] = OBJ("dead_event", "dead_events", dead_event_cols),
 };
 
 int cs_obj_find(const char *name)

@@ -90,7 +90,7 @@ typedef struct cs_objdef {
     int           ncols;
 } cs_objdef;
 
-enum cs_obj { CS_OBJ_ACCOUNT, CS_OBJ_CONTACT, CS_OBJ_REP, CS_OBJ_TASK, CS_OBJ_ALERT, CS_OBJ_COUNT };
+enum cs_obj { CS_OBJ_ACCOUNT, CS_OBJ_CONTACT, CS_OBJ_REP, CS_OBJ_TASK, CS_OBJ_ALERT, CS_OBJ_DEAD_EVENT, CS_OBJ_COUNT };
 extern const cs_objdef cs_objdefs[CS_OBJ_COUNT];
 
 /* The object named name ("account"), or -1. */

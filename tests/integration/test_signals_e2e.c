@@ -159,12 +159,59 @@ static void test_signals_identical_after_kill9(void **state)
     th_cleanup(&b);
 }
 
+/* An event later than the allowed lateness behind its partition's
+ * watermark is acknowledged, kept in the DLQ with reason late_event and its
+ * original bytes, and does not change the signals. */
+static void test_late_event_goes_to_the_dlq(void **state)
+{
+    (void)state;
+    th_server s;
+    th_init(&s, NULL);
+    assert_int_equal(th_start(&s), 0);
+    char now[40], old[40], body[600];
+    cs_fmt_time_ms(cs_now_us(), now, sizeof now);
+    cs_fmt_time_ms(cs_now_us() - 3 * 3600LL * 1000000, old, sizeof old);
+    snprintf(body, sizeof body,
+             "[{\"event_id\":\"on-time\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_late\",\"timestamp\":\"%s\","
+             "\"properties\":{\"feature\":\"api\"}},"
+             "{\"event_id\":\"too-late\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_late\",\"timestamp\":\"%s\","
+             "\"properties\":{\"feature\":\"sso\"}}]",
+             now, old);
+    post_ok(&s, "/v1/events", body);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
+    cJSON *j;
+    assert_int_equal(th_req(&s, "GET", "/api/v1/dlq?kind=event", NULL, &j), 200);
+    cJSON *it = cJSON_GetObjectItem(j, "items")->child;
+    assert_non_null(it);
+    assert_null(it->next);
+    assert_string_equal(cJSON_GetObjectItem(it, "kind")->valuestring, "event");
+    assert_string_equal(cJSON_GetObjectItem(it, "reason")->valuestring, "late_event");
+    assert_string_equal(cJSON_GetObjectItem(it, "event_id")->valuestring, "too-late");
+    assert_non_null(strstr(cJSON_GetObjectItem(it, "payload")->valuestring, "\"feature\":\"sso\""));
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(it, "offset")));
+    cJSON_Delete(j);
+    assert_int_equal(th_req(&s, "GET", "/api/v1/dlq?kind=event&reason=undecodable", NULL, &j), 200);
+    assert_null(cJSON_GetObjectItem(j, "items")->child);
+    cJSON_Delete(j);
+    /* replaying the log after a restart dead-letters it once, not twice */
+    th_stop(&s, SIGKILL);
+    assert_int_equal(th_start(&s), 0);
+    assert_int_equal(th_req(&s, "POST", "/api/v1/replay", "{\"from_offset\":0}", NULL), 200);
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
+    assert_int_equal(th_req(&s, "GET", "/api/v1/dlq?kind=event", NULL, &j), 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 1);
+    cJSON_Delete(j);
+    assert_int_equal(th_stop(&s, SIGTERM), 0);
+    th_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_identify_and_signals),
         cmocka_unit_test(test_signals_identical_after_kill9),
+        cmocka_unit_test(test_late_event_goes_to_the_dlq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,55 @@
+/*
+ * pipeline/dlq — the dead-letter queue for events (kind "event"): an event
+ * the pipeline cannot apply is kept with its original bytes, the reason
+ * (undecodable, late_event, signals_account_limit), a message, attempts and
+ * its place in the log, inside the batch's transaction; the partition moves
+ * on. A store failure is never poison: the batch rolls back and is retried.
+ * Listed by GET /api/v1/dlq?kind=event and `crmstream dlq list --kind event`.
+ *
+ * Ids are "dlq_<partition>_<offset>", so a replay writes nothing twice.
+ * Failures here are deterministic (the same bytes fail the same way), so an
+ * event is dead-lettered on its first attempt (attempts = 1).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ingest/event.h"
+#include "metrics/catalog.h"
+#include "pipeline/pipeline.h"
+
+#define DLQ_PAYLOAD_MAX (256 * 1024)
+
+int cs_pipeline_dead_event(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
+                           const char *message)
+{
+    char id[64], at[40];
+    snprintf(id, sizeof id, "dlq_%d_%lld", partition, (long long)rec->offset);
+    cs_fmt_time_ms(rec->append_us, at, sizeof at);
+    /* The original bytes as text; bytes that are not UTF-8 are kept as hex
+     * so nothing is lost (bounded: the log keeps the full record). */
+    size_t n = rec->value_len < DLQ_PAYLOAD_MAX ? rec->value_len : DLQ_PAYLOAD_MAX;
+    cs_buf payload;
+    cs_buf_init(&payload);
+    if (cs_utf8_invalid_at(rec->value, n) < 0 && !memchr(rec->value, 0, n)) {
+        cs_buf_add(&payload, rec->value, n);
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        cs_buf_adds(&payload, "hex:");
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)rec->value[i];
+            char h[2] = {hex[c >> 4], hex[c & 15]};
+            cs_buf_add(&payload, h, 2);
+        }
+    }
+    cs_kv kv[] = {{"event_id", event_id},   {"reason", reason},        {"message", message},
+                  {"attempts", "1"},        {"first_failed_at", at},   {"last_failed_at", at},
+                  {"payload", payload.data}, {"status", "dead"}};
+    cs_cause cause = {.event_id = event_id, .partition = partition, .offset = rec->offset, .rule_id = "pipeline",
+                      .at = at};
+    int rc = st->ops->obj_insert(st, CS_OBJ_DEAD_EVENT, id, kv, sizeof kv / sizeof kv[0], &cause);
+    cs_buf_free(&payload);
+    char l[96];
+    snprintf(l, sizeof l, "reason=\"%s\"", reason);
+    if (rc > 0) cs_metric_inc(cs_m.dlq_events, l, 1);
+    return rc < 0 ? -1 : 0;
+}
