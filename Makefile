@@ -21,7 +21,7 @@ LDLIBS  := -lrdkafka -lmicrohttpd -lcurl -lcjson -lsqlite3 -lpq -lyaml -lz -lcry
 DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev libzstd-dev \
              libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
              libcmocka-dev libcurl4-openssl-dev redis-server \
-             sqlite3 curl prometheus tmux wrk valgrind libpq-dev postgresql \
+             sqlite3 curl jq prometheus tmux wrk valgrind libpq-dev postgresql \
              librdkafka-dev openjdk-17-jre-headless maven
 
 SRC      := $(shell find src -name '*.c' | sort)
