@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,9 @@ int th_start(th_server *s)
     snprintf(data, sizeof data, "%s/data", s->dir);
     s->pid = fork();
     if (s->pid == 0) {
+        /* A failed assertion leaves the test without its th_stop: the
+         * server dies with the test process rather than outliving it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1), dup2(fd, 2), close(fd);
         execl(th_bin(), th_bin(), "serve", "--config", cfg, "--data", data, "--http", "127.0.0.1:0",
