@@ -47,6 +47,11 @@ static _Thread_local size_t nrouted;
 static _Thread_local int64_t signal_ts[ROUTED_MAX];
 static _Thread_local size_t nsignal;
 
+void cs_pipeline_note_routed(int64_t ingest_us)
+{
+    if (nrouted < ROUTED_MAX) routed_ts[nrouted++] = ingest_us;
+}
+
 void cs_pipeline_note_signal(int64_t ingest_us)
 {
     if (nsignal < ROUTED_MAX) signal_ts[nsignal++] = ingest_us;
@@ -64,57 +69,6 @@ static const char *str_of(const cJSON *o, const char *k)
 static void copy(char *dst, size_t n, const char *s)
 {
     snprintf(dst, n, "%s", s ? s : "");
-}
-
-/* A lead id derived from its event id: stable across replays, URL-safe. */
-static void lead_id(const char *event_id, char *out, size_t n)
-{
-    size_t len = strlen(event_id);
-    uint32_t a = (uint32_t)cs_murmur2(event_id, len), b = cs_crc32c(0, event_id, len);
-    snprintf(out, n, "ld_%08x%08x", a, b);
-}
-
-static int apply_lead(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
-                      const cJSON *ev)
-{
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
-    cs_lead l;
-    memset(&l, 0, sizeof l);
-    const char *eid = str_of(ev, "event_id");
-    lead_id(eid, l.id, sizeof l.id);
-    copy(l.event_id, sizeof l.event_id, eid);
-    copy(l.account_id, sizeof l.account_id, str_of(ev, "account_id"));
-    copy(l.email, sizeof l.email, str_of(props, "email"));
-    copy(l.company, sizeof l.company, str_of(props, "company"));
-    copy(l.country, sizeof l.country, str_of(props, "country"));
-    copy(l.source, sizeof l.source, str_of(props, "source"));
-    const cJSON *emp = cJSON_GetObjectItemCaseSensitive(props, "employee_count");
-    l.employee_count = cJSON_IsNumber(emp) ? (long)emp->valuedouble : -1;
-    copy(l.created_at, sizeof l.created_at, str_of(ev, "timestamp"));
-    l.partition = partition;
-    l.offset = rec->offset;
-
-    cs_route_decision d;
-    if (cs_route_round_robin(cfg, st, &d)) return -1;
-    copy(l.status, sizeof l.status, d.owner ? "routed" : "unassigned");
-    copy(l.owner, sizeof l.owner, d.owner);
-    copy(l.route_reason, sizeof l.route_reason, d.reason);
-    /* routed_at is the log-append time: identical after a replay. */
-    cs_fmt_time_ms(rec->append_us, l.routed_at, sizeof l.routed_at);
-    l.route_latency_ms = (double)(cs_now_us() - rec->ts_us) / 1000.0;
-
-    int ins = st->ops->lead_insert(st, &l);
-    if (ins < 0) return -1;
-    if (ins == 0) return 0; /* already applied: no effect, pointer unchanged */
-    if (cs_route_commit(st, &d)) return -1;
-    if (nrouted < ROUTED_MAX) routed_ts[nrouted++] = rec->ts_us;
-    cs_audit a = {.object = "lead", .object_id = l.id, .field = "owner", .old_value = NULL,
-                  .new_value = d.owner, .cause_event_id = eid, .partition = partition,
-                  .offset = rec->offset, .rule_id = "routing.round_robin", .at = l.routed_at};
-    if (st->ops->audit_insert(st, &a)) return -1;
-    a.field = "status";
-    a.new_value = l.status;
-    return st->ops->audit_insert(st, &a);
 }
 
 int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
@@ -135,7 +89,7 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs
         return drc;
     }
     int rc = 0;
-    if (strcmp(type, "LeadCreated") == 0) rc = apply_lead(st, cfg, partition, rec, ev);
+    if (strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead(st, cfg, partition, rec, ev);
     else if (cs_pipeline_admin_object(type) >= 0) rc = cs_pipeline_apply_admin(st, partition, rec, ev, poison);
     else if (strcmp(type, "AccountGrouped") == 0 || strcmp(type, "ContactIdentified") == 0)
         rc = cs_pipeline_apply_traits(st, partition, rec, ev, poison);

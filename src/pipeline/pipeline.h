@@ -127,6 +127,12 @@ size_t cs_pipeline_rule_count(cs_pipeline *pl);
  * what the store already holds). 0, or -1 on a store error. */
 int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
                               const cs_rec *rec, const void *event, int write);
+/* Leads (pipeline/leads_apply.c): a LeadCreated event becomes a lead row,
+ * routed (src/routing), with audit rows. 0, or -1 on a store error. */
+int cs_pipeline_apply_lead(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec, const void *event);
+/* Note that a lead was routed in this batch (its ingest time), for the
+ * ingest -> routed latency observed at commit. */
+void cs_pipeline_note_routed(int64_t ingest_us);
 /* Note that an event's signal changes were written in this batch (its
  * ingest time), for the ingest -> signal latency observed at commit. */
 void cs_pipeline_note_signal(int64_t ingest_us);
