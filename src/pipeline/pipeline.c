@@ -66,11 +66,6 @@ static const char *str_of(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static void copy(char *dst, size_t n, const char *s)
-{
-    snprintf(dst, n, "%s", s ? s : "");
-}
-
 int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
                       const cs_rec *rec, uint64_t *poison)
 {
