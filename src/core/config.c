@@ -66,6 +66,8 @@ static const struct key keys[] = {
     {"pipeline.batch_max_events", K_LONG, OFF(pipeline_batch_max), 1, 100000, "500", "Most events the pipeline applies in one store transaction."},
     {"metrics.enabled", K_STR, OFF(metrics_enabled), 0, 0, "true", "`true` or `false`: collect the metrics of GET /metrics (false exists to measure their cost: make bench-metrics)."},
     {"rules", K_STR, OFF(rules_path), 0, 0, "config/rules.yaml", "Rules file (docs/RULES.md); loaded at start when present, reloaded on SIGHUP and POST /api/v1/rules/reload (a bad file keeps the old rules)."},
+    {"pipeline.workers", K_LONG, OFF(pipeline_workers), 0, 256, "0", "Account workers: threads that each own a share of the `events` partitions (partition p goes to worker p mod N), each with its own store connection; 0 = one per core, at most one per partition. The leads lane is one more thread. Results do not depend on the count."},
+    {"pipeline.poison_attempts", K_LONG, OFF(pipeline_poison_attempts), 1, 100, "3", "How many times the pipeline applies an event that fails (a rule that evaluates to an error on it) before it goes to the events DLQ with reason `rule_error`; its partition then moves on."},
     {"pipeline.max_lag", K_LONG, OFF(pipeline_max_lag), 0, 1L << 40, "1000000", "Backpressure: when the pipeline is this many events behind the log, ingest answers 503 with Retry-After and /readyz reports not ready; 0 = no bound."},
     {"routing.reps", K_REPS, OFF(reps), 0, 0, "[]", "Reps for round-robin lead routing: list of {id, name, email}."},
     {"outbound.poll_ms", K_INT, OFF(outbound_poll_ms), 1, 60000, "100", "How often an idle outbound lane asks the outbox again (ms); a pipeline commit that writes outbox rows wakes it at once."},

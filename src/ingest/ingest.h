@@ -78,4 +78,8 @@ typedef const char *(*cs_ingest_header_fn)(void *arg, const char *name);
 int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header, void *header_arg,
                           cs_buf *resp, int *retry_after);
 
+/* 1 for the types ingest also appends to the leads lane's topic
+ * (LeadCreated, DemoRequested, TrialActivated). */
+int cs_ingest_is_lane_type(const char *type);
+
 #endif

@@ -25,6 +25,7 @@ typedef struct cs_metrics_catalog {
     cs_metric *build_info;          /* gauge {version} */
     cs_metric *rule_actions;        /* {action,result} */
     cs_metric *rules_reloads;       /* {result} */
+    cs_metric *rule_errors;         /* rule evaluations that errored on an event */
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
