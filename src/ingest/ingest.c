@@ -32,6 +32,13 @@ static int on_rebuild_rec(const cs_rec *rec, void *arg)
     r->records++;
     if (rec->ts_us < r->since_us) return 0;
     uint64_t id[2], payload;
+    const char *rd;
+    size_t rdlen;
+    if (cs_ingest_redrive_mark(rec->value, rec->value_len, &rd, &rdlen)) { /* ingest/redrive.c */
+        cs_ingest_redrive_key(rd, rdlen, id);
+        cs_dedupe_add(r->d, id, 0, (uint32_t)(rec->ts_us / 1000000), r->now_s);
+        return 0;
+    }
     if (cs_event_dedupe_keys(rec->value, rec->value_len, id, &payload) != 0) return 0;
     cs_dedupe_add(r->d, id, payload, (uint32_t)(rec->ts_us / 1000000), r->now_s);
     r->ids++;
