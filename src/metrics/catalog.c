@@ -49,6 +49,8 @@ static const struct def defs[] = {
      "Events the pipeline dead-lettered, by reason (undecodable, late_event, signals_account_limit, rule_error); GET /api/v1/dlq?kind=event lists them."},
     {&cs_m.rules_reloads, "crmstream_rules_reloads_total", CS_COUNTER, "result",
      "Rules file reloads (SIGHUP, POST /api/v1/rules/reload): ok, or failed (the old rules keep running)."},
+    {&cs_m.lane_records, "crmstream_leads_lane_records_total", CS_COUNTER, "",
+     "Records of the `leads` topic the leads lane committed (leads routed, signups checked for abuse); a lead event counts here and once in crmstream_pipeline_events_total."},
     {&cs_m.rule_errors, "crmstream_rule_errors_total", CS_COUNTER, "",
      "Rule conditions that evaluated to an error on an event; each such event is retried pipeline.poison_attempts times, then dead-lettered with reason rule_error."},
     {&cs_m.webhook_deliveries, "crmstream_webhook_deliveries_total", CS_COUNTER, "destination, status",

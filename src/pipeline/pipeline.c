@@ -144,6 +144,8 @@ static void fault_point(const char *point)
 
 /* ---- applying one record ------------------------------------------------ */
 
+static int sweep_signals(cs_worker *w, int partition, int64_t offset);
+
 static int is_dead(const cs_worker *w, int p, int64_t off)
 {
     for (size_t i = 0; i < w->ndead; i++)
@@ -281,6 +283,7 @@ static int worker_apply(cs_worker *w, int p, const cs_rec *rec)
                 w->fail_attempts, w->fail_msg);
         return rc;
     }
+    if (rc == 0) rc = sweep_signals(w, p, rec->offset);
     if (rc == 0 && *dlq_id) {
         cs_kv kv[] = {{"status", "redriven"}};
         char at[40];
@@ -320,8 +323,15 @@ static int on_rebuild(const cs_rec *rec, void *arg)
             snprintf(c->seen[c->nseen++], 64, "%s", rd);
         }
     }
+    cs_sig_engine *e = c->w->pl->sig[c->partition];
     if (!skip && type && cs_pipeline_admin_object(type) < 0)
-        cs_pipeline_apply_signals(c->w->st, c->w->pl->sig[c->partition], NULL, c->partition, rec, ev, 0);
+        cs_pipeline_apply_signals(c->w->st, e, NULL, c->partition, rec, ev, 0);
+    if (cs_sig_sweep_due(e)) { /* as sweep_signals does, writing nothing */
+        cs_sig_changes ch;
+        cs_sig_changes_init(&ch);
+        while (cs_sig_sweep(e, 4096, &ch) > 0) cs_sig_changes_reset(&ch);
+        cs_sig_changes_free(&ch);
+    }
     cJSON_Delete(ev);
     return 0;
 }
@@ -419,7 +429,12 @@ static int resync_worker(cs_worker *w)
 }
 
 /* Time-driven signals (silence, renewal dates coming near) for accounts
- * that sent nothing: a bounded sweep per batch, inside its transaction. */
+ * that sent nothing: when an event moves the partition's watermark into a
+ * new day, every account of the partition is re-evaluated right after that
+ * event, inside its batch's transaction. At a point of the log, not of the
+ * batching, so the written signals are the same whatever the batch sizes,
+ * the worker count, or a crash and rebuild (which sweeps at the same
+ * records, writing nothing). */
 static int sweep_signals(cs_worker *w, int partition, int64_t offset)
 {
     cs_pipeline *pl = w->pl;
@@ -427,7 +442,8 @@ static int sweep_signals(cs_worker *w, int partition, int64_t offset)
     if (!e || cs_sig_sweep_due(e) == 0) return 0;
     cs_sig_changes ch;
     cs_sig_changes_init(&ch);
-    cs_sig_sweep(e, 2000, &ch);
+    while (cs_sig_sweep(e, 4096, &ch) > 0) {
+    }
     char id[64];
     snprintf(id, sizeof id, "sweep-%d-%lld", partition, (long long)offset);
     int rc = cs_pipeline_write_signal_changes(w->st, &ch, id, partition, offset);
@@ -580,14 +596,15 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (c.next == next[i]) continue;
         total += (size_t)(c.next - next[i]);
         next[i] = c.next;
-        if (!w->lane && sweep_signals(w, p, c.next - 1)) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
     }
     if (st->ops->commit(st)) goto fail;
     fault_point("after_commit");
     observe_commit(t0);
     uint64_t dead = w->poison - poison0;
-    cs_metric_inc(cs_m.pipeline_events, "result=\"applied\"", total - dead);
+    /* Events count once: the lane's records are copies of events. */
+    if (w->lane) cs_metric_inc(cs_m.lane_records, NULL, total);
+    else cs_metric_inc(cs_m.pipeline_events, "result=\"applied\"", total - dead);
     if (dead) cs_metric_inc(cs_m.pipeline_events, "result=\"poison\"", dead);
     for (int i = 0; i < n_parts; i++) {
         int p = w->lane ? 0 : w->parts[i];
@@ -599,7 +616,7 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (w->lane) __atomic_store_n(&pl->lane_next, next[i], __ATOMIC_RELAXED);
         else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELAXED);
     }
-    __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
+    if (!w->lane) __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
     fault_point("after_all");
     return (int)total;
 fail:
@@ -708,9 +725,13 @@ static void collect_lag(cs_buf *out, void *arg)
 
 static void collect_lag_sum(cs_buf *out, void *arg)
 {
+    cs_pipeline *pl = arg;
     char l[96];
+    int64_t lane = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\"", CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS);
-    cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)cs_pipeline_lag(arg));
+    cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)(cs_pipeline_lag(pl) - lane));
+    snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\"", CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS);
+    cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)lane);
 }
 
 static void free_workers(cs_pipeline *pl)
@@ -858,7 +879,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     cs_info("pipeline", "started", "\"workers\":%d,\"partitions\":%d,\"leads_lane\":true", pl->nw, bus->partitions);
     cs_metric_collector("kafka_consumergroup_lag", "Records in the log not yet committed by the consumer group.",
                         "gauge", collect_lag, pl);
-    cs_metric_collector("crmstream_consumer_lag_records", "Consumer lag summed over partitions (kafka_consumergroup_lag summed; promtool rejects a gauge named _sum).", "gauge",
+    cs_metric_collector("crmstream_consumer_lag_records", "Consumer lag per topic summed over partitions (kafka_consumergroup_lag summed; promtool rejects a gauge named _sum).", "gauge",
                         collect_lag_sum, pl);
     return pl;
 fail:
