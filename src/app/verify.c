@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "core/logging.h"
 #include "warehouse/verify.h"
 
 static const char verify_usage[] =
@@ -94,6 +95,7 @@ int cs_cmd_verify(int argc, char **argv)
     if (optind < argc) cs_die_usage("verify", "unexpected argument (see crmstream verify --help)");
     if (o.has_from && o.has_to && o.to_us <= o.from_us) cs_die_usage("verify", "--to must be after --from");
 
+    cs_log_set_level(CS_LOG_WARN); /* the table on stdout; only problems on stderr */
     static cs_config cfg;
     if (cs_app_load_config(&cfg, config)) return 1;
     if (data) free(cfg.data_dir), cfg.data_dir = cs_strdup(data);
