@@ -74,6 +74,20 @@ static void msleep_(int ms)
     usleep((useconds_t)ms * 1000);
 }
 
+/* Where the SIGKILLs land: a random delay in [lo, hi] ms; the seed is
+ * printed (WH_SEED=N repeats a run). */
+static int kill_delay_ms(int lo, int hi)
+{
+    static unsigned seed;
+    if (!seed) {
+        const char *e = getenv("WH_SEED");
+        seed = e && *e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)(cs_now_us() ^ getpid());
+        if (!seed) seed = 1;
+        fprintf(stderr, "# test_warehouse: kill points from WH_SEED=%u\n", seed);
+    }
+    return lo + (int)(rand_r(&seed) % (unsigned)(hi - lo + 1));
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -467,7 +481,7 @@ static void test_exactly_once_across_sigkill(void **state)
     for (int round = 0; round < 4; round++) {
         for (int k = 0; k < 6; k++, total += 100) post_events(&s, "k", total, 100);
         if (round == 3) break;
-        msleep_(15 + round * 40); /* the sink is mid-stream */
+        msleep_(kill_delay_ms(5, 120)); /* the sink is mid-stream, at a random point */
         assert_int_equal(th_stop(&s, SIGKILL), SIGKILL);
         /* Whatever the kill left: no visible file is partial. */
         scan sc;
@@ -564,7 +578,7 @@ static void test_files_crash_recovery(void **state)
     int total = 0;
     for (int round = 0; round < 3; round++) {
         for (int k = 0; k < 4; k++, total += 250) post_events(&s, "f", total, 250);
-        msleep_(5 + round * 25);
+        msleep_(kill_delay_ms(2, 80));
         assert_int_equal(th_stop(&s, SIGKILL), SIGKILL);
         scan sc;
         scan_files(root, NULL, &sc);
