@@ -57,6 +57,18 @@ static const struct def defs[] = {
      "Outbound delivery attempts reported to the outbox, by destination and outcome: delivered (2xx), retry, dead (moved to the DLQ)."},
     {&cs_m.webhook_latency, "crmstream_webhook_latency_seconds", CS_HISTOGRAM, "destination",
      "From the ingest HTTP request's arrival to the destination's 2xx answer (deliveries whose payload carries received_at)."},
+    {&cs_m.wh_events, "crmstream_warehouse_events_total", CS_COUNTER, "destination",
+     "Events the warehouse sink committed, by destination (postgres: rows COPYed; files: NDJSON lines)."},
+    {&cs_m.wh_bytes, "crmstream_warehouse_bytes_total", CS_COUNTER, "destination",
+     "Bytes of committed warehouse batches: COPY data sent (postgres), compressed file bytes (files)."},
+    {&cs_m.wh_files, "crmstream_warehouse_files_total", CS_COUNTER, "",
+     "zstd NDJSON files the file destination committed (one per partition and event hour per batch)."},
+    {&cs_m.wh_errors, "crmstream_warehouse_errors_total", CS_COUNTER, "destination",
+     "Warehouse batches (or position loads) that failed and were retried from the destination's stored positions."},
+    {&cs_m.wh_skipped, "crmstream_warehouse_skipped_total", CS_COUNTER, "destination",
+     "Log records the warehouse passed over as undecodable (not an event object with an event_id)."},
+    {&cs_m.wh_batch_seconds, "crmstream_warehouse_batch_seconds", CS_HISTOGRAM, "destination",
+     "Time to write and commit one warehouse batch (read from the log, COPY or compress + fsync, commit)."},
 };
 
 void cs_metrics_catalog_init(void)

@@ -30,6 +30,12 @@ typedef struct cs_metrics_catalog {
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
+    cs_metric *wh_events;           /* {destination}: events written to the warehouse */
+    cs_metric *wh_bytes;            /* {destination} */
+    cs_metric *wh_files;            /* files written by the file destination */
+    cs_metric *wh_errors;           /* {destination}: failed batches (retried) */
+    cs_metric *wh_skipped;          /* {destination}: undecodable records passed over */
+    cs_metric *wh_batch_seconds;    /* histogram {destination} */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;
