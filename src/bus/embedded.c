@@ -20,7 +20,6 @@ struct embedded {
     pthread_mutex_t mu;
     pthread_cond_t  cond;
     uint64_t        seq;
-    int             stopping;
 };
 
 static cs_topic *find(cs_bus *bus, const char *topic)
@@ -132,7 +131,7 @@ static uint64_t emb_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
     ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&e->mu);
-    while (e->seq == seen && !e->stopping)
+    while (e->seq == seen)
         if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT) break;
     uint64_t s = e->seq;
     pthread_mutex_unlock(&e->mu);
@@ -143,7 +142,7 @@ static void emb_wakeup(cs_bus *bus)
 {
     struct embedded *e = bus->impl;
     pthread_mutex_lock(&e->mu);
-    e->stopping = 1;
+    e->seq++; /* every waiter returns; the caller's stop flag ends its loop */
     pthread_cond_broadcast(&e->cond);
     pthread_mutex_unlock(&e->mu);
 }

@@ -53,8 +53,9 @@ struct cs_worker {
     size_t       nredriven, capredriven;
     /* The lane: ids of recent lead-lane records (a retried request can
      * append one twice), so each counts once. */
-    uint64_t    *seen;
+    uint64_t    *seen;        /* two tables of LANE_SLOTS (lane_seen) */
     size_t       seen_pos;
+    unsigned     seen_gen;
 };
 
 #define LANE_SEEN 65536
@@ -464,14 +465,37 @@ static int sweep_signals(cs_worker *w, int partition, int64_t offset)
  * rotation and rep load) and signup velocity (per email domain, IP, device
  * across all accounts), in ingest order whatever the number of workers. */
 
+/* Two generations of an open-addressing set of id hashes: a lookup checks
+ * both, an insert goes to the current one, and when that holds LANE_SEEN
+ * ids it becomes the previous one. So the last LANE_SEEN..2*LANE_SEEN ids
+ * are remembered, in O(1), deterministically (a rebuild sees the same). */
+#define LANE_SLOTS (2 * LANE_SEEN)
+
+static int seen_in(const uint64_t *t, uint64_t h)
+{
+    for (size_t i = h & (LANE_SLOTS - 1);; i = (i + 1) & (LANE_SLOTS - 1)) {
+        if (t[i] == h) return 1;
+        if (t[i] == 0) return 0;
+    }
+}
+
 static int lane_seen(cs_worker *w, const char *event_id)
 {
-    uint64_t h = cs_murmur2(event_id, strlen(event_id)) | ((uint64_t)cs_crc32c(0, event_id, strlen(event_id)) << 32);
+    size_t n = strlen(event_id);
+    uint64_t h = (uint64_t)cs_murmur2(event_id, n) | ((uint64_t)cs_crc32c(0, event_id, n) << 32);
     if (h == 0) h = 1;
-    for (size_t i = 0; i < LANE_SEEN; i++)
-        if (w->seen[i] == h) return 1;
-    w->seen[w->seen_pos] = h;
-    w->seen_pos = (w->seen_pos + 1) % LANE_SEEN;
+    uint64_t *cur = w->seen + (w->seen_gen & 1) * LANE_SLOTS, *prev = w->seen + ((w->seen_gen + 1) & 1) * LANE_SLOTS;
+    if (seen_in(cur, h) || seen_in(prev, h)) return 1;
+    if (w->seen_pos == LANE_SEEN) { /* the current generation is full */
+        w->seen_gen++;
+        w->seen_pos = 0;
+        cur = prev;
+        memset(cur, 0, LANE_SLOTS * sizeof *cur);
+    }
+    size_t i = h & (LANE_SLOTS - 1);
+    while (cur[i]) i = (i + 1) & (LANE_SLOTS - 1);
+    cur[i] = h;
+    w->seen_pos++;
     return 0;
 }
 
@@ -520,8 +544,9 @@ int cs_pipeline_lane_rebuild(cs_worker *w)
     cs_cooldown_free(pl->abuse_cd);
     pl->abuse = cs_abuse_new(&ac);
     pl->abuse_cd = cs_cooldown_new(65536);
-    memset(w->seen, 0, LANE_SEEN * sizeof *w->seen);
+    memset(w->seen, 0, 2 * LANE_SLOTS * sizeof *w->seen);
     w->seen_pos = 0;
+    w->seen_gen = 0;
     int64_t from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_LEADS, 0) : 0;
     int64_t upto = __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     struct lane_rebuild_ctx c = {w, upto};
@@ -836,7 +861,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             w->own_store = 1;
         }
         if (w->lane) {
-            w->seen = cs_calloc(LANE_SEEN, sizeof *w->seen);
+            w->seen = cs_calloc(2 * LANE_SLOTS, sizeof *w->seen);
         } else {
             w->parts = cs_malloc((size_t)bus->partitions * sizeof *w->parts);
             for (int p = i; p < bus->partitions; p += pl->nw) w->parts[w->nparts++] = p;
