@@ -566,11 +566,14 @@ struct fetch_ctx {
     int64_t    next;
     int        failed;
     size_t     n;
+    size_t     batch_n;     /* applied earlier in this batch (other partitions) */
+    int64_t    deadline_us; /* stop adding to the batch after this (monotonic) */
 };
 
 static int on_rec(const cs_rec *rec, void *arg)
 {
     struct fetch_ctx *c = arg;
+    if (cs_mono_us() > c->deadline_us && (c->n || c->batch_n)) return 1; /* pipeline.batch_max_ms */
     if (c->n++ == 0) fault_point("after_fetch");
     else if (c->n == 2) fault_point("mid_write");
     int rc = c->w->lane ? lane_apply(c->w, rec, 1) : worker_apply(c->w, c->partition, rec);
@@ -612,7 +615,7 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
     int failed = 0;
     for (int i = 0; i < n_parts && total < budget; i++) {
         int p = w->lane ? 0 : w->parts[i];
-        struct fetch_ctx c = {w, p, next[i], 0, 0};
+        struct fetch_ctx c = {w, p, next[i], 0, 0, total, t0 + pl->cfg->pipeline_batch_max_ms * 1000};
         int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], budget - total, on_rec, &c);
         if (n < 0 || c.failed) {
             failed = c.failed ? c.failed : -1;

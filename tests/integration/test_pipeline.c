@@ -218,6 +218,46 @@ static void test_poison_isolated_then_redriven_once(void **state)
     th_cleanup(&s);
 }
 
+/* A batch is bounded by time as well as by size: with 1 ms per batch,
+ * 5,000 waiting events (far more than 1 ms of work) take several
+ * transactions, and all are applied. */
+static void test_batch_bounded_by_time(void **state)
+{
+    (void)state;
+    th_server s;
+    th_init(&s, "pipeline:\n  workers: 1\n  batch_max_events: 100000\n  batch_max_ms: 1\n");
+    assert_int_equal(th_start(&s), 0);
+    assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/pause", "", NULL), 200);
+    cs_buf b;
+    cs_buf_init(&b);
+    for (int i = 0; i < 5000; i++) {
+        if (i % 500 == 0) {
+            cs_buf_reset(&b);
+            cs_buf_adds(&b, "[");
+        }
+        char ts[40];
+        cs_fmt_time_ms(T0 + (int64_t)i * 1000, ts, sizeof ts);
+        cs_buf_printf(&b,
+                      "%s{\"event_id\":\"t-%d\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_t\",\"user_id\":\"u1\","
+                      "\"timestamp\":\"%s\",\"properties\":{\"feature\":\"export\"}}",
+                      i % 500 ? "," : "", i, ts);
+        if (i % 500 == 499) {
+            cs_buf_adds(&b, "]");
+            post(&s, b.data);
+        }
+    }
+    cs_buf_free(&b);
+    long tx0 = metric(&s, "crmstream_store_transaction_seconds_count");
+    assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/resume", "", NULL), 200);
+    assert_int_equal(th_wait_caught_up(&s, 60000), 0);
+    assert_int_equal(metric(&s, "crmstream_pipeline_events_total{result=\"applied\"}"), 5000);
+    long tx = metric(&s, "crmstream_store_transaction_seconds_count") - tx0;
+    printf("# 5000 events in %ld transactions of at most 1 ms of work\n", tx);
+    assert_true(tx >= 3);
+    th_stop(&s, SIGTERM);
+    th_cleanup(&s);
+}
+
 /* ------------------------------------------------------- worker count */
 
 /* Every table, every column but insertion order (seq) and wall-clock
@@ -409,6 +449,7 @@ int main(void)
     T0 = (cs_now_us() / 1000000 - 6 * 3600) * 1000000; /* recent, inside the plausible window */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_poison_isolated_then_redriven_once),
+        cmocka_unit_test(test_batch_bounded_by_time),
         cmocka_unit_test(test_one_and_two_workers_give_identical_tables),
         cmocka_unit_test(test_t11_kill_points),
     };
