@@ -1,0 +1,14 @@
+/*
+ * bus — helpers shared by every backend (bus.h).
+ */
+#include <string.h>
+
+#include "bus/bus.h"
+
+int cs_bus_topic_partitions(const cs_bus *bus, const char *topic)
+{
+    if (!topic) return 0;
+    if (strcmp(topic, CS_TOPIC_LEADS) == 0) return 1;
+    if (strcmp(topic, CS_TOPIC_EVENTS) == 0 || strcmp(topic, CS_TOPIC_DLQ) == 0) return bus->partitions;
+    return 0;
+}
