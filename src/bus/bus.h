@@ -85,7 +85,8 @@ struct cs_bus_ops {
      *  - on_change runs on the bus's group thread (or, for the final call,
      *    on the thread calling leave() or close()), never concurrently with
      *    itself, and never while a bus lock is held: the caller may call any
-     *    bus operation from it (fetch, commit, ...).
+     *    bus operation from it (fetch, commit, ...) except leave() and
+     *    close(), which wait for the group thread.
      *  - When partitions are taken away, on_change is called with the
      *    smaller set BEFORE the group is told they are released, and the
      *    group hands them to another member only after on_change returns. So
@@ -99,9 +100,11 @@ struct cs_bus_ops {
      *  - A member that stops heartbeating (killed, stalled, network cut)
      *    for kafka.session_timeout_ms loses its partitions to the others. If
      *    this process notices it was expelled (its partitions were already
-     *    given away, "lost"), on_change is still called with the smaller set;
-     *    the store transaction's offset check is what keeps a late commit of
-     *    a lost partition from applying twice.
+     *    given away, "lost"), on_change is still called with the smaller set.
+     *    Between the expulsion and that call a stalled member may still
+     *    commit a batch: the caller must fence in the store, i.e. its
+     *    transaction checks that the partition's stored next offset is still
+     *    the one the batch started from (row locked), else rolls back.
      * Partition assignment is cooperative-sticky: a rebalance moves only
      * the partitions that change owner; the others keep being processed.
      * Fetch stays by explicit offset (fetch()); membership only says which

@@ -37,44 +37,20 @@
 #include "core/hash.h"
 #include "core/logging.h"
 
-static char kdir[256];
-static char bootstrap[128];
+#include "kafkaserver.c"
+
+static tkafka broker;
+static char *kdir = broker.dir;
+static char *bootstrap = broker.bootstrap;
 
 static int start_broker(char *why, size_t whylen)
 {
-    snprintf(kdir, sizeof kdir, "/tmp/crmstream-kafka-XXXXXX");
-    if (!mkdtemp(kdir)) {
-        snprintf(why, whylen, "mkdtemp failed");
-        return -1;
-    }
-    if (access("tests/kafka/broker.sh", X_OK) != 0) {
-        snprintf(why, whylen, "tests/kafka/broker.sh not found (run from the repository root)");
-        return -1;
-    }
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "tests/kafka/broker.sh start '%s' %d 2>'%s/start.err'", kdir, (int)getpid(), kdir);
-    FILE *f = popen(cmd, "r");
-    if (!f || !fgets(bootstrap, sizeof bootstrap, f)) bootstrap[0] = 0;
-    int st = f ? pclose(f) : -1;
-    bootstrap[strcspn(bootstrap, "\n")] = 0;
-    if (st != 0 || !*bootstrap) {
-        char path[400];
-        snprintf(path, sizeof path, "%s/start.err", kdir);
-        FILE *e = fopen(path, "r");
-        if (!e || !fgets(why, (int)whylen, e)) snprintf(why, whylen, "broker.sh start failed");
-        if (e) fclose(e);
-        why[strcspn(why, "\n")] = 0;
-        return -1;
-    }
-    return 0;
+    return tkafka_start(&broker, why, whylen);
 }
 
 static void stop_broker(void)
 {
-    if (!*kdir) return;
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "tests/kafka/broker.sh stop '%s'; rm -rf '%s'", kdir, kdir);
-    if (system(cmd) != 0) fprintf(stderr, "# cannot stop the broker in %s\n", kdir);
+    tkafka_stop(&broker);
 }
 
 static void dump_log(th_server *s)
