@@ -52,6 +52,8 @@
 #include "bus/bus.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/catalog.h"
+#include "metrics/metrics.h"
 
 #define TS_HEADER "cs_ts_us"
 #define MAX_GROUPS 8
@@ -739,9 +741,19 @@ static void notify(struct kjoin *j)
     int *owned = cs_malloc(((size_t)j->t->partitions + 1) * sizeof *owned);
     for (int p = 0; p < j->t->partitions; p++)
         if (j->owned[p]) owned[n++] = p;
+    char l[300];
+    snprintf(l, sizeof l, "group=\"%s\"", j->name);
+    cs_gauge_set(cs_metric_series(cs_m.bus_group_partitions, l), n);
     cs_info("kafka", "group partitions", "\"group\":\"%s\",\"topic\":\"%s\",\"owned\":%d", j->name, j->t->full, n);
     j->on_change(j->arg, owned, n);
     free(owned);
+}
+
+static void count_change(struct kjoin *j, const char *change)
+{
+    char l[300];
+    snprintf(l, sizeof l, "group=\"%s\",change=\"%s\"", j->name, change);
+    cs_metric_inc(cs_m.bus_group_changes, l, 1);
 }
 
 /* Mark the list's partitions of our topic owned or not; 1 if any changed. */
@@ -777,8 +789,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         else rd_kafka_assign(rk, parts);
         /* Never consumed through the group: the caller fetches by offset. */
         rd_kafka_pause_partitions(rk, parts);
+        count_change(j, "assigned");
         if (mark(j, parts, 1) || parts->cnt == 0) notify(j);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        count_change(j, rd_kafka_assignment_lost(rk) ? "lost" : "revoked");
         if (rd_kafka_assignment_lost(rk))
             cs_warn("kafka", "group partitions lost (session timed out): other members may own them already",
                     "\"group\":\"%s\",\"partitions\":%d", j->name, parts->cnt);
@@ -835,6 +849,7 @@ static int k_join(cs_bus *bus, const char *group, const char *topic,
         errno = ENOMEM;
         return -1;
     }
+    cs_metrics_catalog_init();
     struct kjoin *j = cs_calloc(1, sizeof *j);
     j->name = cs_strdup(group);
     j->bus = bus;

@@ -53,6 +53,10 @@ static const struct def defs[] = {
      "Outbound delivery attempts reported to the outbox, by destination and outcome: delivered (2xx), retry, dead (moved to the DLQ)."},
     {&cs_m.webhook_latency, "crmstream_webhook_latency_seconds", CS_HISTOGRAM, "destination",
      "From the ingest HTTP request's arrival to the destination's 2xx answer (deliveries whose payload carries received_at)."},
+    {&cs_m.bus_group_partitions, "crmstream_bus_group_partitions", CS_GAUGE, "group",
+     "Partitions this process owns in a Kafka consumer group it joined (bus join; docs/DEPLOY.md)."},
+    {&cs_m.bus_group_changes, "crmstream_bus_group_changes_total", CS_COUNTER, "group, change",
+     "Consumer-group rebalances that changed this process's partitions: assigned, revoked, lost (session timed out)."},
 };
 
 void cs_metrics_catalog_init(void)

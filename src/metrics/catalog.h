@@ -28,6 +28,8 @@ typedef struct cs_metrics_catalog {
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
+    cs_metric *bus_group_partitions; /* gauge {group}: partitions owned (bus join) */
+    cs_metric *bus_group_changes;   /* {group,change}: assigned | revoked | lost */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;

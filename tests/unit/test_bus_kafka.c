@@ -33,6 +33,7 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/metrics.h"
 
 static rd_kafka_t *mock_rk;
 static rd_kafka_mock_cluster_t *mock;
@@ -586,6 +587,14 @@ static void test_group_share_and_leave(void **state)
     assert_true(wait_owned(1, GP, 2, 0));
     fprintf(stderr, "# leave -> survivor owns all %d in %.1f s\n", GP, (double)(cs_mono_us() - t0) / 1e6);
     assert_int_equal(overlaps, 0);
+    /* Exported: what this process owns, and the changes. */
+    cs_buf mb;
+    cs_buf_init(&mb);
+    cs_metrics_render(&mb);
+    assert_non_null(strstr(mb.data, "crmstream_bus_group_partitions{group=\"pipeline\"} 8\n"));
+    assert_non_null(strstr(mb.data, "crmstream_bus_group_changes_total{group=\"pipeline\",change=\"revoked\"}"));
+    assert_non_null(strstr(mb.data, "crmstream_bus_group_changes_total{group=\"pipeline\",change=\"assigned\"}"));
+    cs_buf_free(&mb);
     b.bus->ops->close(b.bus);
     cs_config_free(&b.cfg);
     a.bus->ops->close(a.bus); /* leaves too: a last on_change with nothing */
