@@ -24,7 +24,20 @@ typedef struct cs_app {
     cs_http     *http;
     struct cs_outbound *outbound;   /* the webhook dispatcher (outbound.c); NULL without destinations */
     struct cs_warehouse *warehouse; /* the warehouse sink (src/warehouse); NULL when not configured */
+    unsigned     roles;      /* CS_ROLE_* this process runs (serve --role); 0 = all */
 } cs_app;
+
+/* Roles of `crmstream serve --role` (docs/DEPLOY.md). */
+#define CS_ROLE_INGEST   1u /* HTTP ingest endpoints (/v1/...) */
+#define CS_ROLE_PIPELINE 2u /* pipeline workers, warehouse sink, pipeline admin endpoints */
+#define CS_ROLE_DISPATCH 4u /* outbound webhook dispatcher */
+#define CS_ROLE_ALL      7u
+/* "ingest,pipeline" -> a CS_ROLE_* mask; 0 with a message in err on a bad
+ * list (serve.c). */
+unsigned cs_app_parse_roles(const char *list, char *err, size_t errlen);
+/* 0 when the app runs `role` (or roles is 0); else sets a 404 naming the
+ * role and returns -1 (handlers.c). */
+int cs_app_role_check(const cs_app *app, unsigned role, cs_http_resp *resp);
 
 /* Outbound (outbound.c): start the dispatcher over the outbox when the
  * config has destinations (NULL and err "" when it has none; NULL and err

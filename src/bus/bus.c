@@ -13,5 +13,8 @@ int cs_bus_partition(const cs_bus *bus, const char *key, size_t len)
 
 int cs_bus_topic_partitions(const cs_bus *bus, const char *topic)
 {
-    return strcmp(topic, CS_TOPIC_LEADS) == 0 ? 1 : bus->partitions;
+    if (!topic) return 0;
+    if (strcmp(topic, CS_TOPIC_LEADS) == 0) return 1;
+    if (strcmp(topic, CS_TOPIC_EVENTS) == 0 || strcmp(topic, CS_TOPIC_DLQ) == 0) return bus->partitions;
+    return 0;
 }

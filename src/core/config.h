@@ -50,6 +50,8 @@ typedef struct cs_config {
     char  *kafka_group_prefix;  /* kafka.group_prefix */
     int    kafka_replication_factor; /* kafka.replication_factor (-1: broker default) */
     long   kafka_timeout_ms;    /* kafka.timeout_ms */
+    long   kafka_session_timeout_ms;   /* kafka.session_timeout_ms */
+    long   kafka_rebalance_timeout_ms; /* kafka.rebalance_timeout_ms */
     int    partitions;          /* log.partitions */
     char  *fsync;               /* log.fsync: always | interval:<ms> | never */
     int    fsync_policy;        /* parsed from fsync */

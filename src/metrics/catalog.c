@@ -69,6 +69,10 @@ static const struct def defs[] = {
      "Log records the warehouse passed over as undecodable (not an event object with an event_id)."},
     {&cs_m.wh_batch_seconds, "crmstream_warehouse_batch_seconds", CS_HISTOGRAM, "destination",
      "Time to write and commit one warehouse batch (read from the log, COPY or compress + fsync, commit)."},
+    {&cs_m.bus_group_partitions, "crmstream_bus_group_partitions", CS_GAUGE, "group",
+     "Partitions this process owns in a Kafka consumer group it joined (bus join; docs/DEPLOY.md)."},
+    {&cs_m.bus_group_changes, "crmstream_bus_group_changes_total", CS_COUNTER, "group, change",
+     "Consumer-group rebalances that changed this process's partitions: assigned, revoked, lost (session timed out)."},
 };
 
 void cs_metrics_catalog_init(void)

@@ -36,6 +36,8 @@ typedef struct cs_metrics_catalog {
     cs_metric *wh_errors;           /* {destination}: failed batches (retried) */
     cs_metric *wh_skipped;          /* {destination}: undecodable records passed over */
     cs_metric *wh_batch_seconds;    /* histogram {destination} */
+    cs_metric *bus_group_partitions; /* gauge {group}: partitions owned (bus join) */
+    cs_metric *bus_group_changes;   /* {group,change}: assigned | revoked | lost */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;
