@@ -23,6 +23,10 @@ typedef struct cs_sim_opts {
     const char *truth;      /* world mode: write the ground truth here */
     double      dup_share, ooo_share, late_share, invalid_share; /* world mode perturbations */
     int         duration_set; /* world mode: --duration caps the run */
+    double      segment_share;/* world mode: share of events sent as Segment POST /v1/batch */
+    int         unordered_leads; /* world mode: no lead barrier (expected owners then unreliable) */
+    const char *reps;         /* world mode: rep ids in routing order, comma-separated;
+                                 NULL: routing.reps of config/crmstream.yaml */
 } cs_sim_opts;
 
 typedef struct cs_sim_result {
@@ -30,6 +34,11 @@ typedef struct cs_sim_result {
     uint64_t leads_acked;                    /* LeadCreated acknowledged */
     uint64_t duplicates;                     /* answered as duplicates */
     uint64_t sent_invalid, sent_duplicate;   /* world mode: deliberately bad or repeated */
+    uint64_t sent_native, sent_segment;      /* world mode: events per door */
+    uint64_t sent_ooo, sent_late;            /* world mode: out of order (within the bound), late (beyond) */
+    uint64_t requests_native, requests_segment;
+    uint64_t lead_waits;                     /* world mode: waits for the routing of the previous lead */
+    double   lead_wait_s;
     uint64_t requests, request_errors;
     double   elapsed_s;
 } cs_sim_result;
