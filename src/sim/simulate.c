@@ -180,9 +180,12 @@ struct door {
     char        lead_id[2500][64];
     size_t      n;
     int         segment;
+    int         has_lead;  /* holds a lead */
+    int64_t     first_ts;  /* event time of its first on-time event; INT64_MIN: none */
 };
 
-static void door_flush(struct door *d, cs_httpc *c, cs_sim_result *r, cs_buf *resp, struct lead_log *ll, int *err)
+static void door_flush(struct door *d, cs_httpc *c, cs_sim_result *r, cs_buf *resp, struct lead_log *ll,
+                       int *lead_inflight, int *err)
 {
     if (!d->n) return;
     if (d->segment) {
@@ -197,6 +200,9 @@ static void door_flush(struct door *d, cs_httpc *c, cs_sim_result *r, cs_buf *re
     if (send_batch(c, d->path, &d->body, d->is_lead, d->lead_id, d->n, r, resp, ll) != 0 && r->acked == 0) *err = 1;
     cs_buf_reset(&d->body);
     d->n = 0;
+    d->first_ts = INT64_MIN;
+    if (d->has_lead) *lead_inflight = 1;
+    d->has_lead = 0;
 }
 
 static int run_world(const cs_sim_opts *o, cs_sim_result *r)
@@ -232,82 +238,78 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
     struct door *doors = cs_calloc(2, sizeof *doors);
     doors[0].path = "/v1/events";
     doors[1].path = "/v1/batch", doors[1].segment = 1;
+    doors[0].first_ts = doors[1].first_ts = INT64_MIN;
     cs_buf_init(&doors[0].body), cs_buf_init(&doors[1].body);
     struct lead_log ll = {0};
     /* Round robin hands out owners in the order the pipeline applies leads,
      * and the pipeline takes partitions in turn, not in arrival order. So a
      * lead is sent only once the previous one is routed: then the k-th
      * acknowledged lead goes to rep k mod N (on a fresh server). */
-    int lead_pending = 0, lead_inflight = 0, err = 0;
-    int64_t first_ts = INT64_MIN; /* event time of the first buffered (not late) event */
+    int lead_inflight = 0, err = 0;
     uint64_t i = 0;
     int64_t start = cs_mono_us(), last_progress = 0;
+    cs_buf msg;
+    cs_buf_init(&msg);
     int more = 1;
     while (more && !err) {
         more = cs_world_next(w, &ev) == 0;
-        if (more) {
-            int lead = ev.is_lead && !ev.duplicate; /* a repeat is answered as a duplicate */
-            if (lead && !o->unordered_leads && (lead_pending || lead_inflight)) {
-                if (lead_pending) {
-                    door_flush(&doors[0], &c, r, &resp, &ll, &err);
-                    door_flush(&doors[1], &c, r, &resp, &ll, &err);
-                    first_ts = INT64_MIN;
-                }
+        if (!more) {
+            door_flush(&doors[0], &c, r, &resp, &ll, &lead_inflight, &err);
+            door_flush(&doors[1], &c, r, &resp, &ll, &lead_inflight, &err);
+            break;
+        }
+        int lead = ev.is_lead && !ev.duplicate; /* a repeat is answered as a duplicate */
+        if (lead && !o->unordered_leads) {
+            for (int k = 0; k < 2; k++)
+                if (doors[k].has_lead) door_flush(&doors[k], &c, r, &resp, &ll, &lead_inflight, &err);
+            if (lead_inflight) {
                 int64_t t0 = cs_mono_us();
                 if (wait_applied(&c, &resp, 60) != 0) err = 1;
                 r->lead_waits++;
                 r->lead_wait_s += (double)(cs_mono_us() - t0) / 1e6;
-                lead_pending = lead_inflight = 0;
+                lead_inflight = 0;
             }
-            /* Both doors' requests go out together, and span at most 10 min
-             * of event time: what one door sends must not run ahead of the
-             * other's by the allowed lateness (1 h), or its events arrive
-             * late through no fault of the world. */
-            if ((doors[0].n || doors[1].n) && !ev.late && first_ts != INT64_MIN && ev.ts_us - first_ts > 600000000LL) {
-                int had_lead = lead_pending;
-                door_flush(&doors[0], &c, r, &resp, &ll, &err);
-                door_flush(&doors[1], &c, r, &resp, &ll, &err);
-                if (had_lead) lead_pending = 0, lead_inflight = 1;
-                first_ts = INT64_MIN;
-            }
-            if (!ev.late && first_ts == INT64_MIN) first_ts = ev.ts_us;
-            struct door *d = &doors[0];
-            if (ev.segment) {
-                size_t mark = doors[1].body.len;
-                cs_buf_adds(&doors[1].body, doors[1].n ? "," : "{\"batch\":[");
-                if (cs_world_to_segment(ev.json.data, ev.json.len, &doors[1].body) == 0) d = &doors[1];
-                else doors[1].body.len = mark; /* not expressible: the native door */
-            }
-            if (d == &doors[0]) {
-                cs_buf_adds(&d->body, d->n ? "," : "[");
-                cs_buf_add(&d->body, ev.json.data, ev.json.len);
-            }
-            d->is_lead[d->n] = lead;
-            d->lead_id[d->n][0] = '\0';
-            if (lead) {
-                const char *p = strstr(ev.json.data, "\"event_id\":\"");
-                if (p) snprintf(d->lead_id[d->n], 64, "%.*s", (int)strcspn(p + 12, "\""), p + 12);
-                lead_pending = 1;
-            }
-            d->n++;
-            if (d == &doors[1]) r->sent_segment++;
-            else r->sent_native++;
-            r->sent_invalid += (uint64_t)ev.invalid;
-            r->sent_duplicate += (uint64_t)ev.duplicate;
-            r->sent_ooo += (uint64_t)ev.ooo;
-            r->sent_late += (uint64_t)ev.late;
-            i++;
         }
-        if (doors[0].n == (size_t)o->batch || doors[1].n == (size_t)o->batch || (!more && (doors[0].n || doors[1].n))) {
+        /* A door's request spans at most 40 min of event time: what one door
+         * sends must not run ahead of what the other still holds by the
+         * allowed lateness (1 h), or those events arrive late through no
+         * fault of the world. */
+        for (int k = 0; k < 2 && !ev.late; k++)
+            if (doors[k].n && doors[k].first_ts != INT64_MIN && ev.ts_us - doors[k].first_ts > 2400000000LL)
+                door_flush(&doors[k], &c, r, &resp, &ll, &lead_inflight, &err);
+        struct door *d = &doors[0];
+        cs_buf_reset(&msg);
+        if (ev.segment && cs_world_to_segment(ev.json.data, ev.json.len, &msg) == 0) d = &doors[1];
+        cs_buf_adds(&d->body, d->n ? "," : d->segment ? "{\"batch\":[" : "[");
+        if (d->segment) cs_buf_add(&d->body, msg.data, msg.len);
+        else cs_buf_add(&d->body, ev.json.data, ev.json.len);
+        if (!ev.late && d->first_ts == INT64_MIN) d->first_ts = ev.ts_us;
+        d->is_lead[d->n] = lead;
+        d->lead_id[d->n][0] = '\0';
+        if (lead) {
+            const char *p = strstr(ev.json.data, "\"event_id\":\"");
+            if (p) snprintf(d->lead_id[d->n], 64, "%.*s", (int)strcspn(p + 12, "\""), p + 12);
+            d->has_lead = 1;
+        }
+        d->n++;
+        if (d->segment) r->sent_segment++;
+        else r->sent_native++;
+        r->sent_invalid += (uint64_t)ev.invalid;
+        r->sent_duplicate += (uint64_t)ev.duplicate;
+        r->sent_ooo += (uint64_t)ev.ooo;
+        r->sent_late += (uint64_t)ev.late;
+        i++;
+        if (d->n == (size_t)o->batch) {
             /* Pace: event i is due at i / rate seconds. */
             int64_t due = start + (int64_t)((double)i * 1e6 / o->rate), dl = due - cs_mono_us();
             if (dl > 0) usleep((useconds_t)dl);
-            door_flush(&doors[0], &c, r, &resp, &ll, &err);
-            door_flush(&doors[1], &c, r, &resp, &ll, &err);
-            if (lead_pending) lead_pending = 0, lead_inflight = 1; /* one lead at a time */
-            first_ts = INT64_MIN;
+            door_flush(d, &c, r, &resp, &ll, &lead_inflight, &err);
         }
-        if (o->duration_set && (double)(cs_mono_us() - start) / 1e6 >= o->duration) break;
+        if (o->duration_set && (double)(cs_mono_us() - start) / 1e6 >= o->duration) {
+            door_flush(&doors[0], &c, r, &resp, &ll, &lead_inflight, &err);
+            door_flush(&doors[1], &c, r, &resp, &ll, &lead_inflight, &err);
+            break;
+        }
         if (o->progress && cs_mono_us() - last_progress > 250000) {
             last_progress = cs_mono_us();
             char t[40];
@@ -345,6 +347,7 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
     free(reps);
     cs_buf_free(&ev.json);
     cs_buf_free(&doors[0].body), cs_buf_free(&doors[1].body);
+    cs_buf_free(&msg);
     free(doors);
     cs_buf_free(&resp);
     cs_httpc_close(&c);
