@@ -13,7 +13,7 @@ acked=$(sed -n 's/^leads acknowledged *\([0-9]*\).*/\1/p' <<<"$out")
 routed=$(sed -n 's/^leads routed *\([0-9]*\).*/\1/p' <<<"$out")
 check "every acknowledged lead routed ($routed of $acked)" '[ -n "$acked" ] && [ "$acked" -gt 0 ] && [ "$acked" = "$routed" ]'
 check "leads spread over the configured reps" 'grep -q "rep_ada" <<<"$out" && grep -q "rep_grace" <<<"$out" && grep -q "rep_linus" <<<"$out"'
-check "latency line" 'grep -qE "ingest -> routed +p50 [0-9.]+ ms +p99 [0-9.]+ ms +max" <<<"$out"'
+check "latency line" 'grep -qE "ingest -> routed +p50 [0-9.]+ ms +p99 [0-9.]+ ms +p99.9 [0-9.]+ ms +max" <<<"$out"'
 check "detection quality table with every planted pattern" 'grep -qE "^churn +[0-9]+" <<<"$out" && grep -qE "^ticket_spike +[0-9]+" <<<"$out" && grep -qE "^trial_pql +[0-9]+" <<<"$out" && grep -qE "^signup_abuse +[0-9]+" <<<"$out"'
 check "routing correctness line, every lead to its expected owner" 'grep -qE "^routing +[0-9]+ leads in the truth, ([0-9]+) routed, \1 to the expected owner: correctness 1.000" <<<"$out"'
 check "traffic mix: both doors and the perturbations" 'grep -qE "native /v1/events [1-9][0-9]* .*Segment /v1/batch [1-9][0-9]*" <<<"$out" && grep -qE "^traffic sent +\{\"events\":[0-9]+" <<<"$out" && grep -qE "late events in the events DLQ \(reason late_event\): [0-9]+" <<<"$out"'

@@ -389,8 +389,9 @@ int cs_cmd_demo(int argc, char **argv)
     printf("leads acknowledged   %llu\n", (unsigned long long)r.leads_acked);
     printf("leads routed         %lld\n", (long long)leads);
     for (int k = 0; k < nreps; k++) printf("  %-22s %lld\n", reps[k].owner, (long long)reps[k].n);
-    printf("ingest -> routed     p50 %.2f ms   p99 %.2f ms   max %.2f ms   (%lld live leads)\n", PCT(0.50),
-           PCT(0.99), nlat ? lat[nlat - 1] : 0.0, (long long)nlat);
+    printf("ingest -> routed     p50 %.2f ms   p99 %.2f ms   p99.9 %.2f ms   max %.2f ms   (%lld live leads, exact: "
+           "route_latency_ms)\n",
+           PCT(0.50), PCT(0.99), PCT(0.999), nlat ? lat[nlat - 1] : 0.0, (long long)nlat);
     if (quality.len) printf("\ndetection quality (crmstream evaluate --truth %s):\n%s\n", truthpath, quality.data);
     cs_buf_free(&quality);
     print_e2e(h_world, h_all);
