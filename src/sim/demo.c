@@ -29,8 +29,10 @@ static const char demo_usage[] =
     "signup-abuse bursts beside decoys), then live traffic (default 20 s at 1000\n"
     "events/s); wait until every acknowledged lead is routed and print a summary:\n"
     "events, leads per rep, ingest-to-routed latency of the live traffic, the\n"
-    "detection quality per planted pattern (crmstream evaluate), and where the data\n"
-    "and logs are. Uses the reps of config/crmstream.yaml and config/rules.yaml.\n"
+    "detection quality per planted pattern and the routing correctness (crmstream\n"
+    "evaluate), end-to-end latency percentiles from /metrics, where to look next, and\n"
+    "where the data and logs are. Uses the reps of config/crmstream.yaml and\n"
+    "config/rules.yaml.\n"
     "\n"
     "  --days D        days of simulated world before the live traffic (default 30; 0: none)\n"
     "  --rate EPS      events per second (default 1000)\n"
@@ -38,6 +40,9 @@ static const char demo_usage[] =
     "  --seed S        world seed (default 1)\n"
     "  --accounts N    accounts (default 200)\n"
     "  --batch N       most events per request (default 20)\n"
+    "  --segment-share F, --duplicates F, --out-of-order F, --late F, --invalid F\n"
+    "                  the world's traffic mix, as for `crmstream simulate` (defaults 0.5,\n"
+    "                  0.02, 0.05, 0.005, 0.005)\n"
     "  -h, --help      this help\n";
 
 struct rep_count {
@@ -311,7 +316,7 @@ int cs_cmd_demo(int argc, char **argv)
         wo.accounts = world_accounts;
         wo.truth = truthpath;
         wo.rate = 1e7;
-        wo.batch = 250;
+        wo.batch = 500;
         wo.duration_set = 0;
         wo.reps = reps_csv.data;
         rc = cs_sim_run(&wo, &wr);

@@ -1,7 +1,10 @@
 /*
  * sim — the world simulator: a deterministic (seeded) stream of the six
  * seed event types for a set of accounts, leads among them, sent through
- * the real front door (POST /v1/events) at a paced rate.
+ * the real front door (POST /v1/events) at a paced rate; in world mode
+ * (--days) the world of sim/world.h through both front doors (native and
+ * Segment POST /v1/batch), one lead in flight at a time so that each lead's
+ * round-robin owner is known in advance (docs/SIMULATOR.md).
  *
  * Owns event generation and pacing. Never reads the server's store; what it
  * knows is what the server acknowledged.

@@ -133,6 +133,7 @@ static int send_batch(cs_httpc *c, const char *path, cs_buf *body, const int *is
 static int wait_applied(cs_httpc *c, cs_buf *resp, double timeout_s)
 {
     int64_t deadline = cs_mono_us() + (int64_t)(timeout_s * 1e6);
+    useconds_t pause = 200; /* backs off to 5 ms: polls are work for the server too */
     for (;;) {
         int st;
         if (cs_httpc_request(c, "GET", "/readyz", NULL, NULL, 0, &st, resp) == 0) {
@@ -143,7 +144,8 @@ static int wait_applied(cs_httpc *c, cs_buf *resp, double timeout_s)
             if (done) return 0;
         }
         if (cs_mono_us() > deadline) return -1;
-        usleep(300);
+        usleep(pause);
+        if (pause < 5000) pause *= 2;
     }
 }
 

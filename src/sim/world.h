@@ -5,7 +5,9 @@
  * The world is a pure function of its options: the same seed gives the same
  * byte-identical event stream. Events come out one simulated hour at a time,
  * in event-time order (then perturbed: duplicates, out-of-order, late and
- * invalid events, each at a configured share).
+ * invalid events, each at a configured share), each marked for the native or
+ * the Segment door; every event maps to the same canonical event through
+ * either (cs_world_to_segment).
  *
  * Planted patterns (each on its own accounts, beside decoys that must not
  * alert):
