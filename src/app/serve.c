@@ -160,6 +160,7 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
+    app.warehouse = warehouse;
     /* The outbound dispatcher (app/outbound.c), when destinations are
      * configured: delivers the outbox the pipeline's commits fill. */
     app.outbound = cs_outbound_start(app.store, &app.cfg, err, sizeof err);

@@ -19,6 +19,9 @@
 
 /* Topics the product uses. */
 #define CS_TOPIC_EVENTS "events"
+/* The leads lane: lead and signup events in ingest order, one partition
+ * (DESIGN-BRIEF §3.5). Ingest appends them here before "events". */
+#define CS_TOPIC_LEADS "leads"
 
 typedef struct cs_bus cs_bus;
 
@@ -92,7 +95,9 @@ cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic);
  * (broker unreachable within kafka.timeout_ms, partition count mismatch). */
 cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size_t errlen);
 
-/* Partition of a key on this bus. */
+/* Partition of a key on this bus (of the "events" topic). */
 int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);
+/* Partitions of a topic: 1 for "leads", bus->partitions otherwise. */
+int cs_bus_topic_partitions(const cs_bus *bus, const char *topic);
 
 #endif
