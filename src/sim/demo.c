@@ -384,8 +384,9 @@ int cs_cmd_demo(int argc, char **argv)
         printf("  perturbed          duplicates %llu, out of order %llu, late %llu, invalid %llu\n",
                (unsigned long long)wr.sent_duplicate, (unsigned long long)wr.sent_ooo,
                (unsigned long long)wr.sent_late, (unsigned long long)wr.sent_invalid);
-        printf("  lead ordering      %llu waits for the previous lead's routing (%.1f s)\n",
-               (unsigned long long)wr.lead_waits, wr.lead_wait_s);
+        if (wr.lead_waits)
+            printf("  lead ordering      %llu waits for the previous lead's routing (%.1f s)\n",
+                   (unsigned long long)wr.lead_waits, wr.lead_wait_s);
     }
     printf("events sent          %llu in %.1f s (%.0f/s)\n", (unsigned long long)r.sent, r.elapsed_s,
            (double)r.sent / r.elapsed_s);

@@ -258,10 +258,13 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
     doors[0].first_ts = doors[1].first_ts = INT64_MIN;
     cs_buf_init(&doors[0].body), cs_buf_init(&doors[1].body);
     struct lead_log ll = {0};
-    /* Round robin hands out owners in the order the pipeline applies leads,
-     * and the pipeline takes partitions in turn, not in arrival order. So a
-     * lead is sent only once the previous one is routed: then the k-th
-     * acknowledged lead goes to rep k mod N (on a fresh server). */
+    /* Round robin hands out owners in the order the pipeline applies leads.
+     * The leads lane applies them in ingest order (one topic partition that
+     * ingest appends to in request order), and this sender's requests go one
+     * after the other on one connection, each acknowledged before the next:
+     * so the k-th acknowledged lead goes to rep k mod N (on a fresh server).
+     * --lead-barrier is for a server without the lane, whose workers take
+     * partitions in turn: each lead then waits for the previous one. */
     int lead_inflight = 0, err = 0;
     char lead_key_now[300] = "";
     uint64_t i = 0;
@@ -280,7 +283,7 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
         struct door *d = &doors[0];
         cs_buf_reset(&msg);
         if (ev.segment && cs_world_to_segment(ev.json.data, ev.json.len, &msg) == 0) d = &doors[1];
-        if (lead && !o->unordered_leads) {
+        if (lead && o->lead_barrier) {
             /* Leads with the same partition key (a signup burst's domain)
              * share a partition, whose order the pipeline keeps: they may be
              * in flight together, provided they are appended in order. */
@@ -350,8 +353,8 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
     if (o->truth && !err) {
         FILE *f = fopen(o->truth, "a");
         if (f) {
-            fprintf(f, "{\"routing\":{\"policy\":\"round_robin\",\"ordered\":%s,\"reps\":[",
-                    o->unordered_leads ? "false" : "true");
+            fprintf(f, "{\"routing\":{\"policy\":\"round_robin\",\"order\":\"%s\",\"reps\":[",
+                    o->lead_barrier ? "one lead in flight" : "ingest (leads lane)");
             for (size_t k = 0; k < nreps; k++) fprintf(f, "%s\"%s\"", k ? "," : "", reps[k]);
             fprintf(f, "]}}\n");
             fprintf(f, "{\"sent\":{\"events\":%llu,\"native\":%llu,\"segment\":%llu,\"duplicate\":%llu,"
@@ -486,8 +489,9 @@ static const char sim_usage[] =
     "  --reps A,B,...  with --truth: rep ids in routing order (default: routing.reps of\n"
     "                  config/crmstream.yaml); the truth gives each lead its expected owner\n"
     "                  under round robin on a fresh server\n"
-    "  --unordered-leads  with --days: do not wait for a lead's routing before sending the\n"
-    "                  next lead (faster; expected owners then do not hold)\n"
+    "  --lead-barrier  with --days: send a lead only once the previous one is routed\n"
+    "                  (GET /readyz lag 0), for a server that does not route leads in\n"
+    "                  ingest order; not needed with the leads lane\n"
     "  -h, --help      this help\n";
 
 static double num_arg(const char *opt, const char *v, double lo, double hi)
@@ -512,7 +516,7 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
                                          {"duplicates", required_argument, 0, '1'}, {"late", required_argument, 0, '2'},
                                          {"out-of-order", required_argument, 0, '3'}, {"invalid", required_argument, 0, '4'},
                                          {"segment-share", required_argument, 0, '5'}, {"reps", required_argument, 0, '6'},
-                                         {"unordered-leads", no_argument, 0, '7'},
+                                         {"lead-barrier", no_argument, 0, '7'},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -530,7 +534,7 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
         case '4': o->invalid_share = num_arg("--invalid", optarg, 0, 0.5); break;
         case '5': o->segment_share = num_arg("--segment-share", optarg, 0, 1); break;
         case '6': o->reps = optarg; break;
-        case '7': o->unordered_leads = 1; break;
+        case '7': o->lead_barrier = 1; break;
         case 's': o->seed = (uint64_t)num_arg("--seed", optarg, 0, 1e15); break;
         case 'a': o->accounts = (int)num_arg("--accounts", optarg, 1, 1e7); break;
         case 'b': o->batch = (int)num_arg("--batch", optarg, 1, 2500); break;
