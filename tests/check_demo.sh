@@ -22,5 +22,12 @@ check "where to look next" 'grep -q "^where to look next" <<<"$out" && grep -q "
 check "data dir and server log exist" '[ -n "$dir" ] && [ -f "$dir/serve.log" ] && [ -f "$dir/crm.sqlite" ]'
 [ "$failed" -ne 0 ] && echo "$out" | sed 's/^/# /'
 [ -n "$dir" ] && [[ "$dir" == data/demo-* ]] && rm -rf "$dir"
+# The opt-in lead barrier (for a server without the leads lane) keeps the
+# expected owners too.
+out2=$("$bin" demo --days 3 --accounts 60 --duration 1 --rate 200 --lead-barrier 2>&1); rc2=$?
+dir2=$(sed -n 's/^data  *\([^ ]*\) .*/\1/p' <<<"$out2")
+check "--lead-barrier: exits 0, waits counted, every lead to its expected owner" '[ "$rc2" -eq 0 ] && grep -qE "lead ordering +[1-9][0-9]* waits" <<<"$out2" && grep -qE "^routing +[0-9]+ leads in the truth, ([0-9]+) routed, \1 to the expected owner: correctness 1.000" <<<"$out2"'
+[ "$rc2" -ne 0 ] && echo "$out2" | tail -30 | sed 's/^/# /'
+[ -n "$dir2" ] && [[ "$dir2" == data/demo-* ]] && rm -rf "$dir2"
 echo "1..$n"
 exit $failed
