@@ -27,6 +27,7 @@ typedef struct cs_sim_opts {
     double      dup_share, ooo_share, late_share, invalid_share; /* world mode perturbations */
     int         duration_set; /* world mode: --duration caps the run */
     double      segment_share;/* world mode: share of events sent as Segment POST /v1/batch */
+    int64_t     end_us;       /* world mode: the world's end in event time; 0: now */
     int         lead_barrier; /* world mode: send a lead only once the previous one is routed
                                  (for a server whose leads are not routed in ingest order) */
     const char *reps;         /* world mode: rep ids in routing order, comma-separated;

@@ -227,6 +227,7 @@ static int run_world(const cs_sim_opts *o, cs_sim_result *r)
     cs_world_opts wo = {.seed = o->seed, .accounts = o->accounts, .days = o->days, .end_us = cs_now_us(),
                         .dup_share = o->dup_share, .ooo_share = o->ooo_share, .late_share = o->late_share,
                         .invalid_share = o->invalid_share, .segment_share = o->segment_share};
+    if (o->end_us) wo.end_us = o->end_us;
     wo.end_us -= wo.end_us % 1000;
     char(*reps)[64] = NULL;
     size_t nreps = 0;
@@ -489,6 +490,8 @@ static const char sim_usage[] =
     "  --reps A,B,...  with --truth: rep ids in routing order (default: routing.reps of\n"
     "                  config/crmstream.yaml); the truth gives each lead its expected owner\n"
     "                  under round robin on a fresh server\n"
+    "  --end TIME      with --days: the world ends at this RFC 3339 time instead of now (the\n"
+    "                  same seed and end give a byte-identical stream)\n"
     "  --lead-barrier  with --days: send a lead only once the previous one is routed\n"
     "                  (GET /readyz lag 0), for a server that does not route leads in\n"
     "                  ingest order; not needed with the leads lane\n"
@@ -516,7 +519,7 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
                                          {"duplicates", required_argument, 0, '1'}, {"late", required_argument, 0, '2'},
                                          {"out-of-order", required_argument, 0, '3'}, {"invalid", required_argument, 0, '4'},
                                          {"segment-share", required_argument, 0, '5'}, {"reps", required_argument, 0, '6'},
-                                         {"lead-barrier", no_argument, 0, '7'},
+                                         {"lead-barrier", no_argument, 0, '7'}, {"end", required_argument, 0, '8'},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -535,6 +538,14 @@ void cs_sim_parse(int argc, char **argv, cs_sim_opts *o, const char *cmd, const 
         case '5': o->segment_share = num_arg("--segment-share", optarg, 0, 1); break;
         case '6': o->reps = optarg; break;
         case '7': o->lead_barrier = 1; break;
+        case '8':
+            if (cs_parse_time(optarg, &o->end_us) != 0 || o->end_us <= 0) {
+                char why[160];
+                snprintf(why, sizeof why, "--end: expected an RFC 3339 time such as 2026-11-27T10:00:00Z, got \"%.40s\"",
+                         optarg);
+                cs_die_usage(cmd, why);
+            }
+            break;
         case 's': o->seed = (uint64_t)num_arg("--seed", optarg, 0, 1e15); break;
         case 'a': o->accounts = (int)num_arg("--accounts", optarg, 1, 1e7); break;
         case 'b': o->batch = (int)num_arg("--batch", optarg, 1, 2500); break;
