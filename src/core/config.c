@@ -40,7 +40,7 @@ static const struct key keys[] = {
     {"kafka.replication_factor", K_INT, OFF(kafka_replication_factor), -1, 32, "-1", "Replication factor of topics crmstream creates; -1 = the broker's `default.replication.factor`."},
     {"kafka.timeout_ms", K_LONG, OFF(kafka_timeout_ms), 1000, 600000, "30000", "How long a produce waits for Kafka's acknowledgement (`message.timeout.ms`; past it ingest answers 503 and acknowledges nothing), and the limit for start-up requests (topic creation, offsets)."},
     {"http", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "HTTP listen address HOST:PORT (port 0 picks a free one)."},
-    {"http_threads", K_INT, OFF(http_threads), 1, 64, "4", "HTTP worker threads."},
+    {"http_threads", K_INT, OFF(http_threads), 0, 64, "0", "HTTP worker threads; 0 = one thread per connection (bounded by http.max_connections), so a request waiting on its fsync holds up no other connection (docs/BENCHMARKS.md \"ingest\")."},
     {"http.listen", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "The listen address when `http` is written as a mapping of `listen` and the limits below (same meaning as `http: HOST:PORT`)."},
     {"http.header_timeout", K_DUR, OFF(http_header_timeout_s), 0, 3600, "10s", "A request's header section must be complete within this of the connection opening (a later request on a keep-alive connection: of the previous answer plus `http.idle_timeout`), else the connection is closed (slowloris); 0 = no limit."},
     {"http.body_timeout", K_DUR, OFF(http_body_timeout_s), 0, 3600, "30s", "A request's body must be complete within this of its headers, else the connection is closed; 0 = no limit."},

@@ -419,10 +419,13 @@ cs_http *cs_http_start(const cs_http_opts *o, char *err, size_t errlen)
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     h->conns.next = h->conns.prev = &h->conns;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* threads 0: a thread per connection (a request waiting on its fsync
+     * holds up no other connection); else a pool of that many epoll threads. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                     (o->threads > 0 ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL);
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)((flags & MHD_USE_THREAD_PER_CONNECTION) ? 0 : o->threads),
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_timeout_s,
                             MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)(h->o.max_connections ? h->o.max_connections : 1000000),

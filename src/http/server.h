@@ -44,7 +44,7 @@ typedef struct cs_http_route {
 
 typedef struct cs_http_opts {
     const char          *addr;        /* HOST:PORT; port 0 = any free port */
-    int                  threads;
+    int                  threads;     /* pool size; 0 = a thread per connection */
     size_t               max_body;
     /* Connection limits (0 = the default in brackets; docs/API.md "Limits"):
      * header_timeout_s [10]: a request's header section must be complete
