@@ -101,6 +101,26 @@ const char *cs_http_header(const cs_http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+struct each_header {
+    void (*cb)(void *cbarg, const char *name, const char *value);
+    void *cbarg;
+};
+
+static enum MHD_Result each_header_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct each_header *e = cls;
+    if (key) e->cb(e->cbarg, key, value ? value : "");
+    return MHD_YES;
+}
+
+void cs_http_each_header(const cs_http_req *req, void (*cb)(void *cbarg, const char *name, const char *value),
+                         void *cbarg)
+{
+    struct each_header e = {cb, cbarg};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, each_header_cb, &e);
+}
+
 static int match(const char *pattern, const char *path, char *param, size_t n, int *has_param)
 {
     const char *brace = strstr(pattern, "{id}");
