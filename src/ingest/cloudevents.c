@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "ingest/batch.h"
+#include "ingest/jsonarena.h"
 #include "ingest/ingest.h"
 #include "ingest/jsoncheck.h"
 
@@ -418,8 +419,8 @@ static cJSON *from_headers(cs_ingest_header_fn header, cs_ingest_each_header_fn 
 
 /* -------------------------------------------------------------- request */
 
-int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header,
-                          cs_ingest_each_header_fn each, void *harg, cs_buf *resp, int *retry_after)
+static int cloudevents_run(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header,
+                           cs_ingest_each_header_fn each, void *harg, cs_buf *resp, int *retry_after)
 {
     cs_ingest_body body;
     cJSON *root = NULL, *bin = NULL;
@@ -541,8 +542,18 @@ int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_he
     status = cs_batch_finish(&b, resp, retry_after);
     cs_batch_free(&b);
 out:
-    cJSON_Delete(bin);
-    cJSON_Delete(root);
+    cs_json_arena_delete(bin);
+    cs_json_arena_delete(root);
     cs_ingest_body_free(&body);
+    return status;
+}
+
+/* The request's cJSON trees live in this thread's arena (jsonarena.h). */
+int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header,
+                          cs_ingest_each_header_fn each, void *harg, cs_buf *resp, int *retry_after)
+{
+    cs_json_arena_begin();
+    int status = cloudevents_run(ing, req, header, each, harg, resp, retry_after);
+    cs_json_arena_end();
     return status;
 }

@@ -12,6 +12,7 @@
 #include "http/errors.h"
 #include "ingest/batch.h"
 #include "ingest/body.h"
+#include "ingest/jsonarena.h"
 #include "ingest/jsoncheck.h"
 #include "metrics/catalog.h"
 
@@ -42,6 +43,7 @@ int cs_ingest_init(cs_ingest *ing, cs_bus *bus, const cs_config *cfg, char *err,
 {
     memset(ing, 0, sizeof *ing);
     cs_metrics_catalog_init();
+    cs_json_arena_install(); /* before the server's threads use cJSON */
     ing->bus = bus;
     ing->cfg = cfg;
     cs_auth_init(&ing->auth, cfg);
@@ -205,6 +207,12 @@ void cs_batch_init(cs_batch *b, cs_ingest *ing, const char *source, const char *
     cs_metric_inc(cs_m.events_received, l, total);
     cs_buf_init(&b->vals);
     cs_buf_init(&b->rej);
+    /* Room for the whole request up front (bounded by max_batch_events):
+     * growing a large buffer by realloc cost more than writing into it. */
+    size_t hint = total < 4096 ? total : 4096;
+    cs_buf_reserve(&b->vals, hint * 512);
+    b->cap = hint ? hint : 1;
+    b->items = cs_malloc(b->cap * sizeof *b->items);
 }
 
 void cs_batch_free(cs_batch *b)

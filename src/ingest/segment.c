@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ingest/batch.h"
+#include "ingest/jsonarena.h"
 #include "ingest/ingest.h"
 #include "ingest/jsoncheck.h"
 
@@ -265,8 +266,8 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
     cs_batch_add_event(b, index, &ev, has_client, client, field_map, &ma);
 }
 
-int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req *req, cs_buf *resp,
-                      int *retry_after)
+static int segment_run(cs_ingest *ing, const char *call_name, const cs_ingest_req *req, cs_buf *resp,
+                       int *retry_after)
 {
     cs_ingest_body body;
     cJSON *root = NULL;
@@ -362,7 +363,17 @@ int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req
     status = cs_batch_finish(&b, resp, retry_after);
     cs_batch_free(&b);
 out:
-    cJSON_Delete(root);
+    cs_json_arena_delete(root);
     cs_ingest_body_free(&body);
+    return status;
+}
+
+/* The request's cJSON trees live in this thread's arena (jsonarena.h). */
+int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req *req, cs_buf *resp,
+                      int *retry_after)
+{
+    cs_json_arena_begin();
+    int status = segment_run(ing, call_name, req, resp, retry_after);
+    cs_json_arena_end();
     return status;
 }
