@@ -137,6 +137,7 @@ static int run_path(int nreq)
     free(bodies), free(lens);
     cs_buf_free(&resp);
     cs_ingest_destroy(&ing);
+    cs_config_free(&cfg);
     return 0;
 }
 
@@ -279,6 +280,7 @@ static int run_dump(int argc, char **argv)
     }
     cs_buf_free(&resp);
     cs_ingest_destroy(&ing);
+    cs_config_free(&cfg);
     return 0;
 }
 
