@@ -23,7 +23,7 @@ DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev libzstd-de
              libcmocka-dev libcurl4-openssl-dev redis-server \
              sqlite3 curl jq prometheus tmux wrk valgrind libpq-dev postgresql \
              librdkafka-dev openjdk-17-jre-headless maven \
-             libjson-c-dev libjansson-dev libyajl-dev
+             libjson-c-dev libjansson-dev libyajl-dev libjsmn-dev
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)

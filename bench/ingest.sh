@@ -105,7 +105,7 @@ jp=$("$JB" path -n "$([ "$QUICK" = 1 ] && echo 50 || echo 200)") || die "ingest_
 jl=$("$JB" parsers -n "$([ "$QUICK" = 1 ] && echo 50 || echo 200)") || die "ingest_json parsers failed"
 PATH_NS=$(kv ns_per_event "$jp")
 pns() { sed -n "s/^parser $1 ns_per_event=\([0-9]*\).*/\1/p" <<<"$jl"; }
-echo "  validate path (cs_ingest_segment, log stubbed): $PATH_NS ns/event CPU; parse+free alone: cJSON $(pns cjson), json-c $(pns jsonc), jansson $(pns jansson), yajl $(pns yajl), strict syntax pass $(pns syntax_pass) ns/event" >&2
+echo "  validate path (cs_ingest_segment, log stubbed): $PATH_NS ns/event CPU; parse+free alone: cJSON $(pns cjson), json-c $(pns jsonc), jansson $(pns jansson), yajl $(pns yajl), jsmn (tokens only) $(pns jsmn_tokens_only), strict syntax pass $(pns syntax_pass) ns/event" >&2
 start_redis
 for r in $(seq 1 "$R"); do
   start_server
@@ -156,4 +156,4 @@ printf '%-44s %12s\n' "crmstream events/s (validated, deduped, durable)" "$EPS" 
   "batch request p99 ms (wrk, closed loop)" "$BP99" \
   "events/s with the pipeline paused (1 run)" "$PAUSED_EPS" "validate path CPU ns/event (no HTTP/fsync)" "$PATH_NS"
 echo "targets: >= 300000 events/s: $MET_T; single p99 <= 2 ms: $MET_L"
-echo "{\"bench\":\"ingest\",\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"quick\":$QUICK,\"runs\":$R,\"nproc\":$(nproc),\"fs\":\"$FSTYPE\",\"connections\":$C,\"events_per_s\":$EPS,\"single_rate\":$PRATE,\"single_p50_ms\":$P50,\"single_p99_ms\":$P99,\"batch_p99_ms\":$BP99,\"redis_events_per_s\":$REPS_,\"events_per_s_pipeline_paused\":$PAUSED_EPS,\"path_ns_per_event\":$PATH_NS,\"parse_ns_per_event\":{\"cjson\":$(pns cjson),\"jsonc\":$(pns jsonc),\"jansson\":$(pns jansson),\"yajl\":$(pns yajl),\"syntax_pass\":$(pns syntax_pass)},\"fsync\":\"always\",\"http_threads\":\"per-connection\",\"ratio_vs_redis\":$RATIO,\"target_events_per_s\":300000,\"target_single_p99_ms\":2,\"events_target_met\":$MET_T,\"p99_target_met\":$MET_L}"
+echo "{\"bench\":\"ingest\",\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"quick\":$QUICK,\"runs\":$R,\"nproc\":$(nproc),\"fs\":\"$FSTYPE\",\"connections\":$C,\"events_per_s\":$EPS,\"single_rate\":$PRATE,\"single_p50_ms\":$P50,\"single_p99_ms\":$P99,\"batch_p99_ms\":$BP99,\"redis_events_per_s\":$REPS_,\"events_per_s_pipeline_paused\":$PAUSED_EPS,\"path_ns_per_event\":$PATH_NS,\"parse_ns_per_event\":{\"cjson\":$(pns cjson),\"jsonc\":$(pns jsonc),\"jansson\":$(pns jansson),\"yajl\":$(pns yajl),\"jsmn_tokens_only\":$(pns jsmn_tokens_only),\"syntax_pass\":$(pns syntax_pass)},\"fsync\":\"always\",\"http_threads\":\"per-connection\",\"ratio_vs_redis\":$RATIO,\"target_events_per_s\":300000,\"target_single_p99_ms\":2,\"events_target_met\":$MET_T,\"p99_target_met\":$MET_L}"

@@ -10,8 +10,9 @@
  *                                  for the whole validate path.
  *   ingest_json parsers [-n REQS]  parse + free of the same bodies with each JSON
  *                                  library tried for docs/decisions.md: cJSON,
- *                                  json-c, jansson, yajl (tree API); plus the strict
- *                                  syntax pass: ns/event each.
+ *                                  json-c, jansson, yajl (tree API), jsmn (tokens
+ *                                  only, counted twice as its API needs); plus the
+ *                                  strict syntax pass: ns/event each.
  *   ingest_json dump FILE...       each file is a body; "seg-*" files go to
  *                                  /v1/batch, others to /v1/events; prints the status,
  *                                  the answer and every canonical record, so two
@@ -24,6 +25,8 @@
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
 #include <jansson.h>
+#define JSMN_STATIC
+#include <jsmn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +197,24 @@ static int p_jansson(const char *s, size_t len)
     return 0;
 }
 
+/* jsmn only tokenizes (no tree, no unescaping): the floor for any parser. */
+static int p_jsmn(const char *s, size_t len)
+{
+    static jsmntok_t *toks;
+    static unsigned ntoks;
+    jsmn_parser jp;
+    jsmn_init(&jp);
+    int n = jsmn_parse(&jp, s, len, NULL, 0);
+    if (n < 0) return -1;
+    if ((unsigned)n > ntoks) {
+        free(toks);
+        ntoks = (unsigned)n;
+        toks = cs_malloc(ntoks * sizeof *toks);
+    }
+    jsmn_init(&jp);
+    return jsmn_parse(&jp, s, len, toks, ntoks) == n ? 0 : -1;
+}
+
 static int p_yajl(const char *s, size_t len)
 {
     (void)len; /* yajl_tree_parse takes a NUL-terminated string */
@@ -210,7 +231,7 @@ static int run_parsers(int nreq)
         const char *name;
         parse_fn fn;
     } ps[] = {{"syntax_pass", p_syntax}, {"cjson", p_cjson}, {"jsonc", p_jsonc}, {"jansson", p_jansson},
-              {"yajl", p_yajl}};
+              {"yajl", p_yajl}, {"jsmn_tokens_only", p_jsmn}};
     char **bodies = cs_malloc((size_t)nreq * sizeof *bodies);
     size_t *lens = cs_malloc((size_t)nreq * sizeof *lens);
     for (int i = 0; i < nreq; i++) bodies[i] = make_body(i, &lens[i]);
