@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/util.h"
+#include "metrics/catalog.h"
 
 struct chunk {
     struct chunk *next;
@@ -23,22 +24,33 @@ struct arena {
 };
 
 static _Thread_local struct arena *tl;
+static size_t total_bytes; /* every thread's chunks (atomic): the gauge */
+
+static void account(long delta)
+{
+    size_t t = __atomic_add_fetch(&total_bytes, (size_t)delta, __ATOMIC_RELAXED);
+    if (cs_m.json_arena_bytes) cs_gauge_set(cs_metric_series(cs_m.json_arena_bytes, NULL), (double)t);
+}
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* Free every chunk but the largest that is at most keep bytes, which is
+ * emptied for the next request (so a thread's usual request needs no new
+ * chunk, and large chunks are not mapped and unmapped per request). */
 static void release(struct arena *a, size_t keep)
 {
-    /* Keep the first chunk made (the smallest, at the list's end) when it fits. */
-    struct chunk *c = a->head, *last = NULL;
-    a->bytes = 0;
-    while (c) {
-        struct chunk *n = c->next;
-        if (!n && c->size <= keep) last = c;
-        else free(c);
-        c = n;
+    struct chunk *best = NULL;
+    for (struct chunk *c = a->head; c; c = c->next)
+        if (c->size <= keep && (!best || c->size > best->size)) best = c;
+    long freed = 0;
+    for (struct chunk *c = a->head, *n; c; c = n) {
+        n = c->next;
+        if (c != best) freed += (long)c->size, free(c);
     }
-    a->head = last;
-    if (last) last->used = 0, last->next = NULL, a->bytes = last->size;
+    if (freed) account(-freed);
+    a->head = best;
+    a->bytes = best ? best->size : 0;
+    if (best) best->used = 0, best->next = NULL;
 }
 
 static void on_thread_exit(void *p)
@@ -62,6 +74,7 @@ static void *arena_malloc(size_t n)
         c->size = size, c->used = 0, c->next = a->head;
         a->head = c;
         a->bytes += size;
+        account((long)size);
     }
     void *p = c->data + c->used;
     c->used += n;

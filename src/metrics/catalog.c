@@ -53,6 +53,8 @@ static const struct def defs[] = {
      "Outbound delivery attempts reported to the outbox, by destination and outcome: delivered (2xx), retry, dead (moved to the DLQ)."},
     {&cs_m.webhook_latency, "crmstream_webhook_latency_seconds", CS_HISTOGRAM, "destination",
      "From the ingest HTTP request's arrival to the destination's 2xx answer (deliveries whose payload carries received_at)."},
+    {&cs_m.json_arena_bytes, "crmstream_ingest_json_arena_bytes", CS_GAUGE, "",
+     "Bytes held by ingest's per-thread JSON arenas (a request's cJSON nodes); between requests each thread keeps at most 256 KB."},
 };
 
 void cs_metrics_catalog_init(void)

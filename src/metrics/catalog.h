@@ -28,6 +28,7 @@ typedef struct cs_metrics_catalog {
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
+    cs_metric *json_arena_bytes;    /* gauge: ingest's per-thread cJSON arenas */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;
