@@ -73,6 +73,8 @@ static const struct def defs[] = {
      "Partitions this process owns in a Kafka consumer group it joined (bus join; docs/DEPLOY.md)."},
     {&cs_m.bus_group_changes, "crmstream_bus_group_changes_total", CS_COUNTER, "group, change",
      "Consumer-group rebalances that changed this process's partitions: assigned, revoked, lost (session timed out)."},
+    {&cs_m.json_arena_bytes, "crmstream_ingest_json_arena_bytes", CS_GAUGE, "",
+     "Bytes held by ingest's per-thread JSON arenas (a request's cJSON nodes); between requests each thread keeps at most 256 KB."},
 };
 
 void cs_metrics_catalog_init(void)

@@ -38,6 +38,7 @@ typedef struct cs_metrics_catalog {
     cs_metric *wh_batch_seconds;    /* histogram {destination} */
     cs_metric *bus_group_partitions; /* gauge {group}: partitions owned (bus join) */
     cs_metric *bus_group_changes;   /* {group,change}: assigned | revoked | lost */
+    cs_metric *json_arena_bytes;    /* gauge: ingest's per-thread cJSON arenas */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;
