@@ -148,6 +148,16 @@ static int str_body(scan *s, const char **b, size_t *n, int *esc)
     *esc = 0;
     for (;;) {
         const char *hit = q;
+        /* 8 bytes at a time while none is a quote, a backslash or a control byte */
+        while (s->end - hit >= 8) {
+            uint64_t x;
+            memcpy(&x, hit, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q1 = x ^ (ones * '"'), q2 = x ^ (ones * '\\');
+            uint64_t m = ((q1 - ones) & ~q1) | ((q2 - ones) & ~q2) | ((x - ones * 0x20) & ~x);
+            if (m & highs) break;
+            hit += 8;
+        }
         while (hit < s->end && *hit != '"' && *hit != '\\' && (unsigned char)*hit >= 0x20) hit++;
         if (hit >= s->end || (unsigned char)*hit < 0x20) return FAST_NO;
         if (*hit == '"') {
