@@ -1,13 +1,16 @@
 /*
  * bench/signals — the signals engine (src/signals/signals.h): updates per
  * second per core with events pre-decoded (parsing excluded), bytes per
- * account, the daily sweep's cost, and replay throughput with JSON parsing
- * included (cJSON parse + cs_sig_decode + apply), each beside its peer in
- * the same run:
+ * account, the daily sweep's cost, snapshot size and time, and replay
+ * throughput with parsing included, each beside its peer in the same run:
  *   - updates: a naive engine that keeps every account's events in a list and
  *     recomputes the 7-day / 28-day windows and the decayed score by
  *     rescanning it on every event (what "recompute on read" designs do);
- *   - replay: cJSON parse + free alone, the ceiling any cJSON replay can reach.
+ *   - replay: read from an embedded log (src/log, written before the clock
+ *     starts, page cache warm) + the fast decoder (cs_sig_decode_json) +
+ *     batched apply (cs_sig_feed), the rebuild path; beside it the same from
+ *     memory, the cJSON path (cJSON_Parse + cs_sig_decode + one apply per
+ *     event) and cJSON parse alone, the ceiling any cJSON replay can reach.
  *
  *   signals [-a accounts,...] [-n events] [-d days] [-r replay_events]
  *           [-t replay_threads] [-N naive_events]
@@ -22,10 +25,15 @@
  * engine is one partition), collecting the changes; the first size is also
  * run with one cs_sig_apply call per event (no prefetching) for reference.
  *
+ * Each size also times a snapshot of its engine (cs_sig_snapshot) and its
+ * restore (cs_sig_restore), and prints the snapshot's bytes per account.
+ *
  * Replay: -r canonical JSON events (default 2,000,000, the simulator's
- * shapes, ~230 bytes) over the first accounts size; 1 thread, then -t
- * threads (default 2: partitions are shared-nothing, each thread replays
- * its own partitions into its own engine, as a rebuild does).
+ * shapes, ~280 bytes) over the first accounts size; from the log on 1
+ * thread, then on -t threads (default 2) over a topic of -t partitions
+ * keyed by account (partitions are shared-nothing: each thread replays its
+ * partition into its own engine, as a rebuild does); replay_events_per_s is
+ * the -t thread figure.
  *
  * Output: a table on stdout; the last line is one JSON object.
  */
@@ -423,7 +431,8 @@ int main(int argc, char **argv)
     cs_sig_config_defaults(&cfg);
     char err[200];
     double ups_min = 0, bytes_pa = 0, naive_ups = 0, ups_first = 0, single_ups = 0;
-    size_t first_accounts = 0, last_accounts = 0;
+    size_t first_accounts = 0, last_accounts = 0, snap_at = 0;
+    double snap_bpa = 0, snap_save_ms = 0, snap_restore_ms = 0;
     printf("%-10s %12s %14s %12s %12s %14s %10s\n", "accounts", "events", "updates/s", "ns/update", "bytes/acct",
            "sweep ns/acct", "changes/ev");
     char *save = NULL;
@@ -473,6 +482,26 @@ int main(int argc, char **argv)
         printf("%-10zu %12zu %14.0f %12.1f %12.1f %14.1f %10.3f\n", na, nev, ups, 1e9 / ups, bpa, sweep_ns,
                (double)changes / (double)nev);
         if (s.late) printf("  (%llu late events)\n", (unsigned long long)s.late);
+        /* snapshot (restart): encode, restore, per account */
+        {
+            cs_buf sb;
+            cs_buf_init(&sb);
+            double tq0 = now_s();
+            cs_sig_snapshot(e, &sb);
+            double tq1 = now_s();
+            int rrc;
+            cs_sig_engine *re = cs_sig_restore(&cfg, sb.data, sb.len, &rrc, err, sizeof err);
+            double tq2 = now_s();
+            if (!re || cs_sig_state_hash(re) != cs_sig_state_hash(e)) printf("  WARNING: restore differs: %s\n", err);
+            snap_bpa = (double)sb.len / (double)s.accounts;
+            snap_save_ms = (tq1 - tq0) * 1e3;
+            snap_restore_ms = (tq2 - tq1) * 1e3;
+            snap_at = na;
+            printf("  snapshot: %.1f bytes/account (%.1f MB), encode %.0f ms, restore %.0f ms\n", snap_bpa,
+                   (double)sb.len / 1e6, snap_save_ms, snap_restore_ms);
+            cs_sig_engine_free(re);
+            cs_buf_free(&sb);
+        }
         if (!ups_min || ups < ups_min) ups_min = ups;
         if (!first_accounts) {
             first_accounts = na;
@@ -545,8 +574,10 @@ int main(int argc, char **argv)
            "\"bytes_per_account_at\":%zu,\"account_record_bytes\":%zu,\"replay_events_per_s\":%.0f,"
            "\"replay_threads\":%d,\"replay_events_per_s_1thread\":%.0f,\"replay_mem_fast_per_s\":%.0f,"
            "\"replay_cjson_per_s\":%.0f,\"cjson_parse_only_per_s\":%.0f,"
-           "\"target_updates\":2000000,\"target_bytes\":512,\"target_replay\":1000000}\n",
+           "\"snapshot_bytes_per_account\":%.1f,\"snapshot_encode_ms\":%.0f,\"snapshot_restore_ms\":%.0f,"
+           "\"snapshot_at\":%zu,\"target_updates\":2000000,\"target_bytes\":512,\"target_replay\":1000000}\n",
            ups_min, first_accounts, ups_first, first_accounts, single_ups, first_accounts, naive_ups, naive_ups > 0 ? ups_first / naive_ups : 0,
-           bytes_pa, last_accounts, cs_sig_account_size(), repT, threads, rep1, feed1, cjson1, parse1);
+           bytes_pa, last_accounts, cs_sig_account_size(), repT, threads, rep1, feed1, cjson1, parse1, snap_bpa,
+           snap_save_ms, snap_restore_ms, snap_at);
     return 0;
 }

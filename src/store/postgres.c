@@ -431,7 +431,7 @@ static int pg_snapshot_get(cs_store *st, const char *name, int partition, int64_
                             "SELECT next_offset::text, data FROM state_snapshots WHERE name=$1 AND partition=$2::int",
                             2, v, NULL, NULL, "snapshot_get");
     if (!r) return -1;
-    if (PQntuples(r) == 0) {
+    if (PQntuples(r) == 0 || PQgetlength(r, 0, 1) == 0) { /* none, or cleared */
         PQclear(r);
         return 1;
     }

@@ -421,7 +421,9 @@ static int sq_snapshot_get(cs_store *st, const char *name, int partition, int64_
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, partition);
     int rc = sqlite3_step(s), ret;
-    if (rc == SQLITE_ROW) {
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 1) == 0) {
+        ret = 1; /* cleared */
+    } else if (rc == SQLITE_ROW) {
         *next_offset = sqlite3_column_int64(s, 0);
         const void *b = sqlite3_column_blob(s, 1);
         size_t n = (size_t)sqlite3_column_bytes(s, 1);

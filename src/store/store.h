@@ -213,9 +213,10 @@ struct cs_store_ops {
      * signals/snapshot.c's format), on the writer connection in the caller's
      * transaction, so a snapshot commits atomically with the offsets it
      * matches. next_offset: the first log offset NOT reflected in data.
-     * snapshot_put replaces the (name, partition) snapshot: 0 or -1.
-     * snapshot_get: 0 found (*data is malloc'd, the caller frees it; *len,
-     * *next_offset set), 1 none, -1 error. A snapshot is at most
+     * snapshot_put replaces the (name, partition) snapshot: 0 or -1; a put
+     * of len 0 clears it (`replay --rebuild`). snapshot_get: 0 found (*data
+     * is malloc'd, the caller frees it; *len > 0, *next_offset set), 1 none
+     * (or cleared), -1 error. A snapshot is at most
      * CS_SNAPSHOT_MAX bytes (put refuses larger: -1, not retriable). */
     int (*snapshot_put)(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
                         size_t len);
