@@ -155,7 +155,11 @@ static int str_body(scan *s, const char **b, size_t *n, int *esc)
             const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
             uint64_t q1 = x ^ (ones * '"'), q2 = x ^ (ones * '\\');
             uint64_t m = ((q1 - ones) & ~q1) | ((q2 - ones) & ~q2) | ((x - ones * 0x20) & ~x);
-            if (m & highs) break;
+            if (m & highs) {
+                /* the lowest flagged byte is exact (a borrow only flags bytes above a real hit) */
+                hit += __builtin_ctzll(m & highs) >> 3;
+                break;
+            }
             hit += 8;
         }
         while (hit < s->end && *hit != '"' && *hit != '\\' && (unsigned char)*hit >= 0x20) hit++;

@@ -123,6 +123,25 @@ static void test_unrecognised_shapes_fall_back_to_cjson(void **state)
     cs_buf_free(&b);
 }
 
+/* A quote, an escape or a control byte at every position of an 8-byte
+ * block (the scanner looks at 8 bytes at a time): both paths agree. */
+static void test_specials_at_every_position(void **state)
+{
+    (void)state;
+    static const char *const specials[] = {"\\n", "\\\"", "\\u00e9", "\t", "\x01", "\xc3\xa9"};
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++)
+        for (int pos = 0; pos < 20; pos++) {
+            char pad[32], json[256];
+            memset(pad, 'a', sizeof pad);
+            pad[pos] = 0;
+            snprintf(json, sizeof json,
+                     "{\"type\":\"FeatureUsed\",\"account_id\":\"acc_%s%s\",\"x\":\"%s%sbbbbbbbbbbbbbbbb\","
+                     "\"timestamp\":\"2026-03-01T10:00:00Z\",\"properties\":{\"feature\":\"f%s%s\"}}",
+                     pad, specials[k], pad, specials[k], pad, specials[k]);
+            same(json);
+        }
+}
+
 static void test_random_events_agree(void **state)
 {
     (void)state;
@@ -206,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical_shapes_take_the_fast_path),
         cmocka_unit_test(test_unrecognised_shapes_fall_back_to_cjson),
+        cmocka_unit_test(test_specials_at_every_position),
         cmocka_unit_test(test_random_events_agree),
         cmocka_unit_test(test_feed_matches_single_applies),
     };
