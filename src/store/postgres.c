@@ -34,7 +34,9 @@ enum {
     S_FIXED
 };
 static const char *const fixed_sql[S_FIXED] = {
-    [S_OFF_GET] = "SELECT next_offset FROM consumer_offsets WHERE consumer=$1 AND topic=$2 AND partition=$3",
+    /* FOR UPDATE: inside a batch it fences the partition (a second member
+     * of the consumer group waits, then sees the moved offset). */
+    [S_OFF_GET] = "SELECT next_offset FROM consumer_offsets WHERE consumer=$1 AND topic=$2 AND partition=$3 FOR UPDATE",
     [S_OFF_SET] = "INSERT INTO consumer_offsets(consumer,topic,partition,next_offset) VALUES($1,$2,$3,$4)"
                   " ON CONFLICT(consumer,topic,partition) DO UPDATE SET next_offset=excluded.next_offset",
     [S_CNT_GET] = "SELECT value FROM counters WHERE name=$1",
