@@ -76,6 +76,8 @@ int cs_sig_decode(const cJSON *obj, cs_sig_event *ev)
     const char *ts = str_of(obj, "timestamp");
     if (!type || !acc || !*acc || !ts || cs_parse_time(ts, &ev->ts_us)) return CS_SIG_EINVAL;
     ev->type = type_of(type);
+    ev->type_name = type;
+    ev->type_len = strlen(type);
     ev->account_id = acc;
     ev->account_len = strlen(acc);
     ev->account_hash = cs_sig_hash(acc, ev->account_len);
@@ -454,6 +456,8 @@ static int decode_fast(const char *json, size_t len, cs_sig_event *ev)
         return CS_SIG_EINVAL;
     }
     ev->type = type_of_n(f.type.p, f.type.n);
+    ev->type_name = f.type.p;
+    ev->type_len = f.type.n;
     ev->account_id = f.account.p;
     ev->account_len = f.account.n;
     ev->account_hash = cs_sig_hash(f.account.p, f.account.n);

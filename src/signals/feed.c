@@ -33,6 +33,25 @@ void cs_sig_feed_flush(cs_sig_feed *f, cs_sig_changes *out)
     cs_sig_changes_reset(&f->ch);
 }
 
+int cs_sig_feed_add_event(cs_sig_feed *f, const cs_sig_event *in)
+{
+    f->records++;
+    if (!in->account_id || in->account_len == 0 || in->account_len > CS_SIG_ID_MAX) {
+        f->invalid++;
+        return CS_SIG_EINVAL;
+    }
+    cs_sig_event *ev = &f->ev[f->n];
+    *ev = *in;
+    char *id = f->ids + f->n * (CS_SIG_ID_MAX + 1);
+    memcpy(id, in->account_id, in->account_len);
+    id[in->account_len] = 0;
+    ev->account_id = id;
+    ev->type_name = NULL;
+    ev->type_len = 0;
+    if (++f->n == CS_SIG_FEED_BATCH) cs_sig_feed_flush(f, NULL);
+    return 0;
+}
+
 int cs_sig_feed_add(cs_sig_feed *f, const char *json, size_t len)
 {
     f->records++;
@@ -50,6 +69,8 @@ int cs_sig_feed_add(cs_sig_feed *f, const char *json, size_t len)
     memcpy(id, ev->account_id, ev->account_len);
     id[ev->account_len] = 0;
     ev->account_id = id;
+    ev->type_name = NULL; /* borrowed from the record: gone after this call */
+    ev->type_len = 0;
     cJSON_Delete(tree);
     if (++f->n == CS_SIG_FEED_BATCH) cs_sig_feed_flush(f, NULL);
     return 0;

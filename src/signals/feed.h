@@ -44,6 +44,10 @@ void cs_sig_feed_init(cs_sig_feed *f, cs_sig_engine *e);
  * account id, no timestamp, not JSON): not queued, counted in invalid. The
  * bytes are not kept after the call. */
 int cs_sig_feed_add(cs_sig_feed *f, const char *json, size_t len);
+/* Queue an event the caller decoded (cs_sig_decode_json, to filter on its
+ * type or offset first): the account id is copied, type_name dropped.
+ * Returns 0, or CS_SIG_EINVAL (no account id, or longer than CS_SIG_ID_MAX). */
+int cs_sig_feed_add_event(cs_sig_feed *f, const cs_sig_event *ev);
 /* Apply what is queued. When out is not NULL the changes are appended to
  * it; else dropped. */
 void cs_sig_feed_flush(cs_sig_feed *f, cs_sig_changes *out);

@@ -44,6 +44,8 @@ static int same(const char *json)
         assert_int_equal(a.plan_tier, b.plan_tier);
         assert_int_equal(a.renewal_day, b.renewal_day);
         assert_int_equal(a.trial_days, b.trial_days);
+        assert_int_equal(a.type_len, b.type_len);
+        assert_memory_equal(a.type_name, b.type_name, a.type_len);
     }
     int fast = tree == NULL && o != NULL; /* answered without cJSON on JSON that parses */
     cJSON_Delete(tree);
@@ -205,7 +207,16 @@ static void test_feed_matches_single_applies(void **state)
         assert_int_equal(cs_sig_decode(o, &ev), 0);
         assert_int_equal(cs_sig_apply(e1, &ev, &ch), CS_SIG_OK);
         cJSON_Delete(o);
-        assert_int_equal(cs_sig_feed_add(&f, b.data, b.len), 0);
+        if (i % 2) {
+            assert_int_equal(cs_sig_feed_add(&f, b.data, b.len), 0);
+        } else { /* decoded by the caller (to filter by type first), then queued */
+            cJSON *tree;
+            cs_sig_event dv;
+            assert_int_equal(cs_sig_decode_json(b.data, b.len, &dv, &tree), 0);
+            assert_true(dv.type_len > 0 && memcmp(dv.type_name, b.data + 9, dv.type_len) == 0);
+            assert_int_equal(cs_sig_feed_add_event(&f, &dv), 0);
+            cJSON_Delete(tree); /* the feed kept its own copy of the id */
+        }
     }
     assert_int_equal(cs_sig_feed_add(&f, "{\"type\":\"LeadCreated\"}", 22), CS_SIG_EINVAL);
     assert_int_equal(cs_sig_feed_add(&f, "not json", 8), CS_SIG_EINVAL);
