@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "core/util.h"
+#include "signals/sigconfig.h"
 
 /* outbound.destinations (config_outbound.c) */
 int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *name, cs_config *cfg, char *err,
@@ -19,7 +20,7 @@ int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *nam
 void cs_config_free_dests(cs_config *cfg);
 
 /* K_DUR: a duration in seconds, written as N, Ns, Nm, Nh or Nd. */
-enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS };
+enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS, K_SIGNALS };
 
 struct key {
     const char *path;
@@ -81,6 +82,7 @@ static const struct key keys[] = {
     {"warehouse.batch_max_events", K_LONG, OFF(wh_batch_max), 1, 1000000, "10000", "Most events per warehouse batch: one PostgreSQL transaction, or one partition's files and manifest line (a batch also ends at 16 MiB of rows)."},
     {"warehouse.flush_interval_ms", K_LONG, OFF(wh_flush_ms), 0, 3600000, "1000", "PostgreSQL: a batch smaller than `warehouse.batch_max_events` is written once this long has passed since the last one (ms)."},
     {"warehouse.file_interval_ms", K_LONG, OFF(wh_file_ms), 0, 86400000, "60000", "Files: likewise (ms); each flush writes at least one file per partition with new events, so this sets the file count."},
+    {"signals", K_SIGNALS, OFF(signals), 0, 0, "(below)", "Signal definitions and their thresholds (docs/SIGNALS.md): the `signals.*` keys below."},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -155,7 +157,7 @@ void cs_config_defaults(cs_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS)
+        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS && keys[i].kind != K_SIGNALS)
             apply_scalar(cfg, &keys[i], keys[i].dflt);
     cfg->fsync_policy = CS_FSYNC_ALWAYS;
 }
@@ -183,6 +185,7 @@ void cs_config_free(cs_config *cfg)
     free(cfg->unknown_types);
     for (size_t i = 0; i < cfg->nwrite_keys; i++) free(cfg->write_keys[i].name);
     free(cfg->write_keys);
+    cs_sig_settings_free(cfg->signals);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -347,6 +350,8 @@ static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
             if (load_reps(c, v)) return -1;
         } else if (found && found->kind == K_DESTS) {
             if (cs_config_load_dests(c->doc, v, c->name, c->cfg, c->err, c->errlen)) return -1;
+        } else if (found && found->kind == K_SIGNALS) {
+            if (cs_sig_settings_yaml(&c->cfg->signals, c->doc, v, c->name, c->err, c->errlen)) return -1;
         } else if (found && found->kind == K_KEYS) {
             if (load_keys(c, v)) return -1;
         } else if (found && !(is_section && v->type == YAML_MAPPING_NODE)) {
@@ -435,4 +440,5 @@ void cs_config_reference(FILE *out)
     fprintf(out, "| key | default | meaning |\n|---|---|---|\n");
     for (size_t i = 0; i < NKEYS; i++)
         fprintf(out, "| `%s` | `%s` | %s |\n", keys[i].path, keys[i].dflt, keys[i].doc);
+    cs_sig_config_reference(out);
 }
