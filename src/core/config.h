@@ -78,6 +78,7 @@ typedef struct cs_config {
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
     long   pipeline_workers;    /* pipeline.workers (0: one per core) */
+    long   pipeline_snapshot_every; /* pipeline.snapshot_every_events (0: never) */
     long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
     long   pipeline_poison_attempts; /* pipeline.poison_attempts */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */

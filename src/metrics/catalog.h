@@ -27,6 +27,8 @@ typedef struct cs_metrics_catalog {
     cs_metric *rules_reloads;       /* {result} */
     cs_metric *rule_errors;         /* rule evaluations that errored on an event */
     cs_metric *lane_records;        /* records the leads lane committed */
+    cs_metric *snapshot_bytes;      /* signals snapshots written (bytes) */
+    cs_metric *snapshot_seconds;    /* histogram: encode + put */
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */

@@ -18,6 +18,7 @@
 #include "metrics/catalog.h"
 #include "routing/router.h"
 #include "signals/abuse.h"
+#include "signals/sigconfig.h"
 
 /* One thread: an account worker owning some `events` partitions (p mod
  * nworkers == id), or the leads lane (topic `leads`, partition 0). Each has
@@ -50,6 +51,7 @@ struct cs_worker {
     struct { int p; int64_t off; } *dead;
     size_t       ndead, capdead;
     /* Redrives applied in the current batch (the store sees them at commit). */
+    int64_t     *snap_at;     /* per partition: offset of its last snapshot */
     char       (*redriven)[64];
     size_t       nredriven, capredriven;
     /* The lane: ids of recent lead-lane records (a retried request can
@@ -383,24 +385,48 @@ static int rebuild_worker(cs_worker *w)
     cs_pipeline *pl = w->pl;
     char err[256];
     cs_sig_config sc;
-    cs_sig_config_defaults(&sc);
+    cs_sig_config_from(pl->cfg, &sc);
     int64_t t0 = cs_mono_us(), events = 0;
+    int restored = 0;
     if (load_dead(w)) return -1;
     for (int i = 0; i < w->nparts; i++) {
         int p = w->parts[i];
         cs_sig_engine_free(pl->sig[p]);
         pl->sig[p] = NULL;
         if (!pl->owned[p]) continue; /* another member's: no state here */
+        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+        /* The partition's last snapshot (committed with the offset it
+         * reflects), then the log from there; else the log from its start. */
+        int64_t snap_off = 0, from = -1;
+        void *data = NULL;
+        size_t len = 0;
+        int g = w->st->ops->snapshot_get ? w->st->ops->snapshot_get(w->st, CS_SNAPSHOT_SIGNALS, p, &snap_off, &data, &len)
+                                         : 1;
+        if (g < 0) return -1;
+        if (g == 0 && snap_off <= upto) {
+            int rc = 0;
+            pl->sig[p] = cs_sig_restore(&sc, data, len, &rc, err, sizeof err);
+            if (pl->sig[p]) {
+                from = snap_off;
+                restored++;
+            } else {
+                cs_warn("pipeline", "signals snapshot not usable: rebuilding from the log", "\"partition\":%d,\"error\":\"%s\"",
+                        p, err);
+            }
+        }
+        free(data);
+        w->snap_at[p] = from >= 0 ? from : 0;
+        if (from >= 0) goto replay;
         pl->sig[p] = cs_sig_engine_new(&sc, err, sizeof err);
         if (!pl->sig[p]) {
             cs_error("pipeline", "cannot create a signals engine", "\"error\":\"%s\"", err);
             return -1;
         }
-        int64_t from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
+        from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
         if (from > 0)
             cs_warn("pipeline", "signals rebuilt from the oldest retained offset: earlier events were deleted by retention",
                     "\"partition\":%d,\"from\":%lld", p, (long long)from);
-        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+    replay:;
         struct rebuild_ctx c = {w, p, upto, NULL, 0, 0};
         while (from < upto) {
             int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, from, 4096, on_rebuild, &c);
@@ -410,9 +436,9 @@ static int rebuild_worker(cs_worker *w)
         }
         free(c.seen);
     }
-    if (events)
-        cs_info("pipeline", "signals state rebuilt from the log", "\"worker\":%d,\"events\":%lld,\"ms\":%.1f", w->id,
-                (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
+    if (events || restored)
+        cs_info("pipeline", "signals state rebuilt", "\"worker\":%d,\"snapshots\":%d,\"events_replayed\":%lld,\"ms\":%.1f",
+                w->id, restored, (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
     return 0;
 }
 
@@ -549,7 +575,7 @@ int cs_pipeline_lane_rebuild(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
     cs_abuse_config ac;
-    cs_abuse_config_defaults(&ac);
+    cs_abuse_config_from(pl->cfg, &ac);
     cs_abuse_free(pl->abuse);
     cs_cooldown_free(pl->abuse_cd);
     pl->abuse = cs_abuse_new(&ac);
@@ -593,6 +619,29 @@ static int on_rec(const cs_rec *rec, void *arg)
     }
     c->next = rec->offset + 1;
     return 0;
+}
+
+/* Every pipeline.snapshot_every_events events of a partition, its signals
+ * engine goes into the store in the batch's transaction, with the offset
+ * it reflects: a restart (or a consumer-group takeover, or a poison retry)
+ * restores it and replays only the log after it. */
+static int take_snapshot(cs_worker *w, int p, int64_t next)
+{
+    cs_pipeline *pl = w->pl;
+    long every = pl->cfg->pipeline_snapshot_every;
+    if (every <= 0 || !w->st->ops->snapshot_put || !pl->sig[p] || next - w->snap_at[p] < every) return 0;
+    cs_buf b;
+    cs_buf_init(&b);
+    int64_t t0 = cs_mono_us();
+    cs_sig_snapshot(pl->sig[p], &b);
+    int rc = w->st->ops->snapshot_put(w->st, CS_SNAPSHOT_SIGNALS, p, next, b.data, b.len);
+    if (rc == 0) {
+        w->snap_at[p] = next; /* a rollback re-reads it through resync */
+        cs_metric_inc(cs_m.snapshot_bytes, NULL, b.len);
+        cs_hist_observe(cs_metric_series(cs_m.snapshot_seconds, NULL), (double)(cs_mono_us() - t0) / 1e6);
+    }
+    cs_buf_free(&b);
+    return rc;
 }
 
 /* Commit the batch; observe the latencies its leads and signals had. */
@@ -649,6 +698,7 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (c.next == next[i]) continue;
         total += (size_t)(c.next - next[i]);
         next[i] = c.next;
+        if (!w->lane && take_snapshot(w, p, next[i])) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
     }
     if (st->ops->commit(st)) goto fail;
@@ -801,6 +851,7 @@ static void free_workers(cs_pipeline *pl)
         free(w->parts);
         free(w->dead);
         free(w->redriven);
+        free(w->snap_at);
         free(w->seen);
     }
     free(pl->w);
@@ -944,6 +995,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             w->seen = cs_calloc(2 * LANE_SLOTS, sizeof *w->seen);
         } else {
             w->parts = cs_malloc((size_t)bus->partitions * sizeof *w->parts);
+            w->snap_at = cs_calloc((size_t)bus->partitions, sizeof *w->snap_at);
             for (int p = i; p < bus->partitions; p += pl->nw) w->parts[w->nparts++] = p;
         }
     }
