@@ -191,6 +191,14 @@ static void effect_id(char *out, size_t n, const char *prefix, const char *cause
     snprintf(out, n, "%s_%08x%08x", prefix, (uint32_t)cs_murmur2(k, l), cs_crc32c(0, k, l));
 }
 
+static int on_owner(const cs_row *row, void *arg)
+{
+    char *owner = arg;
+    int c = cs_obj_col(row->def, "owner");
+    snprintf(owner, 161, "%s", c > 0 && row->vals[c] ? row->vals[c] : "");
+    return 1;
+}
+
 /* assign_owner: the rep named (template), or one picked from a pool by
  * the routing strategies (capacity, hours and out-of-office apply). */
 static int assign_owner(cs_store *st, const cs_action *a, cs_expr_env *env, struct rctx *c, const cs_config *cfg,
@@ -207,6 +215,15 @@ static int assign_owner(cs_store *st, const cs_action *a, cs_expr_env *env, stru
     cs_route_policy p;
     char owner[161];
     if (pool) {
+        /* A pool gives an UNOWNED account an owner (so a replay, or the
+         * rule firing again, does not move it); rep: reassigns. */
+        struct { char owner[161]; } cur = {""};
+        int rc = st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "id", c->account_id, on_owner, &cur);
+        if (rc < 0) return -1;
+        if (rc == 0 && cur.owner[0]) {
+            *label = "already_owned";
+            return 0;
+        }
         memset(&p, 0, sizeof p);
         snprintf(p.rule_id, sizeof p.rule_id, "%s", a->rule_id);
         snprintf(p.pool, sizeof p.pool, "%s", pool->text);

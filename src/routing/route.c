@@ -207,16 +207,16 @@ static const char *set_col(cs_route_rep *r, const char *col, const char *text)
     if (strcmp(col, "pools") == 0) return parse_pools(text, r);
     if (strcmp(col, "territory") == 0) return parse_territory(text, r);
     if (strcmp(col, "working_hours") == 0) return parse_hours(text, r);
-    if (strcmp(col, "capacity") == 0) return parse_int(text, 0, 1000000, &r->capacity) ? "capacity: 0..1000000" : NULL;
+    if (strcmp(col, "capacity") == 0) return parse_int(text, 0, 1000000, &r->capacity) ? "an integer from 0 to 1000000" : NULL;
     if (strcmp(col, "weight") == 0) {
         int64_t w;
-        if (parse_int(text, 1, CS_ROUTE_MAX_WEIGHT, &w)) return "weight: an integer from 1 to 100";
+        if (parse_int(text, 1, CS_ROUTE_MAX_WEIGHT, &w)) return "an integer from 1 to 100";
         r->weight = (int)w;
         return NULL;
     }
     if (strcmp(col, "timezone") == 0) {
         int off;
-        if (cs_tz_offset(text, 0, &off)) return "timezone: not an IANA time zone known to this system";
+        if (cs_tz_offset(text, 0, &off)) return "not an IANA time zone known to this system";
         snprintf(r->tz, sizeof r->tz, "%s", text);
         return NULL;
     }
@@ -420,10 +420,12 @@ static void explain_rep(cs_buf *b, const cs_route_policy *p, const cs_route_rep 
         if (r->bad_hours[0]) {
             cs_buf_adds(b, ",\"invalid\":");
             jstr(b, r->bad_hours, 95);
-        } else if (local_time(r, now_us, &wd, &m, NULL) == 0)
-            cs_buf_printf(b, ",\"local_time\":\"%s %02d:%02d\"", day_names[wd], m / 60, m % 60);
-        cs_buf_adds(b, ",\"timezone\":");
-        jstr(b, r->tz[0] ? r->tz : "UTC", 63);
+        } else {
+            if (local_time(r, now_us, &wd, &m, NULL) == 0)
+                cs_buf_printf(b, ",\"local_time\":\"%s %02d:%02d\"", day_names[wd], m / 60, m % 60);
+            cs_buf_adds(b, ",\"timezone\":");
+            jstr(b, r->tz[0] ? r->tz : "UTC", 63);
+        }
     }
     cs_buf_adds(b, "}");
 }
