@@ -61,7 +61,78 @@ struct load_ctx {
     int64_t        last;
     int            rows;
     int            dropped;
+    cs_buf         text;
 };
+
+/* Parsed rep objects, keyed by id and the exact text of their routing
+ * columns: a row that did not change is copied, not parsed again (the JSON
+ * columns and time zones are most of a decision's cost with many reps).
+ * Bounded by CS_ROUTE_MAX_REPS entries (cleared when full). */
+struct pcache_entry {
+    char        *text;  /* id \x1f col \x1f col ... (\x1e for NULL) */
+    cs_route_rep rep;
+};
+static struct pcache_entry *pcache;
+static size_t pcache_n, pcache_mask;
+static pthread_mutex_t pcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void row_text(const cs_row *row, cs_buf *b)
+{
+    cs_buf_reset(b);
+    cs_buf_adds(b, row->vals[0]);
+    for (int k = 0; rep_attr_cols[k]; k++) {
+        int col = cs_obj_col(row->def, rep_attr_cols[k]);
+        cs_buf_adds(b, "\x1f");
+        cs_buf_adds(b, col > 0 && row->vals[col] ? row->vals[col] : "\x1e");
+    }
+}
+
+static void parse_row(const cs_row *row, cs_route_rep *r)
+{
+    for (int k = 0; rep_attr_cols[k]; k++) {
+        int col = cs_obj_col(row->def, rep_attr_cols[k]);
+        if (col > 0 && row->vals[col]) cs_route_rep_set(r, rep_attr_cols[k], row->vals[col]);
+    }
+}
+
+/* r <- the parsed row (from the cache when its text is unchanged). */
+static void parse_cached(const cs_row *row, cs_route_rep *r, cs_buf *b)
+{
+    row_text(row, b);
+    uint32_t h = (uint32_t)cs_murmur2(row->vals[0], strlen(row->vals[0]));
+    pthread_mutex_lock(&pcache_mu);
+    if (!pcache || pcache_n * 2 >= CS_ROUTE_MAX_REPS * 2) {
+        for (size_t i = 0; pcache && i <= pcache_mask; i++) free(pcache[i].text);
+        free(pcache);
+        pcache_mask = 2 * 8192 - 1; /* >= 2 x CS_ROUTE_MAX_REPS, power of two */
+        pcache = cs_calloc(pcache_mask + 1, sizeof *pcache);
+        pcache_n = 0;
+    }
+    size_t idl = strlen(row->vals[0]);
+    struct pcache_entry *e = NULL;
+    for (size_t i = h & pcache_mask;; i = (i + 1) & pcache_mask) {
+        struct pcache_entry *x = &pcache[i];
+        if (!x->text) {
+            e = x;
+            break;
+        }
+        if (strncmp(x->text, row->vals[0], idl) == 0 && x->text[idl] == '\x1f') {
+            e = x;
+            break;
+        }
+    }
+    if (e->text && strcmp(e->text, b->data) == 0) {
+        *r = e->rep;
+    } else {
+        cs_route_rep_init(r, row->vals[0]);
+        parse_row(row, r);
+        if (!e->text) pcache_n++;
+        free(e->text);
+        e->text = cs_strdup(b->data);
+        e->rep = *r;
+    }
+    pthread_mutex_unlock(&pcache_mu);
+}
 
 static int on_rep(const cs_row *row, void *arg)
 {
@@ -73,14 +144,15 @@ static int on_rep(const cs_row *row, void *arg)
     cs_route_rep *r = NULL;
     for (size_t i = 0; i < c->ncfg; i++)
         if (strcmp(c->rs->v[i].id, id) == 0) r = &c->rs->v[i];
-    if (!r && !(r = push(c->rs, id))) {
+    if (r) { /* a config rep: the object's columns override its attributes */
+        parse_row(row, r);
+        return 0;
+    }
+    if (!(r = push(c->rs, id))) {
         c->dropped++;
         return 0;
     }
-    for (int k = 0; rep_attr_cols[k]; k++) {
-        int col = cs_obj_col(row->def, rep_attr_cols[k]);
-        if (col > 0 && row->vals[col]) cs_route_rep_set(r, rep_attr_cols[k], row->vals[col]);
-    }
+    parse_cached(row, r, &c->text);
     return 0;
 }
 
@@ -119,11 +191,16 @@ int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
         for (const cJSON *e = a ? a->child : NULL; e; e = e->next) set_json(r, e->string, e);
         cJSON_Delete(a);
     }
-    struct load_ctx c = {rs, rs->n, 0, 0, 0};
+    struct load_ctx c = {rs, rs->n, 0, 0, 0, {0}};
+    cs_buf_init(&c.text);
     do {
         c.rows = 0;
-        if (st->ops->obj_list_tx(st, CS_OBJ_REP, c.last, 1000, NULL, 0, on_rep, &c) < 0) return -1;
+        if (st->ops->obj_list_tx(st, CS_OBJ_REP, c.last, 1000, NULL, 0, on_rep, &c) < 0) {
+            cs_buf_free(&c.text);
+            return -1;
+        }
     } while (c.rows == 1000);
+    cs_buf_free(&c.text);
     if (c.dropped)
         cs_warn("routing", "more reps than a decision considers: the rest are ignored",
                 "\"max\":%d,\"ignored\":%d", CS_ROUTE_MAX_REPS, c.dropped);
