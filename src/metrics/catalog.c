@@ -53,6 +53,12 @@ static const struct def defs[] = {
      "Outbound delivery attempts reported to the outbox, by destination and outcome: delivered (2xx), retry, dead (moved to the DLQ)."},
     {&cs_m.webhook_latency, "crmstream_webhook_latency_seconds", CS_HISTOGRAM, "destination",
      "From the ingest HTTP request's arrival to the destination's 2xx answer (deliveries whose payload carries received_at)."},
+    {&cs_m.routing_decisions, "crmstream_routing_decisions_total", CS_COUNTER, "via",
+     "Leads routed, by how the owner was chosen: account_owner, round_robin, weighted_round_robin, or fallback (no rep eligible: queued). docs/RULES.md \"Lead routing\"."},
+    {&cs_m.routing_sla, "crmstream_routing_sla_breaches_total", CS_COUNTER, "result",
+     "Routed leads not accepted within their SLA, by what the sweep did: rerouted (another rep) or queued (nobody else eligible); each also raises a lead_sla_breach alert."},
+    {&cs_m.routing_reps_ignored, "crmstream_routing_reps_ignored_total", CS_COUNTER, "",
+     "Reps left out of a routing decision because more than 5,000 exist (the per-decision bound); each decision counts the ones it ignored."},
 };
 
 void cs_metrics_catalog_init(void)

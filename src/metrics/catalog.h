@@ -28,6 +28,9 @@ typedef struct cs_metrics_catalog {
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
+    cs_metric *routing_decisions;   /* {via}: account_owner | round_robin | weighted_round_robin | fallback */
+    cs_metric *routing_sla;         /* {result}: rerouted | queued */
+    cs_metric *routing_reps_ignored; /* reps beyond CS_ROUTE_MAX_REPS in one decision */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;

@@ -15,6 +15,7 @@
 
 #include "core/hash.h"
 #include "core/util.h"
+#include "metrics/catalog.h"
 #include "pipeline/pipeline.h"
 #include "routing/router.h"
 
@@ -105,6 +106,9 @@ int cs_pipeline_apply_lead_ctx(cs_store *st, const cs_config *cfg, int partition
     if (ins == 0) return 0; /* already applied: no effect, rotation unchanged */
     if (cs_route_commit(st, &p, &d)) return -1;
     cs_pipeline_note_routed(rec->ts_us);
+    char lbl[48];
+    snprintf(lbl, sizeof lbl, "via=\"%s\"", d.via);
+    cs_metric_inc(cs_m.routing_decisions, lbl, 1);
     char rule[160];
     snprintf(rule, sizeof rule, "%s", strcmp(p.rule_id, "routing.default") == 0 ? "routing.round_robin" : p.rule_id);
     if (strcmp(p.rule_id, "routing.default") == 0 && strcmp(d.via, "round_robin") != 0)

@@ -14,6 +14,7 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/catalog.h"
 #include "routing/router.h"
 
 void cs_route_reps_free(cs_route_reps *rs)
@@ -201,9 +202,11 @@ int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
         }
     } while (c.rows == 1000);
     cs_buf_free(&c.text);
-    if (c.dropped)
+    if (c.dropped) {
+        cs_metric_inc(cs_m.routing_reps_ignored, NULL, (uint64_t)c.dropped);
         cs_warn("routing", "more reps than a decision considers: the rest are ignored",
                 "\"max\":%d,\"ignored\":%d", CS_ROUTE_MAX_REPS, c.dropped);
+    }
     size_t cap = 16;
     while (cap < rs->n * 2) cap *= 2;
     struct idx x = {cs_malloc(cap * sizeof(int)), cap - 1, rs};

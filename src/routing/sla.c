@@ -17,6 +17,7 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/catalog.h"
 #include "routing/router.h"
 
 #define MAX_PREVIOUS 16
@@ -130,6 +131,7 @@ static int breach(cs_store *st, const cs_config *cfg, cs_lead *l, int64_t now_us
     stats->breached++;
     if (r.owner) stats->rerouted++;
     else stats->queued++;
+    cs_metric_inc(cs_m.routing_sla, r.owner ? "result=\"rerouted\"" : "result=\"queued\"", 1);
     cs_warn("routing", "lead SLA breached", "\"lead\":\"%s\",\"owner\":\"%s\",\"new_owner\":\"%s\"", l->id, old_owner,
             r.owner ? r.owner : "");
     return 0;
