@@ -142,6 +142,14 @@ typedef struct cs_lead_ctx {
 } cs_lead_ctx;
 int cs_pipeline_apply_lead_ctx(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
                                const void *event, const cs_lead_ctx *ctx);
+/* Derived events (emit_event): rules_apply.c writes them to the outbox
+ * under this destination; cs_pipeline_relay_derived (emit_relay.c) claims
+ * up to max (<= 256) due rows, appends each to the events topic (keyed by
+ * its account_id, else "derived:<event_id>") and reports it delivered; a
+ * failed append is retried a second later. Call it where the bus is (the
+ * leads lane or serve). Rows relayed, or -1 on a store error. */
+#define CS_OUTBOX_DEST_LOG "log"
+int cs_pipeline_relay_derived(cs_store *st, cs_bus *bus, int64_t now_ms, int max);
 /* Rules evaluation without effects (rules_apply.c): the actions of rules
  * matching an event, no cooldown applied. */
 size_t cs_pipeline_rules_hits(cs_pipeline_rules *r, const void *event, const char *account_id, int64_t ts_us,

@@ -290,7 +290,7 @@ static int emit_event(cs_store *st, const cs_action *a, size_t idx, cs_expr_env 
     cJSON_AddItemToObject(ev, "derived_from", from);
     char *payload = cJSON_PrintUnformatted(ev);
     cJSON_Delete(ev);
-    int rc = cs_outbox_enqueue(st, "log", eid, payload, cause);
+    int rc = cs_outbox_enqueue(st, CS_OUTBOX_DEST_LOG, eid, payload, cause);
     cJSON_free(payload);
     return rc < 0 ? -1 : 0;
 }

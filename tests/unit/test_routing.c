@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus/bus.h"
 #include "core/config.h"
 #include "core/logging.h"
 #include "core/util.h"
@@ -832,6 +833,22 @@ static void test_assign_owner_and_emit_event(void **state)
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "derived_from"), "event_id")->valuestring, "u0");
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "derived_from"), "rule")->valuestring, "upgrade");
     cJSON_Delete(d);
+
+    /* The relay appends the derived events to the log, once. */
+    cs_bus *bus = cs_bus_embedded_open(f->dir, 2, CS_FSYNC_NEVER, 0, err, sizeof err);
+    if (!bus) fail_msg("%s", err);
+    assert_int_equal(cs_pipeline_relay_derived(f->st, bus, T(MON_1400) / 1000, 100), 2);
+    assert_int_equal(cs_pipeline_relay_derived(f->st, bus, T(MON_1400) / 1000, 100), 0);
+    memset(&ob, 0, sizeof ob);
+    assert_true(f->st->ops->outbox_list(f->st, "pending", "log", 0, 10, on_outbox, &ob) >= 0);
+    assert_int_equal(ob.n, 0);
+    memset(&ob, 0, sizeof ob);
+    assert_true(f->st->ops->outbox_list(f->st, "delivered", "log", 0, 10, on_outbox, &ob) >= 0);
+    assert_int_equal(ob.n, 2);
+    int64_t in_log = 0;
+    for (int p = 0; p < bus->partitions; p++) in_log += bus->ops->end_offset(bus, CS_TOPIC_EVENTS, p);
+    assert_int_equal(in_log, 2);
+    bus->ops->close(bus);
 
     char body[] = "{\"event_id\":\"f1\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_1\","
                   "\"timestamp\":\"2026-11-30T14:00:00Z\",\"properties\":{\"feature\":\"z\"}}";
