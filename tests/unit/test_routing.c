@@ -807,7 +807,7 @@ static void test_assign_owner_and_emit_event(void **state)
         cJSON *ev = cJSON_Parse(body);
         cs_rec rec = {.offset = next_offset++, .ts_us = T(MON_1400), .append_us = T(MON_1400), .value = body,
                       .value_len = strlen(body)};
-        char eid[8];
+        char eid[16];
         snprintf(eid, sizeof eid, "u%d", i);
         assert_int_equal(f->st->ops->begin(f->st), 0);
         assert_int_equal(cs_pipeline_apply_rules(f->st, &pr, NULL, 0, &rec, ev, accs[i], NULL, T(MON_1400), eid), 0);
