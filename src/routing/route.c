@@ -398,7 +398,7 @@ static void explain_rep(cs_buf *b, const cs_route_policy *p, const cs_route_rep 
 {
     cs_buf_adds(b, "{\"rep\":");
     jstr(b, r->id, 160);
-    cs_buf_printf(b, ",\"open_leads\":%lld", (long long)r->open_leads);
+    if (r->open_leads >= 0) cs_buf_printf(b, ",\"open_leads\":%lld", (long long)r->open_leads);
     int64_t c = cap_of(r, p);
     if (c >= 0) cs_buf_printf(b, ",\"capacity\":%lld", (long long)c);
     if (r->weight != 1 || p->weighted) cs_buf_printf(b, ",\"weight\":%d", r->weight);

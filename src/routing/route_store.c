@@ -182,7 +182,10 @@ static void on_open(const char *owner, int64_t n, void *arg)
     }
 }
 
-int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
+/* counts: 1 always count open leads, 0 only when a cap applies (a rep's
+ * capacity or max_open_leads > 0): the count reads every open lead, and
+ * with no cap nothing needs it (open_leads stays -1: unknown). */
+static int load_reps(cs_store *st, const cs_config *cfg, cs_route_reps *rs, int counts, int64_t max_open)
 {
     rs->n = 0;
     for (size_t i = 0; i < cfg->nreps; i++) {
@@ -207,6 +210,12 @@ int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
         cs_warn("routing", "more reps than a decision considers: the rest are ignored",
                 "\"max\":%d,\"ignored\":%d", CS_ROUTE_MAX_REPS, c.dropped);
     }
+    int capped = counts || max_open > 0;
+    for (size_t i = 0; !capped && i < rs->n; i++) capped = rs->v[i].capacity >= 0;
+    if (!capped) {
+        for (size_t i = 0; i < rs->n; i++) rs->v[i].open_leads = -1;
+        return 0;
+    }
     size_t cap = 16;
     while (cap < rs->n * 2) cap *= 2;
     struct idx x = {cs_malloc(cap * sizeof(int)), cap - 1, rs};
@@ -219,6 +228,11 @@ int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
     int rc = st->ops->lead_open_counts(st, on_open, &x);
     free(x.slot);
     return rc < 0 ? -1 : 0;
+}
+
+int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
+{
+    return load_reps(st, cfg, rs, 1, 0);
 }
 
 /* ---- the lead's account ------------------------------------------------ */
@@ -283,7 +297,7 @@ int cs_route_lead_store(cs_store *st, const cs_config *cfg, const cs_route_polic
     int64_t slot = 0;
     if (st->ops->counter_get(st, rot, &slot)) return -1;
     pthread_mutex_lock(&reps_mu);
-    if (cs_route_reps_load(st, cfg, &reps)) {
+    if (load_reps(st, cfg, &reps, 0, p->max_open_leads)) {
         pthread_mutex_unlock(&reps_mu);
         return -1;
     }

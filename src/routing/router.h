@@ -90,7 +90,7 @@ typedef struct cs_route_rep {
     short           start[7], end[7]; /* local minutes, day 0 = Sunday; start < 0: not working */
     int             ooo;
     /* state, filled by the caller */
-    int64_t         open_leads;
+    int64_t         open_leads;     /* -1: not counted (no cap applies) */
     /* Columns that did not parse ("" when fine). The API stores what it is
      * given (JSON of the column's type); the meaning is checked here, where
      * it is used: a bad territory excludes the rep when the territory filter
@@ -169,7 +169,9 @@ typedef struct cs_route_reps {
 } cs_route_reps;
 void cs_route_reps_free(cs_route_reps *rs);
 /* Config routing.reps, then rep objects (store columns override a config
- * rep with the same id), with their open leads. 0, or -1 (store error). */
+ * rep with the same id), with their open leads. 0, or -1 (store error).
+ * (cs_route_lead_store counts open leads only when a cap applies: the count
+ * reads every open lead.) */
 int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs);
 
 /* Route lead l (its id, email, domain, country, employee_count,
