@@ -211,7 +211,7 @@ static int assign_owner(cs_store *st, const cs_action *a, cs_expr_env *env, stru
         *label = "skipped";
         return 0;
     }
-    static cs_route_result r; /* 8 KiB; the pipeline thread */
+    static _Thread_local cs_route_result r; /* 8 KiB: not on the stack; one per worker thread */
     cs_route_policy p;
     char owner[161];
     if (pool) {
@@ -233,19 +233,23 @@ static int assign_owner(cs_store *st, const cs_action *a, cs_expr_env *env, stru
         cs_route_policy_normalise(&p);
         cs_config none;
         memset(&none, 0, sizeof none);
-        static cs_route_reps reps; /* reused; the pipeline thread */
-        if (cs_route_reps_load(st, cfg ? cfg : &none, &reps)) return -1;
+        cs_route_reps reps = {0};
         char rot[160];
         snprintf(rot, sizeof rot, "routing.assign.%s.%s", p.weighted ? "wrr" : "rr", p.pool);
         int64_t slot = 0;
-        if (st->ops->counter_get(st, rot, &slot)) return -1;
+        if (st->ops->counter_get(st, rot, &slot) || cs_route_reps_load(st, cfg ? cfg : &none, &reps)) {
+            cs_route_reps_free(&reps);
+            return -1;
+        }
         cs_route_lead lead = {.account_id = c->account_id};
         cs_route_decide(&p, &lead, reps.v, reps.n, ts_us, slot, NULL, 0, &r);
-        if (!r.owner) {
+        int found = r.owner != NULL;
+        if (found) snprintf(owner, sizeof owner, "%s", r.owner); /* r.owner points into reps */
+        cs_route_reps_free(&reps);
+        if (!found) {
             *label = "no_eligible_rep";
             return 0;
         }
-        snprintf(owner, sizeof owner, "%s", r.owner);
         if (r.next_slot >= 0 && st->ops->counter_set(st, rot, r.next_slot)) return -1;
     } else {
         snprintf(owner, sizeof owner, "%.160s", rep);

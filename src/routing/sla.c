@@ -91,7 +91,7 @@ static int breach(cs_store *st, const cs_config *cfg, cs_lead *l, int64_t now_us
     snprintf(old_due, sizeof old_due, "%s", l->sla_due_at);
     cs_fmt_time_ms(now_us, at, sizeof at);
 
-    static cs_route_result r; /* 8 KiB; one sweep at a time (the lane) */
+    static _Thread_local cs_route_result r; /* 8 KiB: not on the stack */
     if (cs_route_lead_store(st, cfg, &p, l, now_us, ex, nprev, &r)) return -1;
     char reason[600];
     snprintf(reason, sizeof reason, "SLA breach by %.60s (due %s): %s", old_owner, old_due, l->route_reason);

@@ -825,7 +825,7 @@ static void test_routing_ops(void **state)
                      0);
     apply_lead_json(st, &cfg, "q1", "2026-11-30T14:00:00Z");
     apply_lead_json(st, &cfg, "q2", "2026-11-30T14:00:01Z");
-    apply_lead_json(st, &cfg, "q3", "2026-11-30T14:00:02Z"); /* rep_x full: rep_y */
+    apply_lead_json(st, &cfg, "q3", "2026-11-30T14:00:02Z");
     int64_t now;
     assert_int_equal(cs_parse_time("2026-11-30T14:30:01Z", &now), 0);
     cs_sla_stats ss;
