@@ -49,6 +49,11 @@ static void msleep(int ms)
 
 int th_start(th_server *s)
 {
+    return th_start_args(s, NULL);
+}
+
+int th_start_args(th_server *s, const char *const *extra)
+{
     char addrpath[512], cfg[512], log[512];
     snprintf(addrpath, sizeof addrpath, "%s/data/http.addr", s->dir);
     snprintf(cfg, sizeof cfg, "%s/config.yaml", s->dir);
@@ -63,8 +68,11 @@ int th_start(th_server *s)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1), dup2(fd, 2), close(fd);
-        execl(th_bin(), th_bin(), "serve", "--config", cfg, "--data", data, "--http", "127.0.0.1:0",
-              (char *)NULL);
+        const char *argv[32] = {th_bin(), "serve", "--config", cfg, "--data", data, "--http", "127.0.0.1:0"};
+        int argc = 8;
+        for (int i = 0; extra && extra[i] && argc < 31; i++) argv[argc++] = extra[i];
+        argv[argc] = NULL;
+        execv(th_bin(), (char *const *)argv);
         _exit(127);
     }
     /* The address file appears once the server is ready (a condition, polled

@@ -23,6 +23,8 @@ typedef struct th_server {
 void th_init(th_server *s, const char *extra_yaml);
 /* Start serve on the data dir; waits until /healthz answers 200. Returns 0. */
 int th_start(th_server *s);
+/* th_start with extra serve arguments (NULL-terminated, may be NULL). */
+int th_start_args(th_server *s, const char *const *extra);
 /* SIGKILL (hard) or SIGTERM (clean) and reap. Returns the wait status. */
 int th_stop(th_server *s, int sig);
 /* Remove the temp dir. */

@@ -11,6 +11,17 @@
 #include "core/util.h"
 #include "metrics/catalog.h"
 
+int cs_app_role_check(const cs_app *app, unsigned role, cs_http_resp *resp)
+{
+    if (!app->roles || (app->roles & role)) return 0;
+    const char *name = role == CS_ROLE_INGEST ? "ingest" : role == CS_ROLE_PIPELINE ? "pipeline" : "dispatch";
+    char m[200];
+    snprintf(m, sizeof m, "this process runs without the %s role (crmstream serve --role): send this to a %s node", name,
+             name);
+    cs_http_error(resp, 404, "role_not_served", m, NULL);
+    return -1;
+}
+
 static void h_healthz(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     (void)a, (void)req;
@@ -32,7 +43,7 @@ static void h_readyz(void *a, const cs_http_req *req, cs_http_resp *resp)
         cs_buf_json_str(&failing, app->store->errmsg);
         cs_buf_adds(&failing, "}");
     }
-    int64_t lag = cs_pipeline_lag(app->pipeline);
+    int64_t lag = app->pipeline ? cs_pipeline_lag(app->pipeline) : 0; /* none here: --role */
     if (app->cfg.pipeline_max_lag > 0 && lag > app->cfg.pipeline_max_lag)
         cs_buf_printf(&failing, "%s{\"check\":\"pipeline_lag\",\"message\":\"%lld events behind (bound %ld)\"}",
                       failing.len ? "," : "", (long long)lag, app->cfg.pipeline_max_lag);
@@ -48,6 +59,7 @@ static void h_readyz(void *a, const cs_http_req *req, cs_http_resp *resp)
 
 static void pause_resume(cs_app *app, cs_http_resp *resp, int paused)
 {
+    if (cs_app_role_check(app, CS_ROLE_PIPELINE, resp)) return;
     cs_pipeline_pause(app->pipeline, paused);
     cs_buf_printf(&resp->body, "{\"paused\":%s,\"pipeline_lag\":%lld}", paused ? "true" : "false",
                   (long long)cs_pipeline_lag(app->pipeline));
@@ -72,6 +84,7 @@ static void h_rules_reload(void *a, const cs_http_req *req, cs_http_resp *resp)
     (void)req;
     cs_app *app = a;
     char err[512];
+    if (cs_app_role_check(app, CS_ROLE_PIPELINE, resp)) return;
     if (cs_pipeline_reload_rules(app->pipeline, err, sizeof err) != 0)
         return cs_http_error(resp, 422, "invalid_rules", err, "rules");
     cs_buf_printf(&resp->body, "{\"rules\":%zu}", cs_pipeline_rule_count(app->pipeline));
@@ -84,6 +97,7 @@ static void h_rules_reload(void *a, const cs_http_req *req, cs_http_resp *resp)
 static void h_replay(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
+    if (cs_app_role_check(app, CS_ROLE_PIPELINE, resp)) return;
     cJSON *b = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
     if (!cJSON_IsObject(b)) {
         cJSON_Delete(b);
@@ -154,6 +168,7 @@ static cs_ingest_req ingest_req(const cs_http_req *req)
 static void h_events(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
+    if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
     resp->status = cs_ingest_native(&app->ingest, &ir, &resp->body, &resp->retry_after);
 }
@@ -162,6 +177,7 @@ static void h_events(void *a, const cs_http_req *req, cs_http_resp *resp)
 static void h_segment(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
+    if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
     resp->status = cs_ingest_segment(&app->ingest, strrchr(req->path, '/') + 1, &ir, &resp->body,
                                      &resp->retry_after);
@@ -176,6 +192,7 @@ static const char *req_header(void *req, const char *name)
 static void h_cloudevents(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
+    if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
     resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, (void *)req, &resp->body,
                                          &resp->retry_after);
@@ -350,5 +367,9 @@ const cs_http_route cs_app_routes[] = {
     {"GET", "/api/v1/dlq", cs_api_dlq_list},
     {"GET", "/api/v1/dlq/{id}", cs_api_dlq_get},
     {"POST", "/api/v1/dlq/redrive", cs_api_dlq_redrive},
+    /* Warehouse sink: src/app/api_warehouse.c */
+    {"GET", "/api/v1/warehouse", cs_api_warehouse},
+    {"POST", "/api/v1/warehouse/pause", cs_api_warehouse_pause},
+    {"POST", "/api/v1/warehouse/resume", cs_api_warehouse_resume},
 };
 const size_t cs_app_nroutes = sizeof cs_app_routes / sizeof cs_app_routes[0];

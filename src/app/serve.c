@@ -18,7 +18,7 @@
 #include "warehouse/warehouse.h"
 
 static const char serve_usage[] =
-    "usage: crmstream serve [--config FILE] [--data DIR] [--http HOST:PORT] [--log-level LEVEL]\n"
+    "usage: crmstream serve [--config FILE] [--data DIR] [--http HOST:PORT] [--log-level LEVEL] [--role LIST]\n"
     "\n"
     "Run everything: the embedded log, the pipeline, the SQLite store and the HTTP API.\n"
     "\n"
@@ -27,6 +27,8 @@ static const char serve_usage[] =
     "  --http HOST:PORT  listen address (default 127.0.0.1:8080; port 0 picks a free one,\n"
     "                    written to DIR/http.addr once ready)\n"
     "  --log-level L     debug | info | warn | error (default info)\n"
+    "  --role LIST       parts to run, comma-separated: ingest, pipeline, dispatch (default all);\n"
+    "                    a subset needs bus: kafka://... and a PostgreSQL store (docs/DEPLOY.md)\n"
     "  -h, --help        this help\n";
 
 /* Load --config, or config/crmstream.yaml when present, over the defaults. */
@@ -54,6 +56,26 @@ static int write_addr(const char *dir, const char *addr)
     return rename(tmp, path);
 }
 
+unsigned cs_app_parse_roles(const char *list, char *err, size_t errlen)
+{
+    unsigned roles = 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 6 && strncmp(p, "ingest", n) == 0) roles |= CS_ROLE_INGEST;
+        else if (n == 8 && strncmp(p, "pipeline", n) == 0) roles |= CS_ROLE_PIPELINE;
+        else if (n == 8 && strncmp(p, "dispatch", n) == 0) roles |= CS_ROLE_DISPATCH;
+        else if (n == 3 && strncmp(p, "all", n) == 0) roles |= CS_ROLE_ALL;
+        else {
+            snprintf(err, errlen, "--role: unknown role \"%.*s\" (expected ingest, pipeline, dispatch or all, "
+                     "comma-separated)", (int)n, p);
+            return 0;
+        }
+        if (!p[n]) return roles;
+        p += n + 1;
+    }
+}
+
 static int64_t pipeline_backlog(void *pl)
 {
     return cs_pipeline_lag(pl);
@@ -63,8 +85,11 @@ int cs_cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
                                          {"http", required_argument, 0, 'H'}, {"log-level", required_argument, 0, 'l'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+                                         {"help", no_argument, 0, 'h'}, {"role", required_argument, 0, 'r'},
+                                         {0, 0, 0, 0}};
     const char *config = NULL, *data = NULL, *http = NULL;
+    unsigned roles = CS_ROLE_ALL;
+    char roleerr[300];
     int c;
     optind = 1;
     opterr = 0;
@@ -78,6 +103,9 @@ int cs_cmd_serve(int argc, char **argv)
             cs_log_set_level((enum cs_log_level)cs_log_level_parse(optarg));
             break;
         case 'h': fputs(serve_usage, stdout); return 0;
+        case 'r':
+            if (!(roles = cs_app_parse_roles(optarg, roleerr, sizeof roleerr))) cs_die_usage("serve", roleerr);
+            break;
         default: cs_die_usage("serve", "unknown option or missing value (see crmstream serve --help)");
         }
     }
@@ -114,6 +142,13 @@ int cs_cmd_serve(int argc, char **argv)
     int64_t t0 = cs_mono_us();
     /* bus: embedded (default) or kafka://host:port[,host:port] */
     int kafka = strncmp(app.cfg.bus, "kafka://", 8) == 0;
+    /* Roles split across processes share Kafka and PostgreSQL; the embedded
+     * log and SQLite belong to the one process holding the data dir LOCK. */
+    if (roles != CS_ROLE_ALL && (!kafka || strncmp(app.cfg.store, "postgres", 8) != 0))
+        cs_die_usage("serve", "--role: running only some roles needs bus: kafka://host:port and a PostgreSQL store "
+                              "(store: postgresql://...) shared by every process; the embedded log and SQLite belong "
+                              "to one process (docs/DEPLOY.md)");
+    app.roles = roles;
     app.bus = kafka ? cs_bus_kafka_open(app.cfg.bus, &app.cfg, err, sizeof err)
                     : cs_bus_embedded_open_cfg(dir, &app.cfg, err, sizeof err);
     if (!app.bus) {
@@ -126,7 +161,7 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
-    if (cs_ingest_init(&app.ingest, app.bus, &app.cfg, err, sizeof err) != 0) {
+    if ((roles & CS_ROLE_INGEST) && cs_ingest_init(&app.ingest, app.bus, &app.cfg, err, sizeof err) != 0) {
         cs_fail("ingest", err);
         cs_ingest_destroy(&app.ingest);
         app.store->ops->close(app.store);
@@ -140,8 +175,8 @@ int cs_cmd_serve(int argc, char **argv)
     if (app.cfg.nwrite_keys == 0)
         cs_warn("ingest", "no write keys configured: ingest is open to anyone who can reach the HTTP port",
                 "\"hint\":\"set auth.write_keys (docs/CONFIG.md)\"");
-    app.pipeline = cs_pipeline_start(app.bus, app.store, &app.cfg, err, sizeof err);
-    if (!app.pipeline) {
+    app.pipeline = (roles & CS_ROLE_PIPELINE) ? cs_pipeline_start(app.bus, app.store, &app.cfg, err, sizeof err) : NULL;
+    if (!app.pipeline && (roles & CS_ROLE_PIPELINE)) {
         cs_fail("pipeline", err);
         cs_ingest_destroy(&app.ingest);
         app.store->ops->close(app.store);
@@ -152,7 +187,7 @@ int cs_cmd_serve(int argc, char **argv)
     /* The warehouse sink (group "warehouse", src/warehouse): its own threads;
      * an unreachable destination is retried there and never slows the rest. */
     cs_warehouse *warehouse = NULL;
-    if (cs_warehouse_configured(&app.cfg) && !(warehouse = cs_warehouse_start(app.bus, &app.cfg, err, sizeof err))) {
+    if ((roles & CS_ROLE_PIPELINE) && cs_warehouse_configured(&app.cfg) && !(warehouse = cs_warehouse_start(app.bus, &app.cfg, err, sizeof err))) {
         cs_fail("warehouse", err);
         cs_pipeline_stop(app.pipeline);
         cs_ingest_destroy(&app.ingest);
@@ -160,9 +195,11 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
+    app.warehouse = warehouse;
     /* The outbound dispatcher (app/outbound.c), when destinations are
      * configured: delivers the outbox the pipeline's commits fill. */
-    app.outbound = cs_outbound_start(app.store, &app.cfg, err, sizeof err);
+    *err = 0;
+    app.outbound = (roles & CS_ROLE_DISPATCH) ? cs_outbound_start(app.store, &app.cfg, err, sizeof err) : NULL;
     if (!app.outbound && *err) {
         cs_fail("outbound", err);
         cs_warehouse_stop(warehouse);
@@ -172,7 +209,8 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
-    app.ingest.backlog = pipeline_backlog;
+    /* Without a pipeline here (--role) ingest has no lag to slow down for. */
+    app.ingest.backlog = app.pipeline ? pipeline_backlog : NULL;
     app.ingest.backlog_arg = app.pipeline;
     cs_http_opts ho = {.addr = app.cfg.http_addr, .threads = app.cfg.http_threads,
                        .max_body = (size_t)app.cfg.max_body_bytes, .routes = cs_app_routes,
@@ -197,24 +235,26 @@ int cs_cmd_serve(int argc, char **argv)
         write_addr(dir, addr);
         cs_info("serve", "ready",
                 "\"http\":\"%s\",\"data\":\"%s\",\"partitions\":%d,\"fsync\":\"%s\",\"reps\":%zu,"
-                "\"pipeline_lag\":%lld,\"startup_ms\":%.1f",
+                "\"pipeline_lag\":%lld,\"startup_ms\":%.1f,\"roles\":\"%s%s%s\"",
                 addr, dir, app.cfg.partitions, app.cfg.fsync, app.cfg.nreps,
-                (long long)cs_pipeline_lag(app.pipeline), (double)(cs_mono_us() - t0) / 1000.0);
+                app.pipeline ? (long long)cs_pipeline_lag(app.pipeline) : 0LL, (double)(cs_mono_us() - t0) / 1000.0,
+                roles & CS_ROLE_INGEST ? "ingest," : "", roles & CS_ROLE_PIPELINE ? "pipeline," : "",
+                roles & CS_ROLE_DISPATCH ? "dispatch" : "");
         int sig;
         for (;;) {
             sigwait(&sigs, &sig);
             if (sig != SIGHUP) break;
             char rerr[512];
-            if (cs_pipeline_reload_rules(app.pipeline, rerr, sizeof rerr) != 0)
+            if (app.pipeline && cs_pipeline_reload_rules(app.pipeline, rerr, sizeof rerr) != 0)
                 cs_error("rules", "reload on SIGHUP failed", "\"error\":\"%s\"", rerr);
         }
         cs_info("serve", "stopping", "\"signal\":%d", sig);
         cs_http_stop(app.http);
     }
     cs_warehouse_stop(warehouse);
-    cs_pipeline_stop(app.pipeline);
+    if (app.pipeline) cs_pipeline_stop(app.pipeline);
     cs_outbound_stop(app.outbound); /* after the pipeline (its commits wake it), before the store closes */
-    cs_ingest_destroy(&app.ingest);
+    if (roles & CS_ROLE_INGEST) cs_ingest_destroy(&app.ingest);
     app.store->ops->close(app.store);
     app.bus->ops->close(app.bus);
     cs_config_free(&app.cfg);

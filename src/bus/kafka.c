@@ -26,10 +26,19 @@
  * commit    Kafka group offsets (group "<kafka.group_prefix><group>"),
  *           asynchronous: they are for lag monitoring only; the pipeline's
  *           authoritative offsets are in the store (DESIGN-BRIEF §3.3).
- * topics    created at open with log.partitions partitions and
+ * topics    "<prefix>events" and "<prefix>events.dlq" with log.partitions
+ *           partitions, "<prefix>leads" with 1, created at open with
  *           message.timestamp.type=LogAppendTime (append_us is the broker's
  *           append time, as in the embedded log); an existing topic with
  *           another partition count is refused, since keys would move.
+ * join      consumer-group membership (bus.h has the contract): one
+ *           high-level consumer per joined group, subscribed with the
+ *           cooperative-sticky assignor, polled by its own thread which runs
+ *           the rebalance callback. Assigned partitions are paused at once:
+ *           the member never consumes through the group; the caller fetches
+ *           by explicit offset (the store's). Revocation calls on_change
+ *           before incremental_unassign, so the partition reaches its next
+ *           owner only after the caller let go of it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,6 +52,8 @@
 #include "bus/bus.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/catalog.h"
+#include "metrics/metrics.h"
 
 #define TS_HEADER "cs_ts_us"
 #define MAX_GROUPS 8
@@ -53,6 +64,18 @@
 struct kpart {
     int64_t hw;        /* high watermark: max of what the watcher, our
                           delivery reports and our reads have seen */
+};
+
+/* The bus's topics: logical name (bus.h), name in Kafka, partitions. */
+enum { T_EVENTS, T_LEADS, T_DLQ, NTOPICS };
+static const char *const topic_names[NTOPICS] = {CS_TOPIC_EVENTS, CS_TOPIC_LEADS, CS_TOPIC_DLQ};
+
+struct ktopic {
+    const char       *name;
+    char             *full;        /* prefix + name */
+    int               partitions;
+    struct kpart     *parts;
+    rd_kafka_topic_t *crkt;        /* on kb->cons */
 };
 
 /* A reading thread's consumer (the pipeline, each warehouse destination,
@@ -68,8 +91,8 @@ struct kreader {
     pthread_t         owner;
     pthread_mutex_t   mu;
     rd_kafka_t       *rk;
-    rd_kafka_topic_t *rkt;
-    struct kcur      *cur;
+    rd_kafka_topic_t *rkt[NTOPICS];
+    struct kcur      *cur[NTOPICS];
     int64_t           last_us;   /* last fetch (mono) */
 };
 
@@ -78,14 +101,25 @@ struct kgroup {
     rd_kafka_t *rk;
 };
 
+/* A joined consumer group (k_join). */
+struct kjoin {
+    char          *name;         /* the caller's group name */
+    cs_bus        *bus;
+    struct ktopic *t;
+    rd_kafka_t    *rk;           /* high-level consumer, member of the group */
+    pthread_t      thr;
+    int            stop;
+    unsigned char *owned;        /* per partition of t */
+    void         (*on_change)(void *arg, const int *owned, int n);
+    void          *arg;
+};
+
 struct kbus {
     char            *brokers;
-    char            *topic;        /* prefix + "events" */
-    int              timeout_ms;
+    struct ktopic    topics[NTOPICS];
+    int              timeout_ms, session_ms, rebalance_ms;
     rd_kafka_t      *prod;         /* producer, admin, metadata */
     rd_kafka_t      *cons;         /* metadata, watermarks, offsets by time */
-    rd_kafka_topic_t *crkt;
-    struct kpart    *parts;
 
     pthread_mutex_t  mu;           /* hw, seq, stopping, delivery state */
     pthread_cond_t   cond;         /* seq moved, a produce call completed */
@@ -96,6 +130,7 @@ struct kbus {
     struct kreader   readers[MAX_READERS];
     pthread_mutex_t  group_mu;
     struct kgroup    groups[MAX_GROUPS];
+    struct kjoin    *joins[MAX_GROUPS];
     char            *group_prefix;
 
     pthread_t        poller, watcher;
@@ -105,6 +140,7 @@ struct kbus {
 
 /* One produce() call: the delivery reports count it down. */
 struct pcall {
+    struct ktopic *t;
     cs_msg *msgs;
     size_t  pending;
     rd_kafka_resp_err_t err;
@@ -172,8 +208,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         cs_msg *msg = &c->msgs[s->idx];
         msg->partition = m->partition;
         msg->offset = m->offset;
-        if (m->partition >= 0 && m->offset >= 0)
-            kb->parts[m->partition].hw = max64(kb->parts[m->partition].hw, m->offset + 1);
+        if (m->partition >= 0 && m->partition < c->t->partitions && m->offset >= 0)
+            c->t->parts[m->partition].hw = max64(c->t->parts[m->partition].hw, m->offset + 1);
     }
     if (--c->pending == 0) pthread_cond_broadcast(&kb->cond);
     pthread_mutex_unlock(&kb->mu);
@@ -206,30 +242,40 @@ static rd_kafka_conf_t *base_conf(struct kbus *kb, const char *client_id, char *
 
 /* ---- watermarks ---------------------------------------------------------- */
 
-/* One ListOffsets(LATEST) for every partition; raises hw, bumps seq when
- * anything moved. 0, or -1 with the error in err. */
+/* The topic of a Kafka topic name; NULL if not ours. */
+static struct ktopic *by_full(struct kbus *kb, const char *full)
+{
+    for (int i = 0; i < NTOPICS; i++)
+        if (kb->topics[i].full && strcmp(kb->topics[i].full, full) == 0) return &kb->topics[i];
+    return NULL;
+}
+
+/* One ListOffsets(LATEST) for every partition of every topic; raises hw,
+ * bumps seq when anything moved. 0, or -1 with the error in err. */
 static int refresh(cs_bus *bus, int timeout_ms, char *err, size_t errlen)
 {
     struct kbus *kb = bus->impl;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(bus->partitions);
-    for (int p = 0; p < bus->partitions; p++)
-        rd_kafka_topic_partition_list_add(l, kb->topic, p)->offset = RD_KAFKA_OFFSET_END; /* timestamp -1: latest */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(bus->partitions * 2 + 1);
+    for (int i = 0; i < NTOPICS; i++)
+        for (int p = 0; p < kb->topics[i].partitions; p++) /* timestamp -1: latest */
+            rd_kafka_topic_partition_list_add(l, kb->topics[i].full, p)->offset = RD_KAFKA_OFFSET_END;
     rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(kb->cons, l, timeout_ms);
     int rc = 0, moved = 0;
     if (e) {
-        if (err) snprintf(err, errlen, "ListOffsets on topic %s: %s", kb->topic, rd_kafka_err2str(e));
+        if (err) snprintf(err, errlen, "ListOffsets on topic %s: %s", kb->topics[T_EVENTS].full, rd_kafka_err2str(e));
         rc = -1;
     } else {
         pthread_mutex_lock(&kb->mu);
         for (int i = 0; i < l->cnt; i++) {
             rd_kafka_topic_partition_t *tp = &l->elems[i];
-            if (tp->err || tp->partition < 0 || tp->partition >= bus->partitions || tp->offset < 0) {
+            struct ktopic *t = by_full(kb, tp->topic);
+            if (!t || tp->err || tp->partition < 0 || tp->partition >= t->partitions || tp->offset < 0) {
                 if (err && tp->err && rc == 0)
-                    snprintf(err, errlen, "ListOffsets on %s/%d: %s", kb->topic, tp->partition, rd_kafka_err2str(tp->err));
+                    snprintf(err, errlen, "ListOffsets on %s/%d: %s", tp->topic, tp->partition, rd_kafka_err2str(tp->err));
                 if (tp->err) rc = -1;
                 continue;
             }
-            if (tp->offset > kb->parts[tp->partition].hw) kb->parts[tp->partition].hw = tp->offset, moved = 1;
+            if (tp->offset > t->parts[tp->partition].hw) t->parts[tp->partition].hw = tp->offset, moved = 1;
         }
         if (moved) {
             kb->seq++;
@@ -262,8 +308,9 @@ static void *watcher_main(void *arg)
             if (!__atomic_load_n(&r->used, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&r->mu) != 0) continue;
             rd_kafka_poll(r->rk, 0);
             if (now - r->last_us > READER_IDLE_US)
-                for (int p = 0; p < bus->partitions; p++)
-                    if (r->cur[p].started) rd_kafka_consume_stop(r->rkt, p), r->cur[p].started = 0;
+                for (int t = 0; t < NTOPICS; t++)
+                    for (int p = 0; p < kb->topics[t].partitions; p++)
+                        if (r->cur[t][p].started) rd_kafka_consume_stop(r->rkt[t], p), r->cur[t][p].started = 0;
             pthread_mutex_unlock(&r->mu);
         }
         if (pthread_mutex_trylock(&kb->group_mu) == 0) { /* committed() may hold it for a round trip */
@@ -286,20 +333,31 @@ static void *watcher_main(void *arg)
 
 /* ---- the bus operations ----------------------------------------------------- */
 
-static int topic_ok(cs_bus *bus, const char *topic, int partition)
+/* The bus topic named `topic` (bus.h names); NULL when unknown. */
+static struct ktopic *topic_of(struct kbus *kb, const char *topic)
 {
-    return strcmp(topic, CS_TOPIC_EVENTS) == 0 && partition >= 0 && partition < bus->partitions;
+    for (int i = 0; topic && i < NTOPICS; i++)
+        if (strcmp(topic, kb->topics[i].name) == 0) return &kb->topics[i];
+    return NULL;
+}
+
+/* The topic when partition is one of its partitions; NULL else. */
+static struct ktopic *topic_ok(cs_bus *bus, const char *topic, int partition)
+{
+    struct ktopic *t = topic_of(bus->impl, topic);
+    return t && partition >= 0 && partition < t->partitions ? t : NULL;
 }
 
 static int k_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
 {
     struct kbus *kb = bus->impl;
-    if (strcmp(topic, CS_TOPIC_EVENTS) != 0) {
+    struct ktopic *t = topic_of(kb, topic);
+    if (!t) {
         errno = ENOENT;
         return -1;
     }
     if (n == 0) return 0;
-    struct pcall call = {.msgs = msgs, .pending = 0, .err = RD_KAFKA_RESP_ERR_NO_ERROR};
+    struct pcall call = {.t = t, .msgs = msgs, .pending = 0, .err = RD_KAFKA_RESP_ERR_NO_ERROR};
     struct pslot *slots = cs_malloc(n * sizeof *slots);
     rd_kafka_resp_err_t qerr = RD_KAFKA_RESP_ERR_NO_ERROR;
     int64_t deadline = cs_mono_us() + (int64_t)kb->timeout_ms * 1000;
@@ -313,7 +371,7 @@ static int k_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
         call.pending++;
         pthread_mutex_unlock(&kb->mu);
         for (;;) {
-            qerr = rd_kafka_producev(kb->prod, RD_KAFKA_V_TOPIC(kb->topic),
+            qerr = rd_kafka_producev(kb->prod, RD_KAFKA_V_TOPIC(t->full),
                                      RD_KAFKA_V_KEY(msgs[i].key, msgs[i].key_len),
                                      RD_KAFKA_V_VALUE((void *)msgs[i].value, msgs[i].value_len),
                                      RD_KAFKA_V_TIMESTAMP(msgs[i].ts_us / 1000),
@@ -348,7 +406,7 @@ static int k_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
         char m[300];
         esc(m, sizeof m, rd_kafka_err2str(qerr ? qerr : derr));
         cs_error("kafka", "produce failed; nothing acknowledged", "\"topic\":\"%s\",\"messages\":%zu,\"error\":\"%s\"",
-                 kb->topic, n, m);
+                 t->full, n, m);
         errno = qerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || derr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
                     ? EMSGSIZE
                     : EIO;
@@ -381,16 +439,22 @@ static struct kreader *get_reader(cs_bus *bus)
         char err[512], cid[64];
         snprintf(cid, sizeof cid, "crmstream-fetch-%d", (int)(free_slot - kb->readers));
         free_slot->rk = new_consumer(kb, cid, err, sizeof err);
-        rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
-        rd_kafka_topic_conf_set(tc, "auto.offset.reset", "smallest", err, sizeof err);
-        free_slot->rkt = free_slot->rk ? rd_kafka_topic_new(free_slot->rk, kb->topic, tc) : NULL;
-        if (!free_slot->rkt) {
-            if (!free_slot->rk) rd_kafka_topic_conf_destroy(tc);
+        int ok = free_slot->rk != NULL;
+        for (int t = 0; ok && t < NTOPICS; t++) {
+            rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+            rd_kafka_topic_conf_set(tc, "auto.offset.reset", "smallest", err, sizeof err);
+            free_slot->rkt[t] = rd_kafka_topic_new(free_slot->rk, kb->topics[t].full, tc);
+            if (!free_slot->rkt[t]) ok = 0;
+        }
+        if (!ok) {
+            for (int t = 0; t < NTOPICS; t++)
+                if (free_slot->rkt[t]) rd_kafka_topic_destroy(free_slot->rkt[t]), free_slot->rkt[t] = NULL;
             if (free_slot->rk) rd_kafka_destroy(free_slot->rk);
             free_slot->rk = NULL;
-            cs_error("kafka", "cannot create a reader", "\"topic\":\"%s\"", kb->topic);
+            cs_error("kafka", "cannot create a reader", "\"topic\":\"%s\"", kb->topics[T_EVENTS].full);
         } else {
-            free_slot->cur = cs_calloc((size_t)bus->partitions, sizeof *free_slot->cur);
+            for (int t = 0; t < NTOPICS; t++)
+                free_slot->cur[t] = cs_calloc((size_t)kb->topics[t].partitions, sizeof *free_slot->cur[t]);
             pthread_mutex_init(&free_slot->mu, NULL);
             __atomic_store_n(&free_slot->used, 1, __ATOMIC_RELEASE);
             r = free_slot;
@@ -404,17 +468,17 @@ static struct kreader *get_reader(cs_bus *bus)
 }
 
 /* Restart the reader's partition consumer at `from` (caller holds r->mu). */
-static int restart_at(struct kbus *kb, struct kreader *r, int p, int64_t from)
+static int restart_at(struct kbus *kb, struct kreader *r, int ti, int p, int64_t from)
 {
-    struct kcur *kp = &r->cur[p];
+    struct kcur *kp = &r->cur[ti][p];
     if (kp->started && kp->pos == from) return 0;
-    if (kp->started) rd_kafka_consume_stop(r->rkt, p);
+    if (kp->started) rd_kafka_consume_stop(r->rkt[ti], p);
     kp->started = 0;
-    if (rd_kafka_consume_start(r->rkt, p, from) != 0) {
+    if (rd_kafka_consume_start(r->rkt[ti], p, from) != 0) {
         char m[300];
         esc(m, sizeof m, rd_kafka_err2str(rd_kafka_last_error()));
         cs_error("kafka", "consume_start failed", "\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64 ",\"error\":\"%s\"",
-                 kb->topic, p, from, m);
+                 kb->topics[ti].full, p, from, m);
         return -1;
     }
     kp->started = 1;
@@ -425,9 +489,10 @@ static int restart_at(struct kbus *kb, struct kreader *r, int p, int64_t from)
 static int64_t k_end(cs_bus *bus, const char *topic, int partition)
 {
     struct kbus *kb = bus->impl;
-    if (!topic_ok(bus, topic, partition)) return -1;
+    struct ktopic *t = topic_ok(bus, topic, partition);
+    if (!t) return -1;
     pthread_mutex_lock(&kb->mu);
-    int64_t e = kb->parts[partition].hw;
+    int64_t e = t->parts[partition].hw;
     pthread_mutex_unlock(&kb->mu);
     return e;
 }
@@ -435,14 +500,16 @@ static int64_t k_end(cs_bus *bus, const char *topic, int partition)
 static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, size_t max, cs_rec_cb cb, void *arg)
 {
     struct kbus *kb = bus->impl;
-    if (!topic_ok(bus, topic, partition)) return -1;
+    struct ktopic *t = topic_ok(bus, topic, partition);
+    if (!t) return -1;
+    int ti = (int)(t - kb->topics);
     if (from < 0) from = 0; /* below the log start: auto.offset.reset=smallest */
     if (max == 0 || from >= k_end(bus, topic, partition)) return 0;
     struct kreader *r = get_reader(bus);
     if (!r) return -1;
     r->last_us = cs_mono_us();
-    struct kcur *kp = &r->cur[partition];
-    if (restart_at(kb, r, partition, from) != 0) {
+    struct kcur *kp = &r->cur[ti][partition];
+    if (restart_at(kb, r, ti, partition, from) != 0) {
         pthread_mutex_unlock(&r->mu);
         return -1;
     }
@@ -457,7 +524,7 @@ static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, 
             if (left <= 0) break;
             wait_ms = left > 100 ? 100 : (int)left;
         }
-        rd_kafka_message_t *m = rd_kafka_consume(r->rkt, partition, wait_ms);
+        rd_kafka_message_t *m = rd_kafka_consume(r->rkt[ti], partition, wait_ms);
         if (!m) {
             if (n == 0 && !__atomic_load_n(&kb->stopping, __ATOMIC_ACQUIRE)) continue;
             break;
@@ -469,7 +536,7 @@ static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, 
             char msg[300];
             esc(msg, sizeof msg, rd_kafka_err2str(e));
             cs_error("kafka", "fetch failed", "\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64 ",\"error\":\"%s\"",
-                     kb->topic, partition, kp->pos, msg);
+                     t->full, partition, kp->pos, msg);
             kp->pos = -1; /* restart at the next fetch */
             if (n == 0) n = -1;
             break;
@@ -496,7 +563,7 @@ static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, 
         if (!rec.value) rec.value = "", rec.value_len = 0;
         kp->pos = m->offset + 1;
         pthread_mutex_lock(&kb->mu);
-        kb->parts[partition].hw = max64(kb->parts[partition].hw, kp->pos);
+        t->parts[partition].hw = max64(t->parts[partition].hw, kp->pos);
         pthread_mutex_unlock(&kb->mu);
         n++;
         int stop = cb(&rec, arg);
@@ -536,15 +603,16 @@ static void k_wakeup(cs_bus *bus)
 static int64_t k_start(cs_bus *bus, const char *topic, int partition)
 {
     struct kbus *kb = bus->impl;
-    if (!topic_ok(bus, topic, partition)) return -1;
+    struct ktopic *t = topic_ok(bus, topic, partition);
+    if (!t) return -1;
     int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(kb->cons, kb->topic, partition, &lo, &hi, kb->timeout_ms);
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(kb->cons, t->full, partition, &lo, &hi, kb->timeout_ms);
     if (e) {
         /* 0 is safe: a fetch below the log start begins at the start. */
         char m[300];
         esc(m, sizeof m, rd_kafka_err2str(e));
         cs_warn("kafka", "cannot read the log start offset; assuming 0", "\"topic\":\"%s\",\"partition\":%d,\"error\":\"%s\"",
-                kb->topic, partition, m);
+                t->full, partition, m);
         return 0;
     }
     return lo;
@@ -553,19 +621,20 @@ static int64_t k_start(cs_bus *bus, const char *topic, int partition)
 static int64_t k_offset_for_time(cs_bus *bus, const char *topic, int partition, int64_t ts_us)
 {
     struct kbus *kb = bus->impl;
-    if (!topic_ok(bus, topic, partition)) return -1;
+    struct ktopic *t = topic_ok(bus, topic, partition);
+    if (!t) return -1;
     /* Kafka keeps milliseconds: a record at t_ms is at or after ts_us
      * when t_ms >= ceil(ts_us / 1000). */
     int64_t ts_ms = ts_us <= 0 ? 0 : (ts_us + 999) / 1000;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, kb->topic, partition)->offset = ts_ms;
+    rd_kafka_topic_partition_list_add(l, t->full, partition)->offset = ts_ms;
     rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(kb->cons, l, kb->timeout_ms);
     int64_t off = -1;
     if (!e && !l->elems[0].err) {
         off = l->elems[0].offset;
         if (off < 0) { /* nothing that new: the end offset */
             int64_t lo, hi;
-            e = rd_kafka_query_watermark_offsets(kb->cons, kb->topic, partition, &lo, &hi, kb->timeout_ms);
+            e = rd_kafka_query_watermark_offsets(kb->cons, t->full, partition, &lo, &hi, kb->timeout_ms);
             off = e ? -1 : hi;
         }
     }
@@ -581,10 +650,13 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
                 rd_kafka_name(rk), rd_kafka_err2name(err));
 }
 
-/* The handle that commits for `group` (created on first use; caller holds
- * group_mu). */
+/* The handle that commits for `group`: the member's when this process
+ * joined the group (Kafka refuses commits from non-members of a group with
+ * members), else one created on first use. Caller holds group_mu. */
 static rd_kafka_t *group_handle(struct kbus *kb, const char *group)
 {
+    for (int i = 0; i < MAX_GROUPS; i++)
+        if (kb->joins[i] && strcmp(kb->joins[i]->name, group) == 0) return kb->joins[i]->rk;
     for (int i = 0; i < MAX_GROUPS; i++)
         if (kb->groups[i].name && strcmp(kb->groups[i].name, group) == 0) return kb->groups[i].rk;
     int slot = -1;
@@ -617,7 +689,8 @@ static rd_kafka_t *group_handle(struct kbus *kb, const char *group)
 static int k_commit(cs_bus *bus, const char *group, const char *topic, int partition, int64_t next)
 {
     struct kbus *kb = bus->impl;
-    if (!topic_ok(bus, topic, partition) || next < 0) {
+    struct ktopic *t = topic_ok(bus, topic, partition);
+    if (!t || next < 0) {
         errno = EINVAL;
         return -1;
     }
@@ -626,7 +699,7 @@ static int k_commit(cs_bus *bus, const char *group, const char *topic, int parti
     int rc = -1;
     if (rk) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, kb->topic, partition)->offset = next;
+        rd_kafka_topic_partition_list_add(l, t->full, partition)->offset = next;
         /* Asynchronous: lag monitoring only, and the pipeline must not
          * wait a round trip per partition per batch. */
         rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, 1);
@@ -643,13 +716,14 @@ static int k_commit(cs_bus *bus, const char *group, const char *topic, int parti
 static int64_t k_committed(cs_bus *bus, const char *group, const char *topic, int partition)
 {
     struct kbus *kb = bus->impl;
-    if (!topic_ok(bus, topic, partition)) return -1;
+    struct ktopic *t = topic_ok(bus, topic, partition);
+    if (!t) return -1;
     pthread_mutex_lock(&kb->group_mu);
     rd_kafka_t *rk = group_handle(kb, group);
     int64_t off = -1;
     if (rk) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, kb->topic, partition);
+        rd_kafka_topic_partition_list_add(l, t->full, partition);
         rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, kb->timeout_ms);
         if (!e && !l->elems[0].err && l->elems[0].offset >= 0) off = l->elems[0].offset;
         rd_kafka_topic_partition_list_destroy(l);
@@ -658,11 +732,225 @@ static int64_t k_committed(cs_bus *bus, const char *group, const char *topic, in
     return off;
 }
 
+/* ---- consumer-group membership (bus.h: join/leave) ------------------------ */
+
+/* Tell the caller its owned set (called without any bus lock held). */
+static void notify(struct kjoin *j)
+{
+    int n = 0;
+    int *owned = cs_malloc(((size_t)j->t->partitions + 1) * sizeof *owned);
+    for (int p = 0; p < j->t->partitions; p++)
+        if (j->owned[p]) owned[n++] = p;
+    char l[300];
+    snprintf(l, sizeof l, "group=\"%s\"", j->name);
+    cs_gauge_set(cs_metric_series(cs_m.bus_group_partitions, l), n);
+    cs_info("kafka", "group partitions", "\"group\":\"%s\",\"topic\":\"%s\",\"owned\":%d", j->name, j->t->full, n);
+    j->on_change(j->arg, owned, n);
+    free(owned);
+}
+
+static void count_change(struct kjoin *j, const char *change)
+{
+    char l[300];
+    snprintf(l, sizeof l, "group=\"%s\",change=\"%s\"", j->name, change);
+    cs_metric_inc(cs_m.bus_group_changes, l, 1);
+}
+
+/* Mark the list's partitions of our topic owned or not; 1 if any changed. */
+static int mark(struct kjoin *j, const rd_kafka_topic_partition_list_t *parts, int own)
+{
+    int changed = 0;
+    for (int i = 0; parts && i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (strcmp(tp->topic, j->t->full) != 0 || tp->partition < 0 || tp->partition >= j->t->partitions) continue;
+        if (j->owned[tp->partition] != own) j->owned[tp->partition] = (unsigned char)own, changed = 1;
+    }
+    return changed;
+}
+
+static void log_rebalance_error(struct kjoin *j, const char *what, rd_kafka_error_t *e)
+{
+    if (!e) return;
+    char m[300];
+    esc(m, sizeof m, rd_kafka_error_string(e));
+    cs_error("kafka", what, "\"group\":\"%s\",\"error\":\"%s\"", j->name, m);
+    rd_kafka_error_destroy(e);
+}
+
+/* Runs on the group thread (rd_kafka_consumer_poll) or in
+ * rd_kafka_consumer_close (leave). Cooperative: only moved partitions are
+ * listed. Revocation tells the caller first, then releases. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct kjoin *j = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (cooperative) log_rebalance_error(j, "incremental assign failed", rd_kafka_incremental_assign(rk, parts));
+        else rd_kafka_assign(rk, parts);
+        /* Never consumed through the group: the caller fetches by offset. */
+        rd_kafka_pause_partitions(rk, parts);
+        count_change(j, "assigned");
+        if (mark(j, parts, 1) || parts->cnt == 0) notify(j);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        count_change(j, rd_kafka_assignment_lost(rk) ? "lost" : "revoked");
+        if (rd_kafka_assignment_lost(rk))
+            cs_warn("kafka", "group partitions lost (session timed out): other members may own them already",
+                    "\"group\":\"%s\",\"partitions\":%d", j->name, parts->cnt);
+        if (mark(j, parts, 0)) notify(j); /* returns once the caller let go */
+        if (cooperative) log_rebalance_error(j, "incremental unassign failed", rd_kafka_incremental_unassign(rk, parts));
+        else rd_kafka_assign(rk, NULL);
+    } else {
+        cs_error("kafka", "group rebalance failed: dropping every partition", "\"group\":\"%s\",\"error\":\"%s\"", j->name,
+                 rd_kafka_err2name(err));
+        int any = 0;
+        for (int p = 0; p < j->t->partitions; p++) any |= j->owned[p], j->owned[p] = 0;
+        if (any) notify(j);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void *join_main(void *arg)
+{
+    struct kjoin *j = arg;
+    while (!__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(j->rk, 100);
+        if (!m) continue;
+        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            char e[300];
+            esc(e, sizeof e, rd_kafka_message_errstr(m));
+            cs_warn("kafka", "group consumer error", "\"group\":\"%s\",\"error\":\"%s\"", j->name, e);
+        }
+        rd_kafka_message_destroy(m); /* records are never consumed here */
+    }
+    return NULL;
+}
+
+static int k_join(cs_bus *bus, const char *group, const char *topic,
+                  void (*on_change)(void *arg, const int *owned, int n), void *arg)
+{
+    struct kbus *kb = bus->impl;
+    struct ktopic *t = topic_of(kb, topic);
+    if (!t || !group || !*group || !on_change) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&kb->group_mu);
+    int slot = -1;
+    for (int i = 0; i < MAX_GROUPS; i++) {
+        if (kb->joins[i] && strcmp(kb->joins[i]->name, group) == 0) {
+            pthread_mutex_unlock(&kb->group_mu);
+            errno = EEXIST;
+            return -1;
+        }
+        if (!kb->joins[i] && slot < 0) slot = i;
+    }
+    pthread_mutex_unlock(&kb->group_mu);
+    if (slot < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    cs_metrics_catalog_init();
+    struct kjoin *j = cs_calloc(1, sizeof *j);
+    j->name = cs_strdup(group);
+    j->bus = bus;
+    j->t = t;
+    j->owned = cs_calloc((size_t)t->partitions, 1);
+    j->on_change = on_change;
+    j->arg = arg;
+    char err[512], gid[300], cid[300], v[32];
+    snprintf(gid, sizeof gid, "%s%s", kb->group_prefix, group);
+    snprintf(cid, sizeof cid, "crmstream-member-%s", group);
+    rd_kafka_conf_t *conf = base_conf(kb, cid, err, sizeof err);
+    int ok = conf != NULL;
+    if (ok) {
+        rd_kafka_conf_set_opaque(conf, j);
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+        ok = !set(conf, "group.id", gid, err, sizeof err) &&
+             !set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof err) &&
+             !set(conf, "enable.auto.commit", "false", err, sizeof err) &&
+             !set(conf, "enable.auto.offset.store", "false", err, sizeof err) &&
+             !set(conf, "enable.partition.eof", "false", err, sizeof err) &&
+             /* paused at once; keep what slips through small */
+             !set(conf, "queued.max.messages.kbytes", "1024", err, sizeof err);
+        snprintf(v, sizeof v, "%d", kb->session_ms);
+        ok = ok && !set(conf, "session.timeout.ms", v, err, sizeof err);
+        snprintf(v, sizeof v, "%d", kb->session_ms / 3 < 3000 ? kb->session_ms / 3 : 3000);
+        ok = ok && !set(conf, "heartbeat.interval.ms", v, err, sizeof err);
+        snprintf(v, sizeof v, "%d", kb->rebalance_ms);
+        ok = ok && !set(conf, "max.poll.interval.ms", v, err, sizeof err);
+    }
+    if (ok) {
+        j->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+        if (!j->rk) ok = 0;
+    }
+    if (!ok) {
+        if (conf && !j->rk) rd_kafka_conf_destroy(conf);
+        cs_error("kafka", "cannot create the group member", "\"group\":\"%s\",\"error\":\"%s\"", group, err);
+        free(j->owned), free(j->name), free(j);
+        errno = EIO;
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(j->rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, t->full, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(j->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e || pthread_create(&j->thr, NULL, join_main, j) != 0) {
+        cs_error("kafka", "cannot join the group", "\"group\":\"%s\",\"error\":\"%s\"", gid,
+                 e ? rd_kafka_err2name(e) : "thread");
+        rd_kafka_destroy(j->rk);
+        free(j->owned), free(j->name), free(j);
+        errno = EIO;
+        return -1;
+    }
+    pthread_mutex_lock(&kb->group_mu);
+    kb->joins[slot] = j;
+    pthread_mutex_unlock(&kb->group_mu);
+    cs_info("kafka", "joined consumer group", "\"group\":\"%s\",\"topic\":\"%s\",\"assignor\":\"cooperative-sticky\"",
+            gid, t->full);
+    return 0;
+}
+
+static void k_leave(cs_bus *bus, const char *group)
+{
+    struct kbus *kb = bus->impl;
+    struct kjoin *j = NULL;
+    int slot = -1;
+    pthread_mutex_lock(&kb->group_mu);
+    for (int i = 0; i < MAX_GROUPS && !j; i++)
+        if (kb->joins[i] && strcmp(kb->joins[i]->name, group) == 0) j = kb->joins[i], slot = i;
+    pthread_mutex_unlock(&kb->group_mu);
+    if (!j) return;
+    __atomic_store_n(&j->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(j->thr, NULL);
+    /* Revokes (rebalance_cb -> on_change on this thread), commits nothing
+     * itself, sends LeaveGroup: the others rebalance at once. */
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(j->rk);
+    if (e) cs_warn("kafka", "leaving the group", "\"group\":\"%s\",\"error\":\"%s\"", j->name, rd_kafka_err2name(e));
+    int any = 0;
+    for (int p = 0; p < j->t->partitions; p++) any |= j->owned[p], j->owned[p] = 0;
+    if (any) notify(j);
+    pthread_mutex_lock(&kb->group_mu);
+    kb->joins[slot] = NULL;
+    pthread_mutex_unlock(&kb->group_mu);
+    rd_kafka_destroy(j->rk);
+    cs_info("kafka", "left consumer group", "\"group\":\"%s\"", j->name);
+    free(j->owned), free(j->name), free(j);
+}
+
 static void k_close(cs_bus *bus)
 {
     if (!bus) return;
     struct kbus *kb = bus->impl;
     if (kb) {
+        for (int i = 0; i < MAX_GROUPS; i++) {
+            pthread_mutex_lock(&kb->group_mu);
+            char *g = kb->joins[i] ? cs_strdup(kb->joins[i]->name) : NULL;
+            pthread_mutex_unlock(&kb->group_mu);
+            if (g) k_leave(bus, g);
+            free(g);
+        }
         k_wakeup(bus);
         if (kb->prod) rd_kafka_flush(kb->prod, kb->timeout_ms);
         __atomic_store_n(&kb->stop, 1, __ATOMIC_RELEASE);
@@ -671,14 +959,17 @@ static void k_close(cs_bus *bus)
         for (int i = 0; i < MAX_READERS; i++) {
             struct kreader *r = &kb->readers[i];
             if (!r->used) continue;
-            for (int p = 0; p < bus->partitions; p++)
-                if (r->cur[p].started) rd_kafka_consume_stop(r->rkt, p);
-            rd_kafka_topic_destroy(r->rkt);
+            for (int t = 0; t < NTOPICS; t++) {
+                for (int p = 0; p < kb->topics[t].partitions; p++)
+                    if (r->cur[t][p].started) rd_kafka_consume_stop(r->rkt[t], p);
+                rd_kafka_topic_destroy(r->rkt[t]);
+                free(r->cur[t]);
+            }
             rd_kafka_destroy(r->rk);
             pthread_mutex_destroy(&r->mu);
-            free(r->cur);
         }
-        if (kb->crkt) rd_kafka_topic_destroy(kb->crkt);
+        for (int t = 0; t < NTOPICS; t++)
+            if (kb->topics[t].crkt) rd_kafka_topic_destroy(kb->topics[t].crkt);
         for (int i = 0; i < MAX_GROUPS; i++)
             if (kb->groups[i].rk) {
                 rd_kafka_destroy(kb->groups[i].rk);
@@ -690,9 +981,8 @@ static void k_close(cs_bus *bus)
         pthread_mutex_destroy(&kb->readers_mu);
         pthread_mutex_destroy(&kb->group_mu);
         pthread_cond_destroy(&kb->cond);
-        free(kb->parts);
+        for (int t = 0; t < NTOPICS; t++) free(kb->topics[t].parts), free(kb->topics[t].full);
         free(kb->brokers);
-        free(kb->topic);
         free(kb->group_prefix);
         free(kb);
     }
@@ -711,6 +1001,8 @@ static const struct cs_bus_ops kafka_ops = {
     .commit = k_commit,
     .committed = k_committed,
     .start_offset = k_start,
+    .join = k_join,
+    .leave = k_leave,
 };
 
 /* ---- open ------------------------------------------------------------------- */
@@ -720,14 +1012,14 @@ static const struct cs_bus_ops kafka_ops = {
  * producer's metadata request would create it with the broker's
  * num.partitions). Waits until every partition has a leader. >0, 0 when the
  * topic does not exist, -1 with why on other errors. */
-static int topic_partitions(struct kbus *kb, int timeout_ms, char *why, size_t whylen)
+static int topic_partitions(struct kbus *kb, struct ktopic *t, int timeout_ms, char *why, size_t whylen)
 {
     int64_t deadline = cs_mono_us() + (int64_t)timeout_ms * 1000;
     int have = -1;
     snprintf(why, whylen, "no metadata");
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t me = rd_kafka_metadata(kb->cons, 0, kb->crkt, &md, timeout_ms < 5000 ? timeout_ms : 5000);
+        rd_kafka_resp_err_t me = rd_kafka_metadata(kb->cons, 0, t->crkt, &md, timeout_ms < 5000 ? timeout_ms : 5000);
         int ready = 0;
         if (me) {
             snprintf(why, whylen, "%s", rd_kafka_err2str(me));
@@ -751,19 +1043,20 @@ static int topic_partitions(struct kbus *kb, int timeout_ms, char *why, size_t w
 }
 
 /* Create the topic if missing; check the partition count of the one there. */
-static int ensure_topic(struct kbus *kb, int partitions, int rf, char *err, size_t errlen)
+static int ensure_topic(struct kbus *kb, struct ktopic *t, int rf, char *err, size_t errlen)
 {
     char why[300];
-    int have = topic_partitions(kb, kb->timeout_ms, why, sizeof why);
+    int partitions = t->partitions;
+    int have = topic_partitions(kb, t, kb->timeout_ms, why, sizeof why);
     if (have < 0) {
-        snprintf(err, errlen, "topic %s at %s: %s", kb->topic, kb->brokers, why);
+        snprintf(err, errlen, "topic %s at %s: %s", t->full, kb->brokers, why);
         return -1;
     }
     if (have == 0) {
         char e[512];
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(kb->topic, partitions, rf, e, sizeof e);
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(t->full, partitions, rf, e, sizeof e);
         if (!nt) {
-            snprintf(err, errlen, "topic %s: %s", kb->topic, e);
+            snprintf(err, errlen, "topic %s: %s", t->full, e);
             return -1;
         }
         /* append_us is the broker's append time, as in the embedded log */
@@ -776,10 +1069,10 @@ static int ensure_topic(struct kbus *kb, int partitions, int rf, char *err, size
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, kb->timeout_ms + 5000);
         int rc = 0;
         if (!ev) {
-            snprintf(err, errlen, "CreateTopics %s: no answer from %s", kb->topic, kb->brokers);
+            snprintf(err, errlen, "CreateTopics %s: no answer from %s", t->full, kb->brokers);
             rc = -1;
         } else if (rd_kafka_event_error(ev)) {
-            snprintf(err, errlen, "CreateTopics %s at %s: %s", kb->topic, kb->brokers, rd_kafka_event_error_string(ev));
+            snprintf(err, errlen, "CreateTopics %s at %s: %s", t->full, kb->brokers, rd_kafka_event_error_string(ev));
             rc = -1;
         } else {
             size_t cnt;
@@ -788,9 +1081,9 @@ static int ensure_topic(struct kbus *kb, int partitions, int rf, char *err, size
             rd_kafka_resp_err_t te = cnt ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
             if (te == RD_KAFKA_RESP_ERR_NO_ERROR)
                 cs_info("kafka", "topic created", "\"topic\":\"%s\",\"partitions\":%d,\"replication_factor\":%d",
-                        kb->topic, partitions, rf);
+                        t->full, partitions, rf);
             else if (te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) { /* a concurrent creator is fine */
-                snprintf(err, errlen, "CreateTopics %s at %s: %s", kb->topic, kb->brokers,
+                snprintf(err, errlen, "CreateTopics %s at %s: %s", t->full, kb->brokers,
                          rd_kafka_topic_result_error_string(res[0]));
                 rc = -1;
             }
@@ -803,23 +1096,29 @@ static int ensure_topic(struct kbus *kb, int partitions, int rf, char *err, size
         /* Metadata trails a fresh CreateTopics by a moment. */
         int64_t deadline = cs_mono_us() + (int64_t)kb->timeout_ms * 1000;
         do {
-            have = topic_partitions(kb, kb->timeout_ms, why, sizeof why);
+            have = topic_partitions(kb, t, kb->timeout_ms, why, sizeof why);
             if (have == 0) {
                 struct timespec w = {0, 100 * 1000000L};
                 nanosleep(&w, NULL);
             }
         } while (have == 0 && cs_mono_us() < deadline);
         if (have <= 0) {
-            snprintf(err, errlen, "topic %s at %s: created but not in the metadata: %s", kb->topic, kb->brokers,
+            snprintf(err, errlen, "topic %s at %s: created but not in the metadata: %s", t->full, kb->brokers,
                      have == 0 ? "unknown topic" : why);
             return -1;
         }
+    }
+    if (have != partitions && t != &kb->topics[T_EVENTS]) {
+        snprintf(err, errlen, "topic %s at %s has %d partitions but crmstream needs %d (%s): delete it or use another "
+                 "kafka.topic_prefix", t->full, kb->brokers, have, partitions,
+                 partitions == 1 ? "one total order" : "as many as the events topic");
+        return -1;
     }
     if (have != partitions) {
         snprintf(err, errlen,
                  "topic %s at %s has %d partitions but log.partitions is %d: a key's partition depends on the count, "
                  "so set log.partitions: %d (or use another kafka.topic_prefix)",
-                 kb->topic, kb->brokers, have, partitions, have);
+                 t->full, kb->brokers, have, partitions, have);
         return -1;
     }
     return 0;
@@ -861,11 +1160,18 @@ cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size
     kb->brokers = cs_strdup(brokers);
     kb->brokers[bl] = 0;
     const char *tp = cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : "";
-    kb->topic = cs_malloc(strlen(tp) + sizeof CS_TOPIC_EVENTS);
-    strcat(strcpy(kb->topic, tp), CS_TOPIC_EVENTS);
+    for (int t = 0; t < NTOPICS; t++) {
+        struct ktopic *kt = &kb->topics[t];
+        kt->name = topic_names[t];
+        kt->full = cs_malloc(strlen(tp) + strlen(kt->name) + 1);
+        strcat(strcpy(kt->full, tp), kt->name);
+        kt->partitions = cs_bus_topic_partitions(bus, kt->name);
+        kt->parts = cs_calloc((size_t)kt->partitions, sizeof *kt->parts);
+    }
     kb->group_prefix = cs_strdup(cfg->kafka_group_prefix ? cfg->kafka_group_prefix : "");
     kb->timeout_ms = cfg->kafka_timeout_ms > 0 ? (int)cfg->kafka_timeout_ms : 30000;
-    kb->parts = cs_calloc((size_t)cfg->partitions, sizeof *kb->parts);
+    kb->session_ms = cfg->kafka_session_timeout_ms > 0 ? (int)cfg->kafka_session_timeout_ms : 10000;
+    kb->rebalance_ms = cfg->kafka_rebalance_timeout_ms > 0 ? (int)cfg->kafka_rebalance_timeout_ms : 60000;
     pthread_mutex_init(&kb->mu, NULL);
     pthread_mutex_init(&kb->readers_mu, NULL);
     pthread_mutex_init(&kb->group_mu, NULL);
@@ -898,14 +1204,17 @@ cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size
         goto fail;
     }
     kb->threads = 1;
-    rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
-    rd_kafka_topic_conf_set(tc, "auto.offset.reset", "smallest", e, sizeof e);
-    kb->crkt = rd_kafka_topic_new(kb->cons, kb->topic, tc);
-    if (!kb->crkt) {
-        snprintf(err, errlen, "topic %s: %s", kb->topic, rd_kafka_err2str(rd_kafka_last_error()));
-        goto fail;
+    for (int t = 0; t < NTOPICS; t++) {
+        struct ktopic *kt = &kb->topics[t];
+        rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+        rd_kafka_topic_conf_set(tc, "auto.offset.reset", "smallest", e, sizeof e);
+        kt->crkt = rd_kafka_topic_new(kb->cons, kt->full, tc);
+        if (!kt->crkt) {
+            snprintf(err, errlen, "topic %s: %s", kt->full, rd_kafka_err2str(rd_kafka_last_error()));
+            goto fail;
+        }
+        if (ensure_topic(kb, kt, cfg->kafka_replication_factor, err, errlen)) goto fail;
     }
-    if (ensure_topic(kb, cfg->partitions, cfg->kafka_replication_factor, err, errlen)) goto fail;
     /* Exact end offsets before anyone asks (the pipeline compares its
      * stored offsets with them at start). */
     char rerr[512];
@@ -926,7 +1235,7 @@ cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size
     }
     kb->threads = 2;
     cs_info("kafka", "bus opened", "\"brokers\":\"%s\",\"topic\":\"%s\",\"partitions\":%d,\"librdkafka\":\"%s\"", kb->brokers,
-            kb->topic, bus->partitions, rd_kafka_version_str());
+            kb->topics[T_EVENTS].full, bus->partitions, rd_kafka_version_str());
     return bus;
 fail:
     k_close(bus);

@@ -52,6 +52,8 @@ typedef struct cs_config {
     char  *kafka_group_prefix;  /* kafka.group_prefix */
     int    kafka_replication_factor; /* kafka.replication_factor (-1: broker default) */
     long   kafka_timeout_ms;    /* kafka.timeout_ms */
+    long   kafka_session_timeout_ms;   /* kafka.session_timeout_ms */
+    long   kafka_rebalance_timeout_ms; /* kafka.rebalance_timeout_ms */
     int    partitions;          /* log.partitions */
     char  *fsync;               /* log.fsync: always | interval:<ms> | never */
     int    fsync_policy;        /* parsed from fsync */
@@ -77,6 +79,9 @@ typedef struct cs_config {
     int    http_max_connections, http_max_connections_per_ip;            /* http.max_connections* */
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
+    long   pipeline_workers;    /* pipeline.workers (0: one per core) */
+    long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
+    long   pipeline_poison_attempts; /* pipeline.poison_attempts */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
     char  *rules_path;          /* rules: the rules file */
     cs_rep_cfg *reps;           /* routing.reps */

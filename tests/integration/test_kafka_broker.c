@@ -10,6 +10,8 @@
  *    window is rebuilt from Kafka).
  *  - the bus creates its topic with log.partitions, refuses another count,
  *    looks offsets up by (log-append) time and commits group offsets.
+ *  - consumer-group membership (join/leave): two members share 8
+ *    partitions without overlap; one leaves, the other owns all 8.
  *  - Kafka's own Java producer and kafkajs (default partitioners) and
  *    crmstream put every key in the same partition, and crmstream reads
  *    what Java wrote.
@@ -37,44 +39,20 @@
 #include "core/hash.h"
 #include "core/logging.h"
 
-static char kdir[256];
-static char bootstrap[128];
+#include "kafkaserver.c"
+
+static tkafka broker;
+static char *kdir = broker.dir;
+static char *bootstrap = broker.bootstrap;
 
 static int start_broker(char *why, size_t whylen)
 {
-    snprintf(kdir, sizeof kdir, "/tmp/crmstream-kafka-XXXXXX");
-    if (!mkdtemp(kdir)) {
-        snprintf(why, whylen, "mkdtemp failed");
-        return -1;
-    }
-    if (access("tests/kafka/broker.sh", X_OK) != 0) {
-        snprintf(why, whylen, "tests/kafka/broker.sh not found (run from the repository root)");
-        return -1;
-    }
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "tests/kafka/broker.sh start '%s' %d 2>'%s/start.err'", kdir, (int)getpid(), kdir);
-    FILE *f = popen(cmd, "r");
-    if (!f || !fgets(bootstrap, sizeof bootstrap, f)) bootstrap[0] = 0;
-    int st = f ? pclose(f) : -1;
-    bootstrap[strcspn(bootstrap, "\n")] = 0;
-    if (st != 0 || !*bootstrap) {
-        char path[400];
-        snprintf(path, sizeof path, "%s/start.err", kdir);
-        FILE *e = fopen(path, "r");
-        if (!e || !fgets(why, (int)whylen, e)) snprintf(why, whylen, "broker.sh start failed");
-        if (e) fclose(e);
-        why[strcspn(why, "\n")] = 0;
-        return -1;
-    }
-    return 0;
+    return tkafka_start(&broker, why, whylen);
 }
 
 static void stop_broker(void)
 {
-    if (!*kdir) return;
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "tests/kafka/broker.sh stop '%s'; rm -rf '%s'", kdir, kdir);
-    if (system(cmd) != 0) fprintf(stderr, "# cannot stop the broker in %s\n", kdir);
+    tkafka_stop(&broker);
 }
 
 static void dump_log(th_server *s)
@@ -450,6 +428,96 @@ static void test_kafkajs_producer_partitions_agree(void **state)
     for (int i = 0; i < CN; i++) assert_int_equal(parts[i], cs_partition_for(ckeys[i], strlen(ckeys[i]), CP));
 }
 
+
+/* ---- consumer-group membership on the real broker -------------------------- */
+
+enum { GP = 8 };
+static pthread_mutex_t own_mu = PTHREAD_MUTEX_INITIALIZER;
+static int owner[GP], overlaps;
+
+struct member {
+    int     id;
+    cs_bus *bus;
+    cs_config cfg;
+};
+
+/* Ownership as the members' on_change calls report it; a revoked partition
+ * is "in use" for 200 ms more (the in-flight batch) before it is let go. */
+static void on_change(void *arg, const int *owned, int n)
+{
+    struct member *m = arg;
+    int mine[GP] = {0};
+    for (int i = 0; i < n; i++) mine[owned[i]] = 1;
+    pthread_mutex_lock(&own_mu);
+    int revoked = 0;
+    for (int p = 0; p < GP; p++) revoked |= owner[p] == m->id && !mine[p];
+    pthread_mutex_unlock(&own_mu);
+    if (revoked) usleep(200000);
+    pthread_mutex_lock(&own_mu);
+    for (int p = 0; p < GP; p++) {
+        if (owner[p] == m->id && !mine[p]) owner[p] = -1;
+        if (mine[p]) {
+            if (owner[p] != -1 && owner[p] != m->id) overlaps++;
+            owner[p] = m->id;
+        }
+    }
+    pthread_mutex_unlock(&own_mu);
+}
+
+static int owned_by(int id)
+{
+    pthread_mutex_lock(&own_mu);
+    int n = 0;
+    for (int p = 0; p < GP; p++) n += owner[p] == id;
+    pthread_mutex_unlock(&own_mu);
+    return n;
+}
+
+static int wait_owned(int a, int na, int b, int nb)
+{
+    for (int i = 0; i < 1200; i++) {
+        if (owned_by(a) == na && owned_by(b) == nb) return 1;
+        usleep(50000);
+    }
+    fprintf(stderr, "# member %d owns %d (want %d), member %d owns %d (want %d)\n", a, owned_by(a), na, b, owned_by(b),
+            nb);
+    return 0;
+}
+
+/* librdkafka 2.0.2's classic consumer group (cooperative-sticky) on Kafka
+ * 4.4.0: two members share 8 partitions 4 + 4, never one partition twice;
+ * one leaves and the other owns all 8. */
+static void test_group_membership(void **state)
+{
+    (void)state;
+    for (int p = 0; p < GP; p++) owner[p] = -1;
+    static struct member a = {.id = 1}, b = {.id = 2};
+    char err[1024] = "";
+    a.bus = open_bus("grp-", GP, &a.cfg, err, sizeof err);
+    if (!a.bus) fprintf(stderr, "# %s\n", err);
+    assert_non_null(a.bus);
+    b.bus = open_bus("grp-", GP, &b.cfg, err, sizeof err);
+    assert_non_null(b.bus);
+    int64_t t0 = cs_mono_us();
+    assert_int_equal(a.bus->ops->join(a.bus, "pipeline", CS_TOPIC_EVENTS, on_change, &a), 0);
+    assert_true(wait_owned(1, GP, 2, 0));
+    assert_int_equal(b.bus->ops->join(b.bus, "pipeline", CS_TOPIC_EVENTS, on_change, &b), 0);
+    assert_true(wait_owned(1, GP / 2, 2, GP / 2));
+    fprintf(stderr, "# two members own 4 + 4 after %.1f s\n", (double)(cs_mono_us() - t0) / 1e6);
+    /* Group offsets through the member (the group has members now). */
+    assert_int_equal(a.bus->ops->commit(a.bus, "pipeline", CS_TOPIC_EVENTS, 0, 0), 0);
+    t0 = cs_mono_us();
+    b.bus->ops->leave(b.bus, "pipeline");
+    assert_int_equal(owned_by(2), 0);
+    assert_true(wait_owned(1, GP, 2, 0));
+    fprintf(stderr, "# after leave the survivor owns all 8 in %.1f s\n", (double)(cs_mono_us() - t0) / 1e6);
+    assert_int_equal(overlaps, 0);
+    b.bus->ops->close(b.bus);
+    cs_config_free(&b.cfg);
+    a.bus->ops->close(a.bus);
+    cs_config_free(&a.cfg);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -476,6 +544,7 @@ int main(void)
     fprintf(stderr, "# kafka broker at %s, started in %.1f s\n", bootstrap, (double)(cs_mono_us() - t0) / 1e6);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bus_topic_time_and_groups),
+        cmocka_unit_test(test_group_membership),
         cmocka_unit_test(test_java_producer_partitions_agree),
         cmocka_unit_test(test_kafkajs_producer_partitions_agree),
         cmocka_unit_test_teardown(test_serve_on_kafka_survives_sigkill, serve_teardown),

@@ -4,7 +4,10 @@
  * 127.0.0.1): produce with delivery reports, fetch from explicit offsets,
  * end/start offsets, wait, group commit/committed, topic creation and the
  * partition-count check, and partition agreement with cs_partition_for
- * (Kafka's murmur2) for many keys. The real-broker test is
+ * (Kafka's murmur2) for many keys, the leads topic, and consumer-group
+ * membership (join/leave: two members share 8 partitions, never both
+ * owning one; one leaves or is SIGKILLed and the other takes all 8). The
+ * real-broker test is
  * tests/integration/test_kafka_broker.c.
  */
 #include <errno.h>
@@ -16,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,6 +33,7 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/metrics.h"
 
 static rd_kafka_t *mock_rk;
 static rd_kafka_mock_cluster_t *mock;
@@ -75,6 +81,10 @@ static cs_bus *open_bus(const char *prefix, int partitions, cs_config *cfg)
      * real broker (tests/integration/test_kafka_broker.c). */
     snprintf(topic, sizeof topic, "%s%s", prefix, CS_TOPIC_EVENTS);
     rd_kafka_mock_topic_create(mock, topic, partitions, 1);
+    snprintf(topic, sizeof topic, "%s%s", prefix, CS_TOPIC_DLQ);
+    rd_kafka_mock_topic_create(mock, topic, partitions, 1);
+    snprintf(topic, sizeof topic, "%s%s", prefix, CS_TOPIC_LEADS);
+    rd_kafka_mock_topic_create(mock, topic, 1, 1);
     cs_bus *bus = cs_bus_kafka_open(brokers, cfg, err, sizeof err);
     if (!bus) fprintf(stderr, "# open: %s\n", err);
     return bus;
@@ -400,8 +410,265 @@ static void test_config_bus_key(void **state)
     cs_config_free(&cfg);
 }
 
-int main(void)
+/* The leads topic: one partition, its own offsets, readable like events. */
+static void test_leads_topic(void **state)
 {
+    (void)state;
+    cs_config cfg;
+    cs_bus *bus = open_bus("t7-", 4, &cfg);
+    assert_non_null(bus);
+    assert_int_equal(cs_bus_topic_partitions(bus, CS_TOPIC_LEADS), 1);
+    assert_int_equal(cs_bus_topic_partitions(bus, CS_TOPIC_EVENTS), 4);
+    assert_int_equal(cs_bus_topic_partitions(bus, CS_TOPIC_DLQ), 4);
+    assert_int_equal(cs_bus_topic_partitions(bus, "nope"), 0);
+    cs_msg ms[5];
+    const char *keys[5] = {"acc_1", "acc_2", "acc_3", "acc_4", "acc_5"};
+    for (int i = 0; i < 5; i++)
+        ms[i] = (cs_msg){.key = keys[i], .key_len = 5, .value = keys[i], .value_len = 5, .ts_us = cs_now_us()};
+    assert_int_equal(bus->ops->produce(bus, CS_TOPIC_LEADS, ms, 5), 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ms[i].partition, 0); /* every key: the one partition */
+        assert_int_equal(ms[i].offset, i);
+    }
+    assert_int_equal(bus->ops->end_offset(bus, CS_TOPIC_LEADS, 0), 5);
+    assert_int_equal(bus->ops->end_offset(bus, CS_TOPIC_LEADS, 1), -1);
+    assert_int_equal(bus->ops->end_offset(bus, CS_TOPIC_EVENTS, 0), 0); /* events untouched */
+    struct collect *c = cs_calloc(1, sizeof *c);
+    assert_int_equal(bus->ops->fetch(bus, CS_TOPIC_LEADS, 0, 2, 100, on_rec, c), 3);
+    assert_string_equal(c->values[0], "acc_3");
+    assert_int_equal(c->offsets[2], 4);
+    free(c);
+    assert_int_equal(bus->ops->commit(bus, "leads", CS_TOPIC_LEADS, 0, 5), 0);
+    int64_t got = -1;
+    for (int i = 0; i < 100 && got != 5; i++) {
+        got = bus->ops->committed(bus, "leads", CS_TOPIC_LEADS, 0);
+        if (got != 5) usleep(20000);
+    }
+    assert_int_equal(got, 5);
+    bus->ops->close(bus);
+    cs_config_free(&cfg);
+    /* Reopened: the one-partition topic is accepted, its data kept. */
+    bus = open_bus("t7-", 4, &cfg);
+    assert_non_null(bus);
+    assert_int_equal(bus->ops->end_offset(bus, CS_TOPIC_LEADS, 0), 5);
+    bus->ops->close(bus);
+    cs_config_free(&cfg);
+    /* A leads topic with another count is refused by name. */
+    rd_kafka_mock_topic_create(mock, "t8-leads", 3, 1);
+    char err[1024] = "";
+    rd_kafka_mock_topic_create(mock, "t8-events", 4, 1);
+    rd_kafka_mock_topic_create(mock, "t8-events.dlq", 4, 1);
+    cfg_for(&cfg, "t8-", 4);
+    assert_null(cs_bus_kafka_open(brokers, &cfg, err, sizeof err));
+    assert_non_null(strstr(err, "t8-leads"));
+    assert_non_null(strstr(err, "has 3 partitions but crmstream needs 1"));
+    cs_config_free(&cfg);
+}
+
+/* ---- consumer groups ---------------------------------------------------- */
+
+enum { GP = 8 };
+
+/* Who owns each partition, as the members' on_change calls say; a member
+ * "uses" a revoked partition for a while (its in-flight batch) before it
+ * lets go, so a bus that handed partitions over before on_change returned
+ * would show two owners at once. */
+static pthread_mutex_t own_mu = PTHREAD_MUTEX_INITIALIZER;
+static int owner[GP];
+static int overlaps, changes[3];
+
+struct member {
+    int     id;
+    cs_bus *bus;
+    cs_config cfg;
+};
+
+static void on_change(void *arg, const int *owned, int n)
+{
+    struct member *m = arg;
+    int mine[GP] = {0};
+    for (int i = 0; i < n; i++) {
+        assert_true(owned[i] >= 0 && owned[i] < GP);
+        if (i) assert_true(owned[i] > owned[i - 1]); /* ascending */
+        mine[owned[i]] = 1;
+    }
+    pthread_mutex_lock(&own_mu);
+    int revoked = 0;
+    for (int p = 0; p < GP; p++) revoked |= owner[p] == m->id && !mine[p];
+    pthread_mutex_unlock(&own_mu);
+    if (revoked) usleep(300000); /* finish and commit the in-flight batch */
+    pthread_mutex_lock(&own_mu);
+    for (int p = 0; p < GP; p++) {
+        if (owner[p] == m->id && !mine[p]) owner[p] = -1;
+        if (mine[p]) {
+            if (owner[p] != -1 && owner[p] != m->id) overlaps++;
+            owner[p] = m->id;
+        }
+    }
+    changes[m->id]++;
+    pthread_mutex_unlock(&own_mu);
+}
+
+static int owned_by(int id)
+{
+    pthread_mutex_lock(&own_mu);
+    int n = 0;
+    for (int p = 0; p < GP; p++) n += owner[p] == id;
+    pthread_mutex_unlock(&own_mu);
+    return n;
+}
+
+/* Wait until member a owns na and b owns nb partitions (deadline 60 s). */
+static int wait_owned(int a, int na, int b, int nb)
+{
+    for (int i = 0; i < 1200; i++) {
+        if (owned_by(a) == na && owned_by(b) == nb) return 1;
+        usleep(50000);
+    }
+    fprintf(stderr, "# owned: member %d has %d (want %d), member %d has %d (want %d)\n", a, owned_by(a), na, b,
+            owned_by(b), nb);
+    return 0;
+}
+
+/* The mock coordinator waits up to the session timeout for members to
+ * rejoin a rebalance: a short one keeps the test short. */
+enum { SESSION_MS = 3000 };
+
+static void member_open(struct member *m, int id)
+{
+    m->id = id;
+    m->bus = open_bus("g-", GP, &m->cfg); /* makes the mock topics */
+    assert_non_null(m->bus);
+    m->bus->ops->close(m->bus);
+    cs_config_free(&m->cfg);
+    cfg_for(&m->cfg, "g-", GP);
+    m->cfg.kafka_session_timeout_ms = SESSION_MS;
+    char err[1024];
+    m->bus = cs_bus_kafka_open(brokers, &m->cfg, err, sizeof err);
+    assert_non_null(m->bus);
+}
+
+static void reset_owners(void)
+{
+    pthread_mutex_lock(&own_mu);
+    for (int p = 0; p < GP; p++) owner[p] = -1;
+    overlaps = 0;
+    memset(changes, 0, sizeof changes);
+    pthread_mutex_unlock(&own_mu);
+}
+
+/* Two members share the 8 partitions 4 + 4 (full coverage, no partition
+ * owned twice at any moment); one leaves and the other takes all 8 at once
+ * (LeaveGroup: no session timeout to wait for). */
+static void test_group_share_and_leave(void **state)
+{
+    (void)state;
+    reset_owners();
+    static struct member a, b;
+    member_open(&a, 1);
+    member_open(&b, 2);
+    assert_int_equal(a.bus->ops->join(a.bus, "pipeline", CS_TOPIC_EVENTS, on_change, &a), 0);
+    assert_true(wait_owned(1, GP, 2, 0)); /* alone: everything */
+    errno = 0;
+    assert_int_equal(a.bus->ops->join(a.bus, "pipeline", CS_TOPIC_EVENTS, on_change, &a), -1);
+    assert_int_equal(errno, EEXIST);
+    assert_int_equal(a.bus->ops->join(a.bus, "x", "nope", on_change, &a), -1);
+    assert_int_equal(b.bus->ops->join(b.bus, "pipeline", CS_TOPIC_EVENTS, on_change, &b), 0);
+    assert_true(wait_owned(1, GP / 2, 2, GP / 2));
+    pthread_mutex_lock(&own_mu);
+    for (int p = 0; p < GP; p++) assert_true(owner[p] == 1 || owner[p] == 2); /* full coverage */
+    pthread_mutex_unlock(&own_mu);
+    /* Commits go through the member (Kafka refuses non-members' commits
+     * once the group has members). */
+    assert_int_equal(a.bus->ops->commit(a.bus, "pipeline", CS_TOPIC_EVENTS, 0, 0), 0);
+    int64_t t0 = cs_mono_us();
+    b.bus->ops->leave(b.bus, "pipeline");
+    assert_int_equal(owned_by(2), 0); /* leave() revoked before it returned */
+    assert_true(wait_owned(1, GP, 2, 0));
+    fprintf(stderr, "# leave -> survivor owns all %d in %.1f s\n", GP, (double)(cs_mono_us() - t0) / 1e6);
+    assert_int_equal(overlaps, 0);
+    /* Exported: what this process owns, and the changes. */
+    cs_buf mb;
+    cs_buf_init(&mb);
+    cs_metrics_render(&mb);
+    assert_non_null(strstr(mb.data, "crmstream_bus_group_partitions{group=\"pipeline\"} 8\n"));
+    assert_non_null(strstr(mb.data, "crmstream_bus_group_changes_total{group=\"pipeline\",change=\"revoked\"}"));
+    assert_non_null(strstr(mb.data, "crmstream_bus_group_changes_total{group=\"pipeline\",change=\"assigned\"}"));
+    cs_buf_free(&mb);
+    b.bus->ops->close(b.bus);
+    cs_config_free(&b.cfg);
+    a.bus->ops->close(a.bus); /* leaves too: a last on_change with nothing */
+    assert_int_equal(owned_by(1), 0);
+    cs_config_free(&a.cfg);
+}
+
+/* The member in another process is SIGKILLed (stops heartbeating): after
+ * kafka.session_timeout_ms the survivor owns all 8 (never both owning one:
+ * the killed member's partitions are free only after its session ended). */
+static void test_group_member_killed(void **state)
+{
+    (void)state;
+    reset_owners();
+    static struct member a;
+    member_open(&a, 1);
+    assert_int_equal(a.bus->ops->join(a.bus, "killed", CS_TOPIC_EVENTS, on_change, &a), 0);
+    assert_true(wait_owned(1, GP, 2, 0));
+    /* The other member: this binary re-executed as a member process. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execl("/proc/self/exe", "test_bus_kafka", "member", brokers, "g-", "killed", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    assert_true(wait_owned(1, GP / 2, 2, 0));
+    char line[64] = "";
+    FILE *f = fdopen(fds[0], "r");
+    int child_owns = -1;
+    while (child_owns != GP / 2 && fgets(line, sizeof line, f)) child_owns = atoi(line);
+    assert_int_equal(child_owns, GP / 2); /* the child owns the other half */
+    int64_t t0 = cs_mono_us();
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fclose(f);
+    assert_true(wait_owned(1, GP, 2, 0));
+    fprintf(stderr, "# SIGKILL -> survivor owns all %d in %.1f s (session timeout %d ms)\n", GP,
+            (double)(cs_mono_us() - t0) / 1e6, SESSION_MS);
+    assert_int_equal(overlaps, 0);
+    a.bus->ops->close(a.bus);
+    cs_config_free(&a.cfg);
+}
+
+static void child_change(void *arg, const int *owned, int n)
+{
+    (void)arg, (void)owned;
+    printf("%d\n", n);
+    fflush(stdout);
+}
+
+/* argv: member BROKERS PREFIX GROUP — join and stay until killed. */
+static int member_main(char **argv)
+{
+    cs_log_set_level(CS_LOG_ERROR);
+    cs_config cfg;
+    cfg_for(&cfg, argv[3], GP);
+    cfg.kafka_session_timeout_ms = SESSION_MS;
+    char err[1024];
+    cs_bus *bus = cs_bus_kafka_open(argv[2], &cfg, err, sizeof err);
+    if (!bus || bus->ops->join(bus, argv[4], CS_TOPIC_EVENTS, child_change, NULL) != 0) {
+        fprintf(stderr, "member: %s\n", bus ? "join failed" : err);
+        return 1;
+    }
+    for (;;) pause();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && strcmp(argv[1], "member") == 0) return member_main(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_fetch_offsets),
         cmocka_unit_test(test_commit_committed),
@@ -410,6 +677,9 @@ int main(void)
         cmocka_unit_test(test_concurrent_readers),
         cmocka_unit_test(test_produce_failure_is_not_acknowledged),
         cmocka_unit_test(test_config_bus_key),
+        cmocka_unit_test(test_leads_topic),
+        cmocka_unit_test(test_group_share_and_leave),
+        cmocka_unit_test(test_group_member_killed),
     };
     return cmocka_run_group_tests(tests, setup_mock, teardown_mock);
 }
