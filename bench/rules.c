@@ -224,7 +224,7 @@ static int route_run(int nreps, long n, double *lat_us, double *pure_us)
         lat_us[i] = (now_ns() - a) / 1000.0;
         if (pure_us && rc == 0) {
             /* the pure decision over the same reps (loaded outside the timer) */
-            if (cs_route_reps_load(st, &cfg, &reps)) rc = -1;
+            if (cs_route_reps_load(st, &cfg, &reps, 1)) rc = -1;
             cs_route_lead lead = {.id = l.id, .email = l.email, .domain = l.domain, .country = l.country,
                                   .region = cs_route_region(l.country), .segment = cs_route_segment(l.employee_count),
                                   .employee_count = l.employee_count};

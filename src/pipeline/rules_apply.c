@@ -235,9 +235,11 @@ static int assign_owner(cs_store *st, const cs_action *a, cs_expr_env *env, stru
         memset(&none, 0, sizeof none);
         cs_route_reps reps = {0};
         char rot[160];
-        snprintf(rot, sizeof rot, "routing.assign.%s.%s", p.weighted ? "wrr" : "rr", p.pool);
+        /* per partition: an account worker owns its partitions, so the pick
+         * does not depend on how many workers run */
+        snprintf(rot, sizeof rot, "routing.assign.%s.%s.p%d", p.weighted ? "wrr" : "rr", p.pool, cause->partition);
         int64_t slot = 0;
-        if (st->ops->counter_get(st, rot, &slot) || cs_route_reps_load(st, cfg ? cfg : &none, &reps)) {
+        if (st->ops->counter_get(st, rot, &slot) || cs_route_reps_load(st, cfg ? cfg : &none, &reps, 0)) {
             cs_route_reps_free(&reps);
             return -1;
         }

@@ -184,7 +184,8 @@ static void on_open(const char *owner, int64_t n, void *arg)
 
 /* counts: 1 always count open leads, 0 only when a cap applies (a rep's
  * capacity or max_open_leads > 0): the count reads every open lead, and
- * with no cap nothing needs it (open_leads stays -1: unknown). */
+ * with no cap nothing needs it; -1 never. Not counted: open_leads = -1
+ * (unknown; no capacity excludes anyone). */
 static int load_reps(cs_store *st, const cs_config *cfg, cs_route_reps *rs, int counts, int64_t max_open)
 {
     rs->n = 0;
@@ -210,8 +211,8 @@ static int load_reps(cs_store *st, const cs_config *cfg, cs_route_reps *rs, int 
         cs_warn("routing", "more reps than a decision considers: the rest are ignored",
                 "\"max\":%d,\"ignored\":%d", CS_ROUTE_MAX_REPS, c.dropped);
     }
-    int capped = counts || max_open > 0;
-    for (size_t i = 0; !capped && i < rs->n; i++) capped = rs->v[i].capacity >= 0;
+    int capped = counts > 0 || (counts == 0 && max_open > 0);
+    for (size_t i = 0; !capped && counts == 0 && i < rs->n; i++) capped = rs->v[i].capacity >= 0;
     if (!capped) {
         for (size_t i = 0; i < rs->n; i++) rs->v[i].open_leads = -1;
         return 0;
@@ -230,9 +231,9 @@ static int load_reps(cs_store *st, const cs_config *cfg, cs_route_reps *rs, int 
     return rc < 0 ? -1 : 0;
 }
 
-int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs)
+int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs, int count_open_leads)
 {
-    return load_reps(st, cfg, rs, 1, 0);
+    return load_reps(st, cfg, rs, count_open_leads ? 1 : -1, 0);
 }
 
 /* ---- the lead's account ------------------------------------------------ */

@@ -169,10 +169,11 @@ typedef struct cs_route_reps {
 } cs_route_reps;
 void cs_route_reps_free(cs_route_reps *rs);
 /* Config routing.reps, then rep objects (store columns override a config
- * rep with the same id), with their open leads. 0, or -1 (store error).
+ * rep with the same id), with their open leads when count_open_leads (else
+ * open_leads = -1: no capacity excludes anyone). 0, or -1 (store error).
  * (cs_route_lead_store counts open leads only when a cap applies: the count
  * reads every open lead.) */
-int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs);
+int cs_route_reps_load(cs_store *st, const cs_config *cfg, cs_route_reps *rs, int count_open_leads);
 
 /* Route lead l (its id, email, domain, country, employee_count,
  * account_id set) with policy p at now_us: matches the account, reads the
