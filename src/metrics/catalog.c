@@ -44,7 +44,7 @@ static const struct def defs[] = {
      "From the HTTP request's arrival to the effect committed: stage=routed (lead), stage=signal (signal change); webhook delivery: crmstream_webhook_latency_seconds."},
     {&cs_m.build_info, "crmstream_build_info", CS_GAUGE, "version", "Always 1; the version is in the label."},
     {&cs_m.rule_actions, "crmstream_rule_actions_total", CS_COUNTER, "action, result",
-     "Rule actions by kind and result: applied, skipped, invalid, error, not_wired (not carried out by this version)."},
+     "Rule actions by kind and result: applied, skipped, invalid, error, lane (route_lead: routed by the leads lane), already_owned / no_eligible_rep (assign_owner from a pool), not_wired (not carried out by this version)."},
     {&cs_m.dlq_events, "crmstream_dlq_events_total", CS_COUNTER, "reason",
      "Events the pipeline dead-lettered, by reason (undecodable, late_event, signals_account_limit, rule_error); GET /api/v1/dlq?kind=event lists them."},
     {&cs_m.rules_reloads, "crmstream_rules_reloads_total", CS_COUNTER, "result",
