@@ -864,6 +864,29 @@ static void test_assign_owner_and_emit_event(void **state)
     sfx_free(f);
 }
 
+/* The injectable clock drives the sweep: a lead routed "now" is swept once
+ * the clock is moved past its deadline, not before. */
+static void test_injectable_clock_drives_the_sweep(void **state)
+{
+    (void)state;
+    struct sfx *f = sfx_new("routing:\n  sla: 30m\n  reps:\n    - {id: rep_a}\n    - {id: rep_b}\n");
+    char now[40];
+    cs_clock_set_offset_us(0);
+    cs_fmt_time_ms(cs_clock_us(), now, sizeof now);
+    lead_event(f, "c1", "c@acme.com", "US", 10, NULL, now, NULL);
+    cs_sla_stats s;
+    assert_int_equal(f->st->ops->begin(f->st), 0);
+    assert_int_equal(cs_routing_sla_sweep(f->st, &f->cfg, cs_clock_us(), 10, &s), 0);
+    cs_clock_set_offset_us(31 * 60000000LL);
+    int64_t d = cs_clock_us() - cs_now_us();
+    assert_true(d >= 31 * 60000000LL - 1000000 && d <= 31 * 60000000LL + 1000000);
+    assert_int_equal(cs_routing_sla_sweep(f->st, &f->cfg, cs_clock_us(), 10, &s), 1);
+    assert_int_equal(f->st->ops->commit(f->st), 0);
+    cs_clock_set_offset_us(0);
+    assert_string_equal(lead_of(f, "c1")->owner, "rep_b");
+    sfx_free(f);
+}
+
 int main(void)
 {
     cs_log_set_level(CS_LOG_ERROR);
@@ -880,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_sla_breach_reroute),
         cmocka_unit_test(test_sla_in_working_hours),
         cmocka_unit_test(test_assign_owner_and_emit_event),
+        cmocka_unit_test(test_injectable_clock_drives_the_sweep),
     };
     return cmocka_run_group_tests_name("routing", tests, NULL, NULL);
 }
