@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/hash.h"
 #include "core/util.h"
@@ -36,6 +37,25 @@ static void lead_id(const char *event_id, char *out, size_t n)
     size_t len = strlen(event_id);
     uint32_t a = (uint32_t)cs_murmur2(event_id, len), b = cs_crc32c(0, event_id, len);
     snprintf(out, n, "ld_%08x%08x", a, b);
+}
+
+/* The company's domain from properties.company_domain, .domain or
+ * .website ("https://www.Acme.com/about" -> "acme.com"), or "". */
+static void company_domain(const cJSON *props, char *out, size_t n)
+{
+    static const char *const keys[] = {"company_domain", "domain", "website"};
+    out[0] = '\0';
+    for (size_t k = 0; k < 3 && !out[0]; k++) {
+        const char *v = str_of(props, keys[k]);
+        if (!v) continue;
+        const char *p = strstr(v, "://");
+        p = p ? p + 3 : v;
+        if (strncasecmp(p, "www.", 4) == 0) p += 4;
+        size_t len = strcspn(p, "/:?#");
+        if (len == 0 || len >= n) continue;
+        for (size_t i = 0; i < len; i++) out[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+        out[len] = '\0';
+    }
 }
 
 /* The route_lead action's parameters as a policy. */
@@ -75,6 +95,7 @@ int cs_pipeline_apply_lead_ctx(cs_store *st, const cs_config *cfg, int partition
     copy(l.company, sizeof l.company, str_of(props, "company"));
     copy(l.country, sizeof l.country, str_of(props, "country"));
     copy(l.source, sizeof l.source, str_of(props, "source"));
+    company_domain(props, l.domain, sizeof l.domain); /* else the email's (src/routing) */
     const cJSON *emp = cJSON_GetObjectItemCaseSensitive(props, "employee_count");
     l.employee_count = cJSON_IsNumber(emp) ? (long)emp->valuedouble : -1;
     copy(l.created_at, sizeof l.created_at, str_of(ev, "timestamp"));

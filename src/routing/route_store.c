@@ -281,6 +281,16 @@ int cs_route_lead_store(cs_store *st, const cs_config *cfg, const cs_route_polic
         } else if (l->domain[0]) {
             rc = st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "domain", l->domain, on_account, &a);
             if (rc == 0) lead.matched_by = "domain";
+            /* a company domain that matched nothing: the email's domain next */
+            const char *at = strrchr(l->email, '@');
+            char ed[256];
+            snprintf(ed, sizeof ed, "%s", at ? at + 1 : "");
+            for (char *q = ed; *q; q++)
+                if (*q >= 'A' && *q <= 'Z') *q = (char)(*q - 'A' + 'a');
+            if (rc == 1 && ed[0] && strcmp(ed, l->domain) != 0) {
+                rc = st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "domain", ed, on_account, &a);
+                if (rc == 0) lead.matched_by = "email_domain";
+            }
         }
         if (rc < 0) return -1;
         if (rc == 0) {

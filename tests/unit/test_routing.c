@@ -469,6 +469,21 @@ static void lead_event(struct sfx *f, const char *eid, const char *email, const 
     cJSON_Delete(ev);
 }
 
+/* Apply a LeadCreated with the given properties (JSON object text). */
+static void lead_event_props(struct sfx *f, const char *eid, const char *props, const char *at)
+{
+    char body[800];
+    snprintf(body, sizeof body, "{\"event_id\":\"%s\",\"type\":\"LeadCreated\",\"timestamp\":\"%s\",\"properties\":%s}",
+             eid, at, props);
+    cJSON *ev = cJSON_Parse(body);
+    assert_non_null(ev);
+    cs_rec rec = {.offset = next_offset++, .ts_us = T(at), .append_us = T(at), .value = body, .value_len = strlen(body)};
+    assert_int_equal(f->st->ops->begin(f->st), 0);
+    assert_int_equal(cs_pipeline_apply_lead(f->st, &f->cfg, 0, &rec, ev), 0);
+    assert_int_equal(f->st->ops->commit(f->st), 0);
+    cJSON_Delete(ev);
+}
+
 struct find {
     const char *eid;
     cs_lead    *out;
@@ -589,6 +604,20 @@ static void test_store_account_match_and_territory(void **state)
     assert_non_null(strstr(l->route_explanation, "\"matched_by\":\"domain\""));
     assert_string_equal(lead_of(f, "m2")->owner, "rep_eu");
     assert_string_equal(lead_of(f, "m3")->owner, "rep_us");
+    /* the company's website names the account even for a free-mail address */
+    lead_event_props(f, "m5", "{\"email\":\"jane@gmail.com\",\"country\":\"DE\",\"website\":\"https://www.Acme.com/about\"}",
+                     MON_1400);
+    l = lead_of(f, "m5");
+    assert_string_equal(l->domain, "acme.com");
+    assert_string_equal(l->owner, "rep_owner");
+    assert_non_null(strstr(l->route_explanation, "\"matched_by\":\"domain\""));
+    /* a company domain with no account: the email's domain is tried next */
+    lead_event_props(f, "m6", "{\"email\":\"max@acme.com\",\"country\":\"DE\",\"company_domain\":\"acme-gmbh.de\"}",
+                     MON_1400);
+    l = lead_of(f, "m6");
+    assert_string_equal(l->domain, "acme-gmbh.de");
+    assert_string_equal(l->owner, "rep_owner");
+    assert_non_null(strstr(l->route_explanation, "\"matched_by\":\"email_domain\""));
     l = lead_of(f, "m4");
     assert_string_equal(l->status, "queued");
     assert_string_equal(l->owner, "");
