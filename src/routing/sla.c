@@ -23,14 +23,14 @@
 #define MAX_PREVIOUS 16
 
 struct due {
-    cs_lead *v;
-    int      n, max;
+    char (*id)[160];
+    int   n, max;
 };
 
 static int on_due(const cs_lead *l, void *arg)
 {
     struct due *d = arg;
-    if (d->n < d->max) d->v[d->n++] = *l;
+    if (d->n < d->max) snprintf(d->id[d->n++], 160, "%s", l->id);
     return d->n >= d->max;
 }
 
@@ -145,10 +145,14 @@ int cs_routing_sla_sweep(cs_store *st, const cs_config *cfg, int64_t now_us, int
     if (limit <= 0 || limit > 1000) limit = 100;
     char due[40];
     cs_fmt_time_ms(now_us, due, sizeof due);
-    struct due d = {cs_malloc((size_t)limit * sizeof(cs_lead)), 0, limit};
+    /* ids first (no lead is written while the query runs), then each lead */
+    struct due d = {cs_malloc((size_t)limit * 160), 0, limit};
     int rc = st->ops->lead_sla_due(st, due, limit, on_due, &d);
-    for (int i = 0; rc >= 0 && i < d.n; i++)
-        if (breach(st, cfg, &d.v[i], now_us, stats)) rc = -1;
-    free(d.v);
+    static _Thread_local cs_lead l; /* ~10 KiB: not on the stack */
+    for (int i = 0; rc >= 0 && i < d.n; i++) {
+        int got = st->ops->lead_load(st, d.id[i], &l);
+        if (got < 0 || (got == 0 && breach(st, cfg, &l, now_us, stats))) rc = -1;
+    }
+    free(d.id);
     return rc < 0 ? -1 : stats->breached;
 }
