@@ -277,7 +277,14 @@ static void lead_json(cs_buf *b, const cs_lead *l)
     json_opt_str(b, "route_reason", l->route_reason);
     cs_buf_printf(b, ",\"route_latency_ms\":%.3f", l->route_latency_ms);
     json_opt_str(b, "created_at", l->created_at);
-    cs_buf_printf(b, ",\"partition\":%d,\"offset\":%lld}", l->partition, (long long)l->offset);
+    cs_buf_printf(b, ",\"partition\":%d,\"offset\":%lld", l->partition, (long long)l->offset);
+    /* Routing (src/routing): the explanation is JSON the router wrote. */
+    json_opt_str(b, "domain", l->domain);
+    json_opt_str(b, "accepted_at", l->accepted_at);
+    json_opt_str(b, "sla_due_at", l->sla_due_at);
+    cs_buf_adds(b, ",\"route_explanation\":");
+    cs_buf_adds(b, l->route_explanation[0] == '{' ? l->route_explanation : "null");
+    cs_buf_adds(b, "}");
 }
 
 static void h_lead_get(void *a, const cs_http_req *req, cs_http_resp *resp)
@@ -347,6 +354,7 @@ const cs_http_route cs_app_routes[] = {
     {"POST", "/v1/cloudevents", h_cloudevents},
     {"GET", "/api/v1/leads", h_leads},
     {"GET", "/api/v1/leads/{id}", h_lead_get},
+    {"POST", "/api/v1/leads/{id}/accept", cs_api_lead_accept},
     /* CRM objects: src/app/api_crm.c */
     {"GET", "/api/v1/accounts", cs_api_accounts},
     {"POST", "/api/v1/accounts", cs_api_accounts},

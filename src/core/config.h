@@ -18,6 +18,8 @@ typedef struct cs_rep_cfg {
     char *id;
     char *name;
     char *email;
+    char *attrs;   /* routing attributes as a JSON object (pools, territory, capacity, weight,
+                      timezone, working_hours, out_of_office), or NULL */
 } cs_rep_cfg;
 
 /* A write key (auth.write_keys). Only the SHA-256 of the key is kept: a key
@@ -85,6 +87,13 @@ typedef struct cs_config {
     char  *rules_path;          /* rules: the rules file */
     cs_rep_cfg *reps;           /* routing.reps */
     size_t nreps;
+    /* The default lead-routing policy (routing.*; src/routing, docs/RULES.md). */
+    char  *routing_strategy;    /* round_robin | weighted_round_robin | account_owner | territory */
+    char  *routing_pool;        /* "" = every rep */
+    char  *routing_match_account, *routing_territory, *routing_working_hours; /* "true" | "false" */
+    long   routing_max_open_leads; /* 0 = only the reps' capacity */
+    char  *routing_fallback;    /* queue when nobody is eligible */
+    long   routing_sla_s;       /* routing.sla (seconds; 0 = none) */
     int    outbound_poll_ms;    /* outbound.poll_ms */
     long   outbound_lease_ms;   /* outbound.lease_ms */
     cs_dest_cfg *destinations;  /* outbound.destinations */

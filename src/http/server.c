@@ -130,7 +130,8 @@ static int match(const char *pattern, const char *path, char *param, size_t n, i
     if (strncmp(pattern, path, pre) != 0) return 0;
     const char *seg = path + pre;
     size_t len = strcspn(seg, "/");
-    if (len == 0 || seg[len] != '\0' || len >= n) return 0;
+    /* what follows {id} in the pattern ("" or e.g. "/accept") ends the path */
+    if (len == 0 || strcmp(seg + len, brace + 4) != 0 || len >= n) return 0;
     memcpy(param, seg, len);
     param[len] = '\0';
     *has_param = 1;

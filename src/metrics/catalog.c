@@ -44,7 +44,7 @@ static const struct def defs[] = {
      "From the HTTP request's arrival to the effect committed: stage=routed (lead), stage=signal (signal change); webhook delivery: crmstream_webhook_latency_seconds."},
     {&cs_m.build_info, "crmstream_build_info", CS_GAUGE, "version", "Always 1; the version is in the label."},
     {&cs_m.rule_actions, "crmstream_rule_actions_total", CS_COUNTER, "action, result",
-     "Rule actions by kind and result: applied, skipped, invalid, error, not_wired (not carried out by this version)."},
+     "Rule actions by kind and result: applied, skipped, invalid, error, lane (route_lead: routed by the leads lane), already_owned / no_eligible_rep (assign_owner from a pool), not_wired (not carried out by this version)."},
     {&cs_m.dlq_events, "crmstream_dlq_events_total", CS_COUNTER, "reason",
      "Events the pipeline dead-lettered, by reason (undecodable, late_event, signals_account_limit, rule_error); GET /api/v1/dlq?kind=event lists them."},
     {&cs_m.rules_reloads, "crmstream_rules_reloads_total", CS_COUNTER, "result",
@@ -79,6 +79,12 @@ static const struct def defs[] = {
      "Consumer-group rebalances that changed this process's partitions: assigned, revoked, lost (session timed out)."},
     {&cs_m.json_arena_bytes, "crmstream_ingest_json_arena_bytes", CS_GAUGE, "",
      "Bytes held by ingest's per-thread JSON arenas (a request's cJSON nodes); between requests each thread keeps at most 256 KB."},
+    {&cs_m.routing_decisions, "crmstream_routing_decisions_total", CS_COUNTER, "via",
+     "Leads routed, by how the owner was chosen: account_owner, round_robin, weighted_round_robin, or fallback (no rep eligible: queued). docs/RULES.md \"Lead routing\"."},
+    {&cs_m.routing_sla, "crmstream_routing_sla_breaches_total", CS_COUNTER, "result",
+     "Routed leads not accepted within their SLA, by what the sweep did: rerouted (another rep) or queued (nobody else eligible); each also raises a lead_sla_breach alert."},
+    {&cs_m.routing_reps_ignored, "crmstream_routing_reps_ignored_total", CS_COUNTER, "",
+     "Reps left out of a routing decision because more than 5,000 exist (the per-decision bound); each decision counts the ones it ignored."},
 };
 
 void cs_metrics_catalog_init(void)

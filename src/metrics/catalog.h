@@ -41,6 +41,9 @@ typedef struct cs_metrics_catalog {
     cs_metric *bus_group_partitions; /* gauge {group}: partitions owned (bus join) */
     cs_metric *bus_group_changes;   /* {group,change}: assigned | revoked | lost */
     cs_metric *json_arena_bytes;    /* gauge: ingest's per-thread cJSON arenas */
+    cs_metric *routing_decisions;   /* {via}: account_owner | round_robin | weighted_round_robin | fallback */
+    cs_metric *routing_sla;         /* {result}: rerouted | queued */
+    cs_metric *routing_reps_ignored; /* reps beyond CS_ROUTE_MAX_REPS in one decision */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;

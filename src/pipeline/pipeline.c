@@ -56,12 +56,16 @@ struct cs_worker {
     size_t       nredriven, capredriven;
     /* The lane: ids of recent lead-lane records (a retried request can
      * append one twice), so each counts once. */
+    int64_t      next_sla_us;   /* the lane: next SLA sweep (wall clock) */
+    int64_t      next_relay_us; /* the lane: next relay of derived events */
     uint64_t    *seen;        /* two tables of LANE_SLOTS (lane_seen) */
     size_t       seen_pos;
     unsigned     seen_gen;
 };
 
 #define LANE_SEEN 65536
+#define SLA_SWEEP_US 1000000 /* the lane checks SLA deadlines once a second */
+#define RELAY_US 250000      /* and relays derived events four times a second */
 
 struct cs_pipeline {
     cs_bus          *bus;
@@ -275,7 +279,7 @@ static int worker_apply(cs_worker *w, int p, const cs_rec *rec)
             }
         }
     }
-    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[p], NULL, NULL};
+    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[p], NULL, NULL, pl->cfg};
     poison_msg[0] = 0;
     int rc = cs_pipeline_apply(w->st, pl->cfg, pl->sig[p], &r, p, rec, &w->poison);
     if (rc == CS_PIPELINE_POISON) {
@@ -485,7 +489,7 @@ static int sweep_signals(cs_worker *w, int partition, int64_t offset)
     snprintf(id, sizeof id, "sweep-%d-%lld", partition, (long long)offset);
     int rc = cs_pipeline_write_signal_changes(w->st, &ch, id, partition, offset);
     /* Rules see sweep changes too (silence is a signal): once per account. */
-    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[partition], NULL, NULL};
+    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[partition], NULL, NULL, pl->cfg};
     for (size_t i = 0; rc == 0 && i < ch.n; i++) {
         int first = 1;
         for (size_t k = 0; k < i && first; k++) first = strcmp(ch.v[k].account_id, ch.v[i].account_id) != 0;
@@ -551,8 +555,11 @@ static int lane_apply(cs_worker *w, const cs_rec *rec, int write)
         cJSON_Delete(ev);
         return 0;
     }
-    if (write && strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead(w->st, pl->cfg, 0, rec, ev);
-    cs_pipeline_rules r = {NULL, NULL, pl->abuse, pl->abuse_cd};
+    /* The rules in force choose the routing policy (a matching rule's
+     * route_lead action), else the config's routing.* policy. */
+    cs_pipeline_rules r = {w->batch_rules, NULL, pl->abuse, pl->abuse_cd, pl->cfg};
+    cs_lead_ctx lc = {&r};
+    if (write && strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead_ctx(w->st, pl->cfg, 0, rec, ev, &lc);
     if (rc == 0) rc = cs_pipeline_apply_abuse(w->st, &r, 0, rec, ev, write);
     cJSON_Delete(ev);
     return rc;
@@ -701,6 +708,12 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (!w->lane && take_snapshot(w, p, next[i])) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
     }
+    if (w->lane && cs_clock_us() >= w->next_sla_us) {
+        /* Routed leads not accepted in time: re-routed, alert raised
+         * (src/routing), once a second, in this transaction. */
+        if (cs_routing_sla_sweep(st, pl->cfg, cs_clock_us(), 100, NULL) < 0) goto fail;
+        w->next_sla_us = cs_clock_us() + SLA_SWEEP_US;
+    }
     if (st->ops->commit(st)) goto fail;
     fault_point("after_commit");
     observe_commit(t0);
@@ -732,7 +745,9 @@ fail:
 static int has_work(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
-    if (w->lane) return pl->lane_owned && pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next;
+    if (w->lane)
+        return pl->lane_owned && (pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next ||
+                                  cs_clock_us() >= w->next_sla_us);
     for (int i = 0; i < w->nparts; i++)
         if (pl->owned[w->parts[i]] &&
             pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
@@ -744,6 +759,12 @@ static int run_batch(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
     if (w->resync && resync_worker(w)) return -1;
+    if (w->lane && pl->lane_owned && cs_clock_us() >= w->next_relay_us) {
+        /* Derived events (emit_event) from the outbox to the log: the lane
+         * holds the bus; at least once, a few times a second. */
+        if (cs_pipeline_relay_derived(w->st, pl->bus, cs_clock_us() / 1000, 256) < 0) return -1;
+        w->next_relay_us = cs_clock_us() + RELAY_US;
+    }
     if (!has_work(w)) return 0;
     int64_t t0 = cs_mono_us();
     nrouted = 0;

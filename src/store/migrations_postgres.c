@@ -85,5 +85,13 @@ const struct cs_migration cs_postgres_migrations[] = {
      "  name TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,"
      "  data BYTEA NOT NULL, bytes BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now(),"
      "  PRIMARY KEY (name, partition));"},
+    {5, "routing: lead explanation, acceptance, SLA; rep weight",
+     "ALTER TABLE leads ADD COLUMN domain TEXT;"
+     "ALTER TABLE leads ADD COLUMN route_explanation TEXT;"
+     "ALTER TABLE leads ADD COLUMN accepted_at TEXT;"
+     "ALTER TABLE leads ADD COLUMN sla_due_at TEXT;"
+     "CREATE INDEX leads_open ON leads(status, owner);"
+     "CREATE INDEX leads_sla ON leads(status, sla_due_at);"
+     "ALTER TABLE reps ADD COLUMN weight BIGINT;"},
 };
 const int cs_postgres_migrations_count = sizeof cs_postgres_migrations / sizeof cs_postgres_migrations[0];

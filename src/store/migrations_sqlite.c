@@ -82,5 +82,16 @@ const struct cs_migration cs_sqlite_migrations[] = {
      "  data BLOB NOT NULL, bytes INTEGER NOT NULL,"
      "  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),"
      "  PRIMARY KEY (name, partition));"},
+    /* Routing (src/routing, docs/RULES.md): the lead's domain, why it went
+     * where it went (JSON), its acceptance and SLA deadline; a rep's weight
+     * for weighted round robin. */
+    {5, "routing: lead explanation, acceptance, SLA; rep weight",
+     "ALTER TABLE leads ADD COLUMN domain TEXT;"
+     "ALTER TABLE leads ADD COLUMN route_explanation TEXT;"
+     "ALTER TABLE leads ADD COLUMN accepted_at TEXT;"
+     "ALTER TABLE leads ADD COLUMN sla_due_at TEXT;"
+     "CREATE INDEX leads_open ON leads(status, owner);"
+     "CREATE INDEX leads_sla ON leads(status, sla_due_at);"
+     "ALTER TABLE reps ADD COLUMN weight INTEGER;"},
 };
 const int cs_sqlite_migrations_count = sizeof cs_sqlite_migrations / sizeof cs_sqlite_migrations[0];

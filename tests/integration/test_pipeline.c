@@ -409,12 +409,14 @@ static void test_t11_kill_points(void **state)
         th_init(&s, extra);
         assert_int_equal(th_start(&s), 0);
         /* Pause, take every event durably, then arm the fault and let the
-         * pipeline run into it: its 5th batch dies at the point. */
+         * pipeline run into it: the 25th batch (of ~60, 10 events each, over
+         * the threads) dies at the point, after some partition has passed
+         * 20 events and so has a snapshot. */
         assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/pause", "", NULL), 200);
         post_stream(&s);
         th_stop(&s, SIGTERM);
         char fault[64];
-        snprintf(fault, sizeof fault, "%s:5", points[k]);
+        snprintf(fault, sizeof fault, "%s:25", points[k]);
         setenv("CRMSTREAM_FAULT", fault, 1);
         int started = th_start(&s);
         unsetenv("CRMSTREAM_FAULT");
