@@ -147,6 +147,16 @@ static int check_props(cs_event *ev, cs_verr *err)
     static const cJSON empty = {0};
     const cJSON *p = ev->properties ? ev->properties : &empty;
     int lead = cs_event_is_lead(ev->type);
+    /* The canonical plan tier and product area (design brief §5) where an
+     * SDK can only send properties (Segment track): lifted when the event
+     * has none of its own. */
+    const cJSON *pv;
+    if (!ev->plan_tier && cJSON_IsString(pv = cJSON_GetObjectItemCaseSensitive(p, "plan_tier")) &&
+        strlen(pv->valuestring) <= CS_ID_MAX)
+        ev->plan_tier = pv->valuestring;
+    if (!ev->product_area && cJSON_IsString(pv = cJSON_GetObjectItemCaseSensitive(p, "product_area")) &&
+        strlen(pv->valuestring) <= CS_ID_MAX)
+        ev->product_area = pv->valuestring;
     if (lead) {
         if (get_str(p, "email", "properties.email", 1, 254, &email, err)) return -1;
         const char *at = strrchr(email, '@');
