@@ -39,6 +39,7 @@ helps metrics-reference Print
 helps evaluate --truth --target --json
 helps status --target --interval --once
 helps dlq list show redrive --target --all --destination --json
+helps verify warehouse --from --to --json --data --config
 t "no command" 2 "$bin"
 t "unknown command" 2 "$bin" frobnicate
 t "serve: unknown option" 2 "$bin" serve --nope
@@ -51,6 +52,9 @@ t "status: bad interval" 2 "$bin" status --interval 0
 t "evaluate: --truth missing" 2 "$bin" evaluate
 t "evaluate: unreadable truth" 1 "$bin" evaluate --truth /nonexistent/truth.jsonl
 t "status: unreachable server" 1 "$bin" status --target http://127.0.0.1:1 --once
+t "verify: no subject" 2 "$bin" verify
+t "verify: unknown subject" 2 "$bin" verify things
+t "verify: bad --from" 2 "$bin" verify warehouse --from yesterday
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf 'log:\n  partitons: 8\n' > "$tmp/bad.yaml"
 t "serve: config with an unknown key fails at runtime" 1 "$bin" serve --config "$tmp/bad.yaml" --data "$tmp/d"

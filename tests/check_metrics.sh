@@ -37,9 +37,10 @@ check "accepted by source and type" 'grep -q "^crmstream_events_accepted_total{s
 check "rejected by reason" 'grep -q "^crmstream_events_rejected_total{source=\"native\",reason=\"missing_field\"} 1$" <<<"$m"'
 check "duplicates counted" 'grep -q "^crmstream_events_duplicate_total{source=\"native\"} 1$" <<<"$m"'
 check "pipeline applied every event" 'grep -q "^crmstream_pipeline_events_total{result=\"applied\"} 10$" <<<"$m"'
+check "the leads lane committed the 5 leads" 'grep -q "^crmstream_leads_lane_records_total 5$" <<<"$m"'
 check "ingest -> routed histogram has the 5 leads" 'grep -q "^crmstream_e2e_latency_seconds_bucket{stage=\"routed\",le=\"+Inf\"} 5$" <<<"$m"'
 check "log append latency observed" 'grep -qE "^crmstream_log_append_seconds_count [1-9]" <<<"$m"'
-check "consumer lag is 0 once caught up" 'grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0$" <<<"$m" && [ "$(grep -c "^kafka_consumergroup_lag{" <<<"$m")" -eq 4 ]'
+check "consumer lag is 0 once caught up" 'grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0$" <<<"$m" && [ "$(grep -c "^kafka_consumergroup_lag{" <<<"$m")" -eq 5 ]'
 check "build info" 'grep -q "^crmstream_build_info{version=\"" <<<"$m"'
 check "no account id in any label" '! grep -q "acc_secret" <<<"$m"'
 # Lag rises while the pipeline is paused and returns to 0 after it resumes.

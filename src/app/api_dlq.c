@@ -2,17 +2,19 @@
  * app/api_dlq — the dead-letter queue over HTTP (design brief §5):
  *   GET  /api/v1/dlq[?kind=delivery&destination=&limit=&cursor=]
  *   GET  /api/v1/dlq/{id}
- *   POST /api/v1/dlq/redrive   {"ids": [...]} | {"all": true}
+ *   POST /api/v1/dlq/redrive   {"ids": [...]} | {"all": true} [, "kind": "event"]
  *
- * Every item names its "kind". Today the DLQ holds failed deliveries
- * (kind "delivery": outbox rows in state dead); failed events (kind
- * "event", the events.dlq topic) are to be listed beside them, so clients
- * must switch on kind and the list takes a kind filter. Redrive puts a
- * delivery back to pending with its attempts reset and the SAME id, so a
- * receiver that drops repeated webhook-ids sees it once.
+ * Every item names its "kind": failed deliveries (kind "delivery": outbox
+ * rows in state dead) and events the pipeline could not apply (kind
+ * "event": rows of dead_events, pipeline/dlq.c). Redrive puts a delivery
+ * back to pending with its attempts reset and the SAME id, so a receiver
+ * that drops repeated webhook-ids sees it once; it appends an event again
+ * to the log with a redrive marker (ingest/redrive.c), once per DLQ id, and
+ * the pipeline applies it once.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,12 +189,161 @@ static int on_one(const cs_outbox_row *r, void *arg)
 void cs_api_dlq_get(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
+    if (strncmp(req->param, "dlq_", 4) == 0) { /* an event (pipeline/dlq.c ids) */
+        struct evpage p = {&resp->body, 0, 1, 0, 0};
+        int n = app->store->ops->obj_get(app->store, CS_OBJ_DEAD_EVENT, req->param, on_dead_event, &p);
+        if (n < 0) {
+            cs_buf_reset(&resp->body);
+            return unavailable(resp);
+        }
+        if (p.n == 0) return cs_http_error(resp, 404, "not_found", "no dead-lettered event with this id", "id");
+        return; /* the first list item on_dead_event writes is the object itself */
+    }
     int rc = app->store->ops->outbox_get(app->store, req->param, on_one, &resp->body);
     if (rc < 0) {
         cs_buf_reset(&resp->body);
         return unavailable(resp);
     }
     if (rc == 1) return cs_http_error(resp, 404, "not_found", "no delivery with this id", "id");
+}
+
+/* ---- redriving events ----------------------------------------------------
+ * The original bytes and key come from the log (the DLQ id names the
+ * partition and offset); ingest/redrive.c appends them again with the
+ * marker, once per DLQ id. The pipeline marks the entry "redriven" when it
+ * applies the copy. */
+struct dead_row {
+    int  found;
+    char status[32];
+};
+
+static int on_dead_row(const cs_row *r, void *arg)
+{
+    struct dead_row *d = arg;
+    int k = cs_obj_col(r->def, "status");
+    d->found = 1;
+    snprintf(d->status, sizeof d->status, "%s", k >= 0 && r->vals[k] ? r->vals[k] : "");
+    return 0;
+}
+
+struct orig_rec {
+    int64_t offset;
+    int     found;
+    cs_buf  key, val;
+};
+
+static int on_orig(const cs_rec *rec, void *arg)
+{
+    struct orig_rec *o = arg;
+    if (rec->offset == o->offset) {
+        o->found = 1;
+        cs_buf_add(&o->key, rec->key, rec->key_len);
+        cs_buf_add(&o->val, rec->value, rec->value_len);
+    }
+    return 1;
+}
+
+/* 1 redriven, 0 not in the DLQ, 2 already redriven, 3 cannot be redriven
+ * (undecodable, or no longer in the log), -1 store, -2 log error. */
+static int redrive_event(cs_app *app, const char *id)
+{
+    struct dead_row d = {0, ""};
+    if (app->store->ops->obj_get(app->store, CS_OBJ_DEAD_EVENT, id, on_dead_row, &d) < 0) return -1;
+    if (!d.found) return 0;
+    if (strcmp(d.status, "dead") != 0) return 2;
+    int p;
+    long long off;
+    if (sscanf(id, "dlq_%d_%lld", &p, &off) != 2 || p < 0 || p >= app->bus->partitions) return 3;
+    struct orig_rec o = {off, 0, {0}, {0}};
+    cs_buf_init(&o.key);
+    cs_buf_init(&o.val);
+    int rc = 3;
+    if (app->bus->ops->fetch(app->bus, CS_TOPIC_EVENTS, p, off, 1, on_orig, &o) >= 0 && o.found && o.val.len &&
+        o.val.data[0] == '{') {
+        cs_buf_add(&o.key, "", 1); /* NUL */
+        int r = cs_ingest_redrive(&app->ingest, id, o.key.data, o.val.data, o.val.len);
+        rc = r == 1 ? 1 : r == 0 ? 2 : errno == EINVAL ? 3 : -2;
+    }
+    cs_buf_free(&o.key);
+    cs_buf_free(&o.val);
+    return rc;
+}
+
+struct dead_ids {
+    cs_buf  ids;   /* NUL-separated */
+    int     n;
+    int64_t last;
+};
+
+static int on_dead_id(const cs_row *r, void *arg)
+{
+    struct dead_ids *c = arg;
+    int k = cs_obj_col(r->def, "id");
+    c->last = r->seq;
+    if (k >= 0 && r->vals[k]) {
+        cs_buf_add(&c->ids, r->vals[k], strlen(r->vals[k]) + 1);
+        c->n++;
+    }
+    return 0;
+}
+
+static void add_id(cs_buf *b, int *n, const char *id)
+{
+    if ((*n)++) cs_buf_adds(b, ",");
+    cs_buf_json_str(b, id);
+}
+
+static void redrive_events(cs_app *app, const cJSON *ids, int all, cs_http_resp *resp)
+{
+    struct dead_ids c;
+    memset(&c, 0, sizeof c);
+    cs_buf_init(&c.ids);
+    if (all) { /* every entry still dead */
+        cs_kv f[] = {{"status", "dead"}};
+        for (;;) {
+            int64_t before = c.last;
+            int n = app->store->ops->obj_list(app->store, CS_OBJ_DEAD_EVENT, c.last, 1000, f, 1, on_dead_id, &c);
+            if (n < 0) {
+                cs_buf_free(&c.ids);
+                return unavailable(resp);
+            }
+            if (n == 0 || c.last == before) break;
+        }
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ids)
+    {
+        cs_buf_add(&c.ids, it->valuestring, strlen(it->valuestring) + 1);
+        c.n++;
+    }
+    cs_buf lists[3];
+    int counts[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) cs_buf_init(&lists[i]);
+    long redriven = 0;
+    const char *id = c.ids.data;
+    for (int i = 0; i < c.n; i++, id += strlen(id) + 1) {
+        int r = redrive_event(app, id);
+        if (r < 0) {
+            for (int k = 0; k < 3; k++) cs_buf_free(&lists[k]);
+            cs_buf_free(&c.ids);
+            cs_buf_reset(&resp->body);
+            if (r == -2) {
+                resp->retry_after = 1;
+                return cs_http_error(resp, 503, "log_unavailable", "the event log could not take the write; retry later",
+                                     NULL);
+            }
+            return unavailable(resp);
+        }
+        if (r == 1) redriven++;
+        else add_id(&lists[r == 0 ? 0 : r == 2 ? 1 : 2], &counts[r == 0 ? 0 : r == 2 ? 1 : 2], id);
+    }
+    cs_buf_printf(&resp->body,
+                  "{\"kind\":\"event\",\"redriven\":%ld,\"not_found\":[%s],\"already_redriven\":[%s],"
+                  "\"not_redrivable\":[%s]}",
+                  redriven, lists[0].data ? lists[0].data : "", lists[1].data ? lists[1].data : "",
+                  lists[2].data ? lists[2].data : "");
+    for (int k = 0; k < 3; k++) cs_buf_free(&lists[k]);
+    cs_buf_free(&c.ids);
 }
 
 void cs_api_dlq_redrive(void *a, const cs_http_req *req, cs_http_resp *resp)
@@ -205,9 +356,10 @@ void cs_api_dlq_redrive(void *a, const cs_http_req *req, cs_http_resp *resp)
         cJSON_Delete(j);
         return cs_http_error(resp, 400, "invalid_json", "expected {\"ids\": [...]} or {\"all\": true}", NULL);
     }
-    if (kind && !(cJSON_IsString(kind) && strcmp(kind->valuestring, "delivery") == 0)) {
+    if (kind && !(cJSON_IsString(kind) && (strcmp(kind->valuestring, "delivery") == 0 ||
+                                           strcmp(kind->valuestring, "event") == 0))) {
         cJSON_Delete(j);
-        return cs_http_error(resp, 422, "invalid_field", "kind: only delivery can be redriven by this version", "kind");
+        return cs_http_error(resp, 422, "invalid_field", "kind: expected delivery or event", "kind");
     }
     int want_all = cJSON_IsTrue(all);
     if (all && !cJSON_IsBool(all)) {
@@ -225,6 +377,11 @@ void cs_api_dlq_redrive(void *a, const cs_http_req *req, cs_http_resp *resp)
     {
         cJSON_Delete(j);
         return cs_http_error(resp, 422, "invalid_field", "ids: every id is a non-empty string", "ids");
+    }
+    if (kind && strcmp(kind->valuestring, "event") == 0) {
+        redrive_events(app, ids, want_all, resp);
+        cJSON_Delete(j);
+        return;
     }
     int64_t now = cs_now_us() / 1000;
     long total = 0;

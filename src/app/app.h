@@ -23,6 +23,7 @@ typedef struct cs_app {
     cs_ingest    ingest;
     cs_http     *http;
     struct cs_outbound *outbound;   /* the webhook dispatcher (outbound.c); NULL without destinations */
+    struct cs_warehouse *warehouse; /* the warehouse sink (src/warehouse); NULL when not configured */
     unsigned     roles;      /* CS_ROLE_* this process runs (serve --role); 0 = all */
 } cs_app;
 
@@ -51,6 +52,12 @@ void cs_api_dlq_list(void *app, const cs_http_req *req, cs_http_resp *resp);
 void cs_api_dlq_get(void *app, const cs_http_req *req, cs_http_resp *resp);
 void cs_api_dlq_redrive(void *app, const cs_http_req *req, cs_http_resp *resp);
 
+/* The warehouse sink (api_warehouse.c): GET /api/v1/warehouse (lag per
+ * destination), POST /api/v1/warehouse/pause and /resume. */
+void cs_api_warehouse(void *app, const cs_http_req *req, cs_http_resp *resp);
+void cs_api_warehouse_pause(void *app, const cs_http_req *req, cs_http_resp *resp);
+void cs_api_warehouse_resume(void *app, const cs_http_req *req, cs_http_resp *resp);
+
 extern const cs_http_route cs_app_routes[];
 extern const size_t cs_app_nroutes;
 
@@ -73,6 +80,7 @@ int cs_cmd_status(int argc, char **argv);
 int cs_cmd_dlq(int argc, char **argv);
 int cs_cmd_evaluate(int argc, char **argv);
 int cs_cmd_replay(int argc, char **argv);   /* replay.c */
+int cs_cmd_verify(int argc, char **argv);   /* verify.c: crmstream verify warehouse */
 
 /* limit (1..1000, default 100) and cursor query parameters of a list
  * endpoint; 0, or -1 with the 400 answer set (src/app/api_crm.c). */

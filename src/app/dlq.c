@@ -17,17 +17,20 @@
 static const char dlq_usage[] =
     "usage: crmstream dlq list [--kind KIND] [--destination NAME] [--limit N] [--json] [--target URL]\n"
     "       crmstream dlq show ID [--target URL]\n"
-    "       crmstream dlq redrive (ID... | --all) [--target URL]\n"
+    "       crmstream dlq redrive (ID... | --all) [--kind event] [--target URL]\n"
     "\n"
     "The dead-letter queue of a running server: failed deliveries (kind delivery: webhooks and\n"
     "Slack messages that got a permanent error or ran out of retries) and, with --kind event,\n"
-    "events the pipeline could not apply (undecodable, late_event, signals_account_limit:\n"
+    "events the pipeline could not apply (undecodable, late_event, signals_account_limit,\n"
+    "rule_error: "
     "their original bytes and place in the log; `crmstream replay` re-applies the log).\n"
     "\n"
     "  list            one line per item: kind, id, destination, attempts, failed at, reason\n"
     "  show ID         the item as JSON, with its payload and cause\n"
     "  redrive         put deliveries back in the outbox (attempts reset, same id: receivers\n"
-    "                  that drop repeated webhook-ids see each once); exit 1 when an ID is not in the DLQ\n"
+    "                  that drop repeated webhook-ids see each once); with --kind event, append\n"
+    "                  the events to the log again (applied once, even when redriven twice);\n"
+    "                  exit 1 when an ID is not in the DLQ\n"
     "  --target URL    server (default http://127.0.0.1:8080)\n"
     "  --kind KIND     list only delivery (or event) items\n"
     "  --destination NAME  list only this destination's deliveries\n"
@@ -146,9 +149,10 @@ static int dlq_show(cs_httpc *h, const char *target, const char *id)
     return 0;
 }
 
-static int dlq_redrive(cs_httpc *h, const char *target, char **ids, int nids, int all)
+static int dlq_redrive(cs_httpc *h, const char *target, const char *kind, char **ids, int nids, int all)
 {
     cJSON *body = cJSON_CreateObject();
+    if (kind) cJSON_AddStringToObject(body, "kind", kind);
     if (all) {
         cJSON_AddTrueToObject(body, "all");
     } else {
@@ -165,6 +169,16 @@ static int dlq_redrive(cs_httpc *h, const char *target, char **ids, int nids, in
     printf("redriven %d\n", cJSON_IsNumber(n) ? n->valueint : 0);
     const cJSON *nf = cJSON_GetObjectItemCaseSensitive(j, "not_found");
     int rc = 0;
+    /* Events: an entry redriven before is not redriven again (one effect). */
+    const cJSON *it2;
+    cJSON_ArrayForEach(it2, cJSON_GetObjectItemCaseSensitive(j, "already_redriven"))
+        printf("already redriven %s\n", it2->valuestring);
+    cJSON_ArrayForEach(it2, cJSON_GetObjectItemCaseSensitive(j, "not_redrivable")) {
+        char why[200];
+        snprintf(why, sizeof why, "%.100s cannot be redriven: not a JSON event, or no longer in the log", it2->valuestring);
+        cs_fail("dlq redrive", why);
+        rc = 1;
+    }
     if (cJSON_GetArraySize(nf) > 0) {
         cs_buf b;
         cs_buf_init(&b);
@@ -229,7 +243,7 @@ int cs_cmd_dlq(int argc, char **argv)
         rc = dlq_show(&h, target, args[0]);
     } else if (strcmp(sub, "redrive") == 0) {
         if ((nargs > 0) == all) cs_die_usage("dlq redrive", "expected one or more IDs, or --all");
-        rc = dlq_redrive(&h, target, args, nargs, all);
+        rc = dlq_redrive(&h, target, kind, args, nargs, all);
     } else {
         char why[128];
         snprintf(why, sizeof why, "unknown subcommand \"%.40s\" (expected list, show or redrive)", sub);

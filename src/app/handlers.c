@@ -359,5 +359,9 @@ const cs_http_route cs_app_routes[] = {
     {"GET", "/api/v1/dlq", cs_api_dlq_list},
     {"GET", "/api/v1/dlq/{id}", cs_api_dlq_get},
     {"POST", "/api/v1/dlq/redrive", cs_api_dlq_redrive},
+    /* Warehouse sink: src/app/api_warehouse.c */
+    {"GET", "/api/v1/warehouse", cs_api_warehouse},
+    {"POST", "/api/v1/warehouse/pause", cs_api_warehouse_pause},
+    {"POST", "/api/v1/warehouse/resume", cs_api_warehouse_resume},
 };
 const size_t cs_app_nroutes = sizeof cs_app_routes / sizeof cs_app_routes[0];

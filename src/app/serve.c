@@ -195,6 +195,7 @@ int cs_cmd_serve(int argc, char **argv)
         app.bus->ops->close(app.bus);
         return 1;
     }
+    app.warehouse = warehouse;
     /* The outbound dispatcher (app/outbound.c), when destinations are
      * configured: delivers the outbox the pipeline's commits fill. */
     *err = 0;

@@ -19,7 +19,8 @@
 
 /* Topics the product uses. */
 #define CS_TOPIC_EVENTS "events"
-/* Lead events, in one partition: one total order for routing. */
+/* The leads lane: lead and signup events in ingest order, one partition
+ * (DESIGN-BRIEF §3.5). Ingest appends them here before "events". */
 #define CS_TOPIC_LEADS "leads"
 /* Dead letters of events (Kafka bus: a topic with the events' partition
  * count; the embedded bus keeps them in the store). */
@@ -147,12 +148,11 @@ cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic);
  * (broker unreachable within kafka.timeout_ms, partition count mismatch). */
 cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size_t errlen);
 
+/* Partition of a key on this bus (of the "events" topic). */
+int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);
 /* Partition count of a topic of this bus: 1 for CS_TOPIC_LEADS,
  * bus->partitions for CS_TOPIC_EVENTS and CS_TOPIC_DLQ, 0 for an unknown
  * topic (bus/bus.c). */
 int cs_bus_topic_partitions(const cs_bus *bus, const char *topic);
-
-/* Partition of a key on this bus. */
-int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);
 
 #endif

@@ -16,21 +16,17 @@
 
 struct embedded {
     cs_topic       *events;
+    cs_topic       *leads;      /* the leads lane's topic: one partition */
     pthread_mutex_t mu;
     pthread_cond_t  cond;
     uint64_t        seq;
-    int             stopping;
 };
 
 static cs_topic *find(cs_bus *bus, const char *topic)
 {
     struct embedded *e = bus->impl;
-    return strcmp(topic, CS_TOPIC_EVENTS) == 0 ? e->events : NULL;
-}
-
-int cs_bus_partition(const cs_bus *bus, const char *key, size_t len)
-{
-    return cs_partition_for(key, len, bus->partitions);
+    if (strcmp(topic, CS_TOPIC_EVENTS) == 0) return e->events;
+    return strcmp(topic, CS_TOPIC_LEADS) == 0 ? e->leads : NULL;
 }
 
 cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic)
@@ -52,9 +48,10 @@ static int emb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
     cs_rec *recs = cs_malloc((n ? n : 1) * sizeof *recs);
     size_t *idx = cs_malloc((n ? n : 1) * sizeof *idx);
     int rc = 0, err = 0;
+    int nparts = cs_bus_topic_partitions(bus, topic);
     for (size_t i = 0; i < n; i++)
-        msgs[i].partition = cs_bus_partition(bus, msgs[i].key, msgs[i].key_len);
-    for (int p = 0; p < bus->partitions && rc == 0; p++) {
+        msgs[i].partition = nparts == 1 ? 0 : cs_bus_partition(bus, msgs[i].key, msgs[i].key_len);
+    for (int p = 0; p < nparts && rc == 0; p++) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             if (msgs[i].partition != p) continue;
@@ -134,7 +131,7 @@ static uint64_t emb_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
     ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&e->mu);
-    while (e->seq == seen && !e->stopping)
+    while (e->seq == seen)
         if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT) break;
     uint64_t s = e->seq;
     pthread_mutex_unlock(&e->mu);
@@ -145,7 +142,7 @@ static void emb_wakeup(cs_bus *bus)
 {
     struct embedded *e = bus->impl;
     pthread_mutex_lock(&e->mu);
-    e->stopping = 1;
+    e->seq++; /* every waiter returns; the caller's stop flag ends its loop */
     pthread_cond_broadcast(&e->cond);
     pthread_mutex_unlock(&e->mu);
 }
@@ -156,6 +153,7 @@ static void emb_close(cs_bus *bus)
     struct embedded *e = bus->impl;
     if (e) {
         cs_topic_close(e->events);
+        cs_topic_close(e->leads);
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cond);
         free(e);
@@ -201,6 +199,18 @@ cs_bus *cs_bus_embedded_open_opts(const char *data_dir, const cs_topic_opts *o, 
         emb_close(bus);
         return NULL;
     }
+    /* The leads lane (DESIGN-BRIEF §3.5): lead and signup events, in
+     * ingest order, one partition; same durability settings. */
+    cs_topic_opts lo = *o;
+    lo.partitions = 1;
+    snprintf(dir, sizeof dir, "%s/log/%s", data_dir, CS_TOPIC_LEADS);
+    e->leads = cs_topic_open(dir, &lo, err, errlen);
+    if (!e->leads || cs_topic_group_register(e->leads, "pipeline") != 0) {
+        if (e->leads) snprintf(err, errlen, "%s/groups/pipeline.off: %s", dir, strerror(errno));
+        emb_close(bus);
+        return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s/log/%s", data_dir, CS_TOPIC_EVENTS);
     cs_topic_stats st;
     cs_topic_get_stats(e->events, -1, &st);
     cs_info("log", "opened", "\"dir\":\"%s\",\"partitions\":%d,\"segments\":%lld,\"bytes\":%lld,"

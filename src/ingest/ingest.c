@@ -32,6 +32,13 @@ static int on_rebuild_rec(const cs_rec *rec, void *arg)
     r->records++;
     if (rec->ts_us < r->since_us) return 0;
     uint64_t id[2], payload;
+    const char *rd;
+    size_t rdlen;
+    if (cs_ingest_redrive_mark(rec->value, rec->value_len, &rd, &rdlen)) { /* ingest/redrive.c */
+        cs_ingest_redrive_key(rd, rdlen, id);
+        cs_dedupe_add(r->d, id, 0, (uint32_t)(rec->ts_us / 1000000), r->now_s);
+        return 0;
+    }
     if (cs_event_dedupe_keys(rec->value, rec->value_len, id, &payload) != 0) return 0;
     cs_dedupe_add(r->d, id, payload, (uint32_t)(rec->ts_us / 1000000), r->now_s);
     r->ids++;
@@ -309,6 +316,27 @@ reject:
     cs_batch_reject(b, index, &err);
 }
 
+/* Types the leads lane consumes (pipeline/lane.c). */
+int cs_ingest_is_lane_type(const char *type)
+{
+    return type && (strcmp(type, "LeadCreated") == 0 || strcmp(type, "DemoRequested") == 0 ||
+                    strcmp(type, "TrialActivated") == 0);
+}
+
+static int produce_leads(cs_bus *bus, const cs_msg *msgs, const char *const *types, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += cs_ingest_is_lane_type(types[i]);
+    if (k == 0) return 0;
+    cs_msg *lm = cs_malloc(k * sizeof *lm);
+    k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cs_ingest_is_lane_type(types[i])) lm[k++] = msgs[i];
+    int rc = bus->ops->produce(bus, CS_TOPIC_LEADS, lm, k);
+    free(lm);
+    return rc;
+}
+
 int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
 {
     cs_ingest *ing = b->ing;
@@ -359,7 +387,12 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
             }
         }
         int64_t t0 = cs_mono_us();
-        int prc = nmsg ? ing->bus->ops->produce(ing->bus, CS_TOPIC_EVENTS, msgs, nmsg) : 0;
+        /* The leads lane first (DESIGN-BRIEF §3.5): lead and signup events
+         * in ingest order, so routing decisions do not depend on how many
+         * workers run. If "events" then fails, the client's retry appends
+         * the lead again; the lane applies an event id once. */
+        int prc = nmsg ? produce_leads(ing->bus, msgs, types, nmsg) : 0;
+        if (prc == 0 && nmsg) prc = ing->bus->ops->produce(ing->bus, CS_TOPIC_EVENTS, msgs, nmsg);
         if (nmsg && prc == 0) {
             size_t bytes = 0;
             for (size_t k = 0; k < nmsg; k++) bytes += msgs[k].value_len + msgs[k].key_len;

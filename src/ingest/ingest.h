@@ -78,4 +78,18 @@ typedef const char *(*cs_ingest_header_fn)(void *arg, const char *name);
 int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header, void *header_arg,
                           cs_buf *resp, int *retry_after);
 
+/* 1 for the types ingest also appends to the leads lane's topic
+ * (LeadCreated, DemoRequested, TrialActivated). */
+int cs_ingest_is_lane_type(const char *type);
+
+/* Redrive (ingest/redrive.c): append a dead-lettered event's canonical
+ * JSON again with "_redrive": dlq_id under key, once per dlq_id within the
+ * dedupe window. 1 appended, 0 already redriven, -1 (errno: EINVAL when
+ * json is not an object or already a redrive; else the log's error). */
+int cs_ingest_redrive(cs_ingest *ing, const char *dlq_id, const char *key, const char *json, size_t len);
+/* The dedupe key of a redrive, and the marker of a redriven record (1 and
+ * the dlq id, or 0). */
+void cs_ingest_redrive_key(const char *dlq_id, size_t len, uint64_t id[2]);
+int cs_ingest_redrive_mark(const char *v, size_t len, const char **id, size_t *idlen);
+
 #endif

@@ -25,9 +25,17 @@ typedef struct cs_metrics_catalog {
     cs_metric *build_info;          /* gauge {version} */
     cs_metric *rule_actions;        /* {action,result} */
     cs_metric *rules_reloads;       /* {result} */
+    cs_metric *rule_errors;         /* rule evaluations that errored on an event */
+    cs_metric *lane_records;        /* records the leads lane committed */
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
+    cs_metric *wh_events;           /* {destination}: events written to the warehouse */
+    cs_metric *wh_bytes;            /* {destination} */
+    cs_metric *wh_files;            /* files written by the file destination */
+    cs_metric *wh_errors;           /* {destination}: failed batches (retried) */
+    cs_metric *wh_skipped;          /* {destination}: undecodable records passed over */
+    cs_metric *wh_batch_seconds;    /* histogram {destination} */
     cs_metric *bus_group_partitions; /* gauge {group}: partitions owned (bus join) */
     cs_metric *bus_group_changes;   /* {group,change}: assigned | revoked | lost */
 } cs_metrics_catalog;

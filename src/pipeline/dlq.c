@@ -22,6 +22,15 @@
 int cs_pipeline_dead_event(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
                            const char *message)
 {
+    char at[40];
+    cs_fmt_time_ms(rec->append_us, at, sizeof at);
+    return cs_pipeline_dead_event_ex(st, partition, rec, event_id, reason, message, "1", at, at);
+}
+
+int cs_pipeline_dead_event_ex(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
+                              const char *message, const char *attempts, const char *first_failed_at,
+                              const char *last_failed_at)
+{
     char id[64], at[40];
     snprintf(id, sizeof id, "dlq_%d_%lld", partition, (long long)rec->offset);
     cs_fmt_time_ms(rec->append_us, at, sizeof at);
@@ -42,7 +51,7 @@ int cs_pipeline_dead_event(cs_store *st, int partition, const cs_rec *rec, const
         }
     }
     cs_kv kv[] = {{"event_id", event_id},   {"reason", reason},        {"message", message},
-                  {"attempts", "1"},        {"first_failed_at", at},   {"last_failed_at", at},
+                  {"attempts", attempts},   {"first_failed_at", first_failed_at}, {"last_failed_at", last_failed_at},
                   {"payload", payload.data}, {"status", "dead"}};
     cs_cause cause = {.event_id = event_id, .partition = partition, .offset = rec->offset, .rule_id = "pipeline",
                       .at = at};

@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,24 +18,68 @@
 #include "routing/router.h"
 #include "signals/abuse.h"
 
+/* One thread: an account worker owning some `events` partitions (p mod
+ * nworkers == id), or the leads lane (topic `leads`, partition 0). Each has
+ * its own store connection, so batches of different workers commit
+ * independently (SQLite serialises them; PostgreSQL runs them side by
+ * side). Per-partition state (offsets, signals engines, cooldowns) is only
+ * ever touched by the partition's owner. */
+struct cs_worker {
+    cs_pipeline *pl;
+    int          id;
+    int          lane;
+    cs_store    *st;
+    int          own_store;   /* opened for this worker (closed at stop) */
+    int         *parts;
+    int          nparts;
+    pthread_t    thread;
+    int          started;
+    int          resync;      /* a batch failed: re-read offsets from the store first */
+    uint64_t     poison;
+    cs_ruleset  *batch_rules; /* the set this batch evaluates (a reference) */
+    /* The event failing now (poison isolation): after poison_attempts
+     * failures it is dead-lettered and its partition moves on. */
+    int          fail_part;
+    int64_t      fail_off;
+    long         fail_attempts;
+    int64_t      fail_first_us;
+    char         fail_msg[256];
+    /* Offsets dead-lettered as rule_error (from the store at each resync):
+     * never applied, also not when state is rebuilt from the log. */
+    struct { int p; int64_t off; } *dead;
+    size_t       ndead, capdead;
+    /* Redrives applied in the current batch (the store sees them at commit). */
+    char       (*redriven)[64];
+    size_t       nredriven, capredriven;
+    /* The lane: ids of recent lead-lane records (a retried request can
+     * append one twice), so each counts once. */
+    uint64_t    *seen;        /* two tables of LANE_SLOTS (lane_seen) */
+    size_t       seen_pos;
+    unsigned     seen_gen;
+};
+
+#define LANE_SEEN 65536
+
 struct cs_pipeline {
     cs_bus          *bus;
-    cs_store        *st;
+    cs_store        *st;        /* worker 0's connection; the caller's */
     const cs_config *cfg;
-    pthread_t        thread;
     int              stop;
-    int64_t         *next;      /* committed next offset per partition */
+    int64_t         *next;      /* committed next offset per `events` partition */
+    int64_t          lane_next; /* the leads lane's next offset */
     uint64_t         applied;
-    uint64_t         poison;
-    int              resync;    /* a batch failed: re-read next[] from the store first */
     int              paused;    /* maintenance: apply nothing until resumed */
     cs_sig_engine  **sig;       /* one signals engine per partition */
     cs_cooldown    **cooldown;  /* alert cooldowns, one table per partition */
-    cs_abuse        *abuse;     /* signup velocity: global (abuse_apply.c) */
+    cs_abuse        *abuse;     /* signup velocity: the lane's */
     cs_cooldown     *abuse_cd;
     cs_ruleset      *rules;     /* current rule set (NULL: none); swapped under rules_mu */
     pthread_mutex_t  rules_mu;
-    cs_ruleset      *batch_rules; /* the set this batch evaluates (a reference) */
+    /* Workers hold it shared around each batch; replay holds it exclusive,
+     * so a replay happens between batches of every worker. */
+    pthread_rwlock_t batch_lock;
+    cs_worker       *w;         /* nw account workers, then the lane */
+    int              nw;
 };
 
 /* Ingest times of the leads routed in the current batch, observed as the
@@ -57,8 +102,12 @@ void cs_pipeline_note_signal(int64_t ingest_us)
     if (nsignal < ROUTED_MAX) signal_ts[nsignal++] = ingest_us;
 }
 
-static int rebuild_signals(cs_pipeline *pl);
-static int run_batch_tx(cs_pipeline *pl, cs_store *st, int P, int64_t t0, uint64_t poison0);
+static _Thread_local char poison_msg[256];
+
+void cs_pipeline_poison(const char *msg)
+{
+    snprintf(poison_msg, sizeof poison_msg, "%s", msg);
+}
 
 static const char *str_of(const cJSON *o, const char *k)
 {
@@ -66,9 +115,90 @@ static const char *str_of(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* ---- fault points (RELIABILITY.md T11) ----------------------------------
+ * CRMSTREAM_FAULT=POINT:N kills the process with SIGKILL the Nth time a
+ * worker reaches POINT: after_fetch (records read, nothing written),
+ * mid_write (some of the batch written, not committed), after_commit (the
+ * store committed, the log's group offsets and memory not yet updated),
+ * after_all (the batch fully done). Only tests set it. */
+static void fault_point(const char *point)
+{
+    static int parsed;
+    static char name[32];
+    static long at;
+    static long hits;
+    if (!__atomic_load_n(&parsed, __ATOMIC_ACQUIRE)) {
+        const char *f = getenv("CRMSTREAM_FAULT");
+        const char *c = f ? strchr(f, ':') : NULL;
+        if (c && (size_t)(c - f) < sizeof name) {
+            memcpy(name, f, (size_t)(c - f));
+            at = strtol(c + 1, NULL, 10);
+        }
+        __atomic_store_n(&parsed, 1, __ATOMIC_RELEASE);
+    }
+    if (at <= 0 || strcmp(name, point) != 0) return;
+    if (__atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED) == at) {
+        cs_warn("pipeline", "fault point reached: killing the process (CRMSTREAM_FAULT)", "\"point\":\"%s\"", point);
+        raise(SIGKILL);
+    }
+}
+
+/* ---- applying one record ------------------------------------------------ */
+
+static int sweep_signals(cs_worker *w, int partition, int64_t offset);
+
+static int is_dead(const cs_worker *w, int p, int64_t off)
+{
+    for (size_t i = 0; i < w->ndead; i++)
+        if (w->dead[i].p == p && w->dead[i].off == off) return 1;
+    return 0;
+}
+
+static void add_dead(cs_worker *w, int p, int64_t off)
+{
+    if (is_dead(w, p, off)) return;
+    if (w->ndead == w->capdead) {
+        w->capdead = w->capdead ? w->capdead * 2 : 16;
+        w->dead = cs_realloc(w->dead, w->capdead * sizeof *w->dead);
+    }
+    w->dead[w->ndead].p = p;
+    w->dead[w->ndead++].off = off;
+}
+
+struct status_ctx {
+    char status[32];
+};
+
+static int on_status(const cs_row *row, void *arg)
+{
+    struct status_ctx *c = arg;
+    int k = cs_obj_col(row->def, "status");
+    snprintf(c->status, sizeof c->status, "%s", k >= 0 && row->vals[k] ? row->vals[k] : "");
+    return 0;
+}
+
+/* A redriven record (`crmstream dlq redrive`): its first copy in the log
+ * applies and marks the DLQ entry "redriven" in the batch's transaction;
+ * any later copy of the same entry is a no-op. 1 apply, 0 skip, -1 error. */
+static int redrive_first(cs_worker *w, const char *dlq_id)
+{
+    for (size_t i = 0; i < w->nredriven; i++)
+        if (strcmp(w->redriven[i], dlq_id) == 0) return 0;
+    struct status_ctx c = {""};
+    if (w->st->ops->obj_get(w->st, CS_OBJ_DEAD_EVENT, dlq_id, on_status, &c) < 0) return -1;
+    if (strcmp(c.status, "redriven") == 0) return 0;
+    if (w->nredriven == w->capredriven) {
+        w->capredriven = w->capredriven ? w->capredriven * 2 : 8;
+        w->redriven = cs_realloc(w->redriven, w->capredriven * sizeof *w->redriven);
+    }
+    snprintf(w->redriven[w->nredriven++], 64, "%s", dlq_id);
+    return 1;
+}
+
 int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs_pipeline_rules *rules, int partition,
                       const cs_rec *rec, uint64_t *poison)
 {
+    (void)cfg;
     cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
     const char *type = ev ? str_of(ev, "type") : NULL;
     if (!type || !str_of(ev, "event_id")) {
@@ -84,89 +214,173 @@ int cs_pipeline_apply(cs_store *st, const cs_config *cfg, cs_sig_engine *sig, cs
         return drc;
     }
     int rc = 0;
-    if (strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead(st, cfg, partition, rec, ev);
-    else if (cs_pipeline_admin_object(type) >= 0) rc = cs_pipeline_apply_admin(st, partition, rec, ev, poison);
+    /* Leads and signup velocity are the leads lane's (lane_apply). */
+    if (cs_pipeline_admin_object(type) >= 0) rc = cs_pipeline_apply_admin(st, partition, rec, ev, poison);
     else if (strcmp(type, "AccountGrouped") == 0 || strcmp(type, "ContactIdentified") == 0)
         rc = cs_pipeline_apply_traits(st, partition, rec, ev, poison);
     if (rc == 0 && cs_pipeline_admin_object(type) < 0) rc = cs_pipeline_apply_signals(st, sig, rules, partition, rec, ev, 1);
-    if (rc == 0 && cs_pipeline_admin_object(type) < 0) rc = cs_pipeline_apply_abuse(st, rules, partition, rec, ev, 1);
     cJSON_Delete(ev);
     return rc;
 }
 
-struct fetch_ctx {
-    cs_pipeline *pl;
-    int          partition;
-    int64_t      next;
-    int          failed;
-};
-
-static int on_rec(const cs_rec *rec, void *arg)
+/* An account worker's record: skip what is dead-lettered, dead-letter what
+ * failed poison_attempts times, apply the rest. 0, -1 store error,
+ * CS_PIPELINE_POISON (the batch rolls back and is retried). */
+static int worker_apply(cs_worker *w, int p, const cs_rec *rec)
 {
-    struct fetch_ctx *c = arg;
-    cs_pipeline_rules r = {c->pl->batch_rules, c->pl->cooldown[c->partition], c->pl->abuse, c->pl->abuse_cd};
-    if (cs_pipeline_apply(c->pl->st, c->pl->cfg, c->pl->sig[c->partition], &r, c->partition, rec, &c->pl->poison)) {
-        c->failed = 1;
-        return 1;
+    cs_pipeline *pl = w->pl;
+    if (is_dead(w, p, rec->offset)) return 0;
+    if (w->fail_attempts >= pl->cfg->pipeline_poison_attempts && w->fail_part == p && w->fail_off == rec->offset) {
+        char first[40], last[40], attempts[24];
+        cs_fmt_time_ms(w->fail_first_us, first, sizeof first);
+        cs_fmt_time_ms(cs_now_us(), last, sizeof last);
+        snprintf(attempts, sizeof attempts, "%ld", w->fail_attempts);
+        cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
+        const char *eid = ev ? str_of(ev, "event_id") : NULL;
+        cs_error("pipeline", "poison event dead-lettered; the partition moves on",
+                 "\"partition\":%d,\"offset\":%lld,\"attempts\":%ld", p, (long long)rec->offset, w->fail_attempts);
+        int rc = cs_pipeline_dead_event_ex(w->st, p, rec, eid, "rule_error", w->fail_msg, attempts, first, last);
+        cJSON_Delete(ev);
+        if (rc == 0) {
+            w->poison++;
+            add_dead(w, p, rec->offset);
+            w->fail_attempts = 0;
+            w->fail_off = -1;
+        }
+        return rc;
     }
-    c->next = rec->offset + 1;
-    return 0;
+    /* A redriven copy applies once (redrive_first). */
+    const char *mark = memmem(rec->value, rec->value_len, "\"_redrive\":\"", 12);
+    char dlq_id[64] = "";
+    if (mark) {
+        cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
+        const char *id = ev ? str_of(ev, "_redrive") : NULL;
+        snprintf(dlq_id, sizeof dlq_id, "%s", id ? id : "");
+        cJSON_Delete(ev);
+        if (*dlq_id) {
+            int first = redrive_first(w, dlq_id);
+            if (first < 0) return -1;
+            if (first == 0) {
+                cs_metric_inc(cs_m.pipeline_events, "result=\"redrive_duplicate\"", 1);
+                return 0;
+            }
+        }
+    }
+    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[p], NULL, NULL};
+    poison_msg[0] = 0;
+    int rc = cs_pipeline_apply(w->st, pl->cfg, pl->sig[p], &r, p, rec, &w->poison);
+    if (rc == CS_PIPELINE_POISON) {
+        if (w->fail_part == p && w->fail_off == rec->offset) {
+            w->fail_attempts++;
+        } else {
+            w->fail_part = p;
+            w->fail_off = rec->offset;
+            w->fail_attempts = 1;
+            w->fail_first_us = cs_now_us();
+        }
+        snprintf(w->fail_msg, sizeof w->fail_msg, "%s", poison_msg[0] ? poison_msg : "the event failed in the pipeline");
+        cs_warn("pipeline", "event failed; the batch is retried without its effects",
+                "\"partition\":%d,\"offset\":%lld,\"attempt\":%ld,\"error\":\"%s\"", p, (long long)rec->offset,
+                w->fail_attempts, w->fail_msg);
+        return rc;
+    }
+    if (rc == 0) rc = sweep_signals(w, p, rec->offset);
+    if (rc == 0 && *dlq_id) {
+        cs_kv kv[] = {{"status", "redriven"}};
+        char at[40];
+        cs_fmt_time_ms(rec->append_us, at, sizeof at);
+        cs_cause cause = {.event_id = NULL, .partition = p, .offset = rec->offset, .rule_id = "dlq.redrive", .at = at};
+        if (w->st->ops->obj_upsert(w->st, CS_OBJ_DEAD_EVENT, dlq_id, kv, 1, &cause) < 0) return -1;
+    }
+    return rc;
 }
 
-/* One batch across partitions. Returns records applied, 0 when idle, -1 on
- * a store error (rolled back; offsets unchanged). */
-/* After a failed batch the store is the authority on where we are: a COMMIT
- * whose answer was lost (connection dropped) may have been applied, and
- * re-applying its events would flip fields back and forth in the audit. */
-static int resync_offsets(cs_pipeline *pl)
-{
-    for (int p = 0; p < pl->bus->partitions; p++) {
-        int64_t v;
-        if (pl->st->ops->offset_get(pl->st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &v)) return -1;
-        __atomic_store_n(&pl->next[p], v, __ATOMIC_RELAXED);
-    }
-    pl->resync = 0;
-    return rebuild_signals(pl);
-}
+/* ---- rebuilding in-memory state from the log ---------------------------- */
 
-/* Signals state is in memory: rebuild a partition's engine from the log up
- * to the committed offset, writing nothing (the store already holds what
- * those events caused). At start, and after a rolled-back batch, whose
- * events the engine had already counted. */
 struct rebuild_ctx {
-    cs_pipeline *pl;
-    int          partition;
-    int64_t      upto;
+    cs_worker *w;
+    int        partition;
+    int64_t    upto;
+    char     (*seen)[64];   /* redrive ids met in this rebuild */
+    size_t     nseen, capseen;
 };
 
 static int on_rebuild(const cs_rec *rec, void *arg)
 {
     struct rebuild_ctx *c = arg;
     if (rec->offset >= c->upto) return 1;
+    if (is_dead(c->w, c->partition, rec->offset)) return 0;
     cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
     const char *type = ev ? str_of(ev, "type") : NULL;
-    if (type && cs_pipeline_admin_object(type) < 0) {
-        cs_pipeline_rules r = {NULL, NULL, c->pl->abuse, c->pl->abuse_cd};
-        cs_pipeline_apply_signals(c->pl->st, c->pl->sig[c->partition], NULL, c->partition, rec, ev, 0);
-        cs_pipeline_apply_abuse(c->pl->st, &r, c->partition, rec, ev, 0);
+    const char *rd = ev ? str_of(ev, "_redrive") : NULL;
+    int skip = 0;
+    if (rd) { /* the first copy of a redrive applied; later ones did not */
+        for (size_t i = 0; i < c->nseen && !skip; i++) skip = strcmp(c->seen[i], rd) == 0;
+        if (!skip) {
+            if (c->nseen == c->capseen) {
+                c->capseen = c->capseen ? c->capseen * 2 : 8;
+                c->seen = cs_realloc(c->seen, c->capseen * sizeof *c->seen);
+            }
+            snprintf(c->seen[c->nseen++], 64, "%s", rd);
+        }
+    }
+    cs_sig_engine *e = c->w->pl->sig[c->partition];
+    if (!skip && type && cs_pipeline_admin_object(type) < 0)
+        cs_pipeline_apply_signals(c->w->st, e, NULL, c->partition, rec, ev, 0);
+    if (cs_sig_sweep_due(e)) { /* as sweep_signals does, writing nothing */
+        cs_sig_changes ch;
+        cs_sig_changes_init(&ch);
+        while (cs_sig_sweep(e, 4096, &ch) > 0) cs_sig_changes_reset(&ch);
+        cs_sig_changes_free(&ch);
     }
     cJSON_Delete(ev);
     return 0;
 }
 
-static int rebuild_signals(cs_pipeline *pl)
+struct dead_ctx {
+    cs_worker *w;
+    int64_t    last;
+};
+
+static int on_dead_row(const cs_row *row, void *arg)
 {
+    struct dead_ctx *c = arg;
+    c->last = row->seq;
+    int k = cs_obj_col(row->def, "id");
+    int p;
+    long long off;
+    if (k >= 0 && row->vals[k] && sscanf(row->vals[k], "dlq_%d_%lld", &p, &off) == 2) add_dead(c->w, p, off);
+    return 0;
+}
+
+/* The rule_error entries of the DLQ: events never applied. */
+static int load_dead(cs_worker *w)
+{
+    w->ndead = 0;
+    cs_kv f[] = {{"reason", "rule_error"}};
+    struct dead_ctx c = {w, 0};
+    for (;;) {
+        int64_t before = c.last;
+        int n = w->st->ops->obj_list(w->st, CS_OBJ_DEAD_EVENT, c.last, 1000, f, 1, on_dead_row, &c);
+        if (n < 0) return -1;
+        if (n == 0 || c.last == before) return 0;
+    }
+}
+
+/* Signals state is in memory: rebuild the worker's partitions' engines from
+ * the log up to the committed offsets, writing nothing (the store already
+ * holds what those events caused). At start, after a rolled-back batch
+ * (whose events the engine had counted) and after a replay. */
+static int rebuild_worker(cs_worker *w)
+{
+    cs_pipeline *pl = w->pl;
     char err[256];
     cs_sig_config sc;
     cs_sig_config_defaults(&sc);
     int64_t t0 = cs_mono_us(), events = 0;
-    cs_abuse_config ac;
-    cs_abuse_config_defaults(&ac);
-    cs_abuse_free(pl->abuse);
-    cs_cooldown_free(pl->abuse_cd);
-    pl->abuse = cs_abuse_new(&ac);
-    pl->abuse_cd = cs_cooldown_new(65536);
-    for (int p = 0; p < pl->bus->partitions; p++) {
+    if (load_dead(w)) return -1;
+    for (int i = 0; i < w->nparts; i++) {
+        int p = w->parts[i];
         cs_sig_engine_free(pl->sig[p]);
         pl->sig[p] = cs_sig_engine_new(&sc, err, sizeof err);
         if (!pl->sig[p]) {
@@ -178,129 +392,319 @@ static int rebuild_signals(cs_pipeline *pl)
             cs_warn("pipeline", "signals rebuilt from the oldest retained offset: earlier events were deleted by retention",
                     "\"partition\":%d,\"from\":%lld", p, (long long)from);
         int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+        struct rebuild_ctx c = {w, p, upto, NULL, 0, 0};
         while (from < upto) {
-            struct rebuild_ctx c = {pl, p, upto};
             int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, from, 4096, on_rebuild, &c);
             if (n <= 0) break;
             from += n;
             events += n;
         }
+        free(c.seen);
     }
     if (events)
-        cs_info("pipeline", "signals state rebuilt from the log", "\"events\":%lld,\"ms\":%.1f", (long long)events,
-                (double)(cs_mono_us() - t0) / 1000.0);
+        cs_info("pipeline", "signals state rebuilt from the log", "\"worker\":%d,\"events\":%lld,\"ms\":%.1f", w->id,
+                (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
     return 0;
 }
 
-/* Time-driven signals (silence, renewal dates coming near) for accounts
- * that sent nothing: a bounded sweep per batch, inside its transaction. */
-static int sweep_signals(cs_pipeline *pl, int partition, int64_t offset)
+/* After a failed batch the store is the authority on where we are: a COMMIT
+ * whose answer was lost (connection dropped) may have been applied, and
+ * re-applying its events would flip fields back and forth in the audit. */
+static int resync_worker(cs_worker *w)
 {
+    cs_pipeline *pl = w->pl;
+    if (w->lane) {
+        int64_t v;
+        if (w->st->ops->offset_get(w->st, CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS, 0, &v)) return -1;
+        __atomic_store_n(&pl->lane_next, v, __ATOMIC_RELAXED);
+    } else {
+        for (int i = 0; i < w->nparts; i++) {
+            int64_t v;
+            if (w->st->ops->offset_get(w->st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, w->parts[i], &v)) return -1;
+            __atomic_store_n(&pl->next[w->parts[i]], v, __ATOMIC_RELAXED);
+        }
+    }
+    int rc = w->lane ? cs_pipeline_lane_rebuild(w) : rebuild_worker(w);
+    if (rc == 0) w->resync = 0;
+    return rc;
+}
+
+/* Time-driven signals (silence, renewal dates coming near) for accounts
+ * that sent nothing: when an event moves the partition's watermark into a
+ * new day, every account of the partition is re-evaluated right after that
+ * event, inside its batch's transaction. At a point of the log, not of the
+ * batching, so the written signals are the same whatever the batch sizes,
+ * the worker count, or a crash and rebuild (which sweeps at the same
+ * records, writing nothing). */
+static int sweep_signals(cs_worker *w, int partition, int64_t offset)
+{
+    cs_pipeline *pl = w->pl;
     cs_sig_engine *e = pl->sig[partition];
     if (!e || cs_sig_sweep_due(e) == 0) return 0;
     cs_sig_changes ch;
     cs_sig_changes_init(&ch);
-    cs_sig_sweep(e, 2000, &ch);
+    while (cs_sig_sweep(e, 4096, &ch) > 0) {
+    }
     char id[64];
     snprintf(id, sizeof id, "sweep-%d-%lld", partition, (long long)offset);
-    int rc = cs_pipeline_write_signal_changes(pl->st, &ch, id, partition, offset);
+    int rc = cs_pipeline_write_signal_changes(w->st, &ch, id, partition, offset);
     /* Rules see sweep changes too (silence is a signal): once per account. */
-    cs_pipeline_rules r = {pl->batch_rules, pl->cooldown[partition], pl->abuse, pl->abuse_cd};
+    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[partition], NULL, NULL};
     for (size_t i = 0; rc == 0 && i < ch.n; i++) {
         int first = 1;
         for (size_t k = 0; k < i && first; k++) first = strcmp(ch.v[k].account_id, ch.v[i].account_id) != 0;
         if (first)
-            rc = cs_pipeline_apply_rules(pl->st, &r, e, partition, NULL, NULL, ch.v[i].account_id, &ch, ch.v[i].at_us, id);
+            rc = cs_pipeline_apply_rules(w->st, &r, e, partition, NULL, NULL, ch.v[i].account_id, &ch, ch.v[i].at_us, id);
     }
     cs_sig_changes_free(&ch);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
-static int run_batch(cs_pipeline *pl)
-{
-    if (pl->resync && resync_offsets(pl)) return -1;
-    int P = pl->bus->partitions, any = 0;
-    for (int p = 0; p < P && !any; p++)
-        any = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) > pl->next[p];
-    if (!any) return 0;
-    cs_store *st = pl->st;
-    int64_t t0 = cs_mono_us();
-    uint64_t poison0 = pl->poison;
-    nrouted = 0;
-    nsignal = 0;
-    pthread_mutex_lock(&pl->rules_mu);
-    pl->batch_rules = pl->rules ? cs_ruleset_ref(pl->rules) : NULL;
-    pthread_mutex_unlock(&pl->rules_mu);
-    int rc = run_batch_tx(pl, st, P, t0, poison0);
-    cs_ruleset_unref(pl->batch_rules);
-    pl->batch_rules = NULL;
-    return rc;
-}
+/* ---- the leads lane -------------------------------------------------------
+ * Topic `leads`, one partition, one owner: leads (routing needs the global
+ * rotation and rep load) and signup velocity (per email domain, IP, device
+ * across all accounts), in ingest order whatever the number of workers. */
 
-static int run_batch_tx(cs_pipeline *pl, cs_store *st, int P, int64_t t0, uint64_t poison0)
+/* Two generations of an open-addressing set of id hashes: a lookup checks
+ * both, an insert goes to the current one, and when that holds LANE_SEEN
+ * ids it becomes the previous one. So the last LANE_SEEN..2*LANE_SEEN ids
+ * are remembered, in O(1), deterministically (a rebuild sees the same). */
+#define LANE_SLOTS (2 * LANE_SEEN)
+
+static int seen_in(const uint64_t *t, uint64_t h)
 {
-    if (st->ops->begin(st)) return -1;
-    int64_t *next = cs_malloc((size_t)P * sizeof *next);
-    memcpy(next, pl->next, (size_t)P * sizeof *next);
-    size_t budget = (size_t)pl->cfg->pipeline_batch_max, total = 0;
-    for (int p = 0; p < P && total < budget; p++) {
-        struct fetch_ctx c = {pl, p, next[p], 0};
-        int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, next[p], budget - total, on_rec, &c);
-        if (n < 0 || c.failed) goto fail;
-        if (c.next == next[p]) continue;
-        total += (size_t)(c.next - next[p]);
-        next[p] = c.next;
-        if (sweep_signals(pl, p, c.next - 1)) goto fail;
-        if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, next[p])) goto fail;
+    for (size_t i = h & (LANE_SLOTS - 1);; i = (i + 1) & (LANE_SLOTS - 1)) {
+        if (t[i] == h) return 1;
+        if (t[i] == 0) return 0;
     }
-    if (st->ops->commit(st)) goto fail;
+}
+
+static int lane_seen(cs_worker *w, const char *event_id)
+{
+    size_t n = strlen(event_id);
+    uint64_t h = (uint64_t)cs_murmur2(event_id, n) | ((uint64_t)cs_crc32c(0, event_id, n) << 32);
+    if (h == 0) h = 1;
+    uint64_t *cur = w->seen + (w->seen_gen & 1) * LANE_SLOTS, *prev = w->seen + ((w->seen_gen + 1) & 1) * LANE_SLOTS;
+    if (seen_in(cur, h) || seen_in(prev, h)) return 1;
+    if (w->seen_pos == LANE_SEEN) { /* the current generation is full */
+        w->seen_gen++;
+        w->seen_pos = 0;
+        cur = prev;
+        memset(cur, 0, LANE_SLOTS * sizeof *cur);
+    }
+    size_t i = h & (LANE_SLOTS - 1);
+    while (cur[i]) i = (i + 1) & (LANE_SLOTS - 1);
+    cur[i] = h;
+    w->seen_pos++;
+    return 0;
+}
+
+static int lane_apply(cs_worker *w, const cs_rec *rec, int write)
+{
+    cs_pipeline *pl = w->pl;
+    cJSON *ev = cJSON_ParseWithLength(rec->value, rec->value_len);
+    const char *type = ev ? str_of(ev, "type") : NULL, *eid = ev ? str_of(ev, "event_id") : NULL;
+    int rc = 0;
+    if (!type || !eid) {
+        /* The same bytes are in `events`, where the account worker
+         * dead-letters them; here they are only skipped. */
+        cJSON_Delete(ev);
+        return 0;
+    }
+    if (lane_seen(w, eid)) {
+        cJSON_Delete(ev);
+        return 0;
+    }
+    if (write && strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead(w->st, pl->cfg, 0, rec, ev);
+    cs_pipeline_rules r = {NULL, NULL, pl->abuse, pl->abuse_cd};
+    if (rc == 0) rc = cs_pipeline_apply_abuse(w->st, &r, 0, rec, ev, write);
+    cJSON_Delete(ev);
+    return rc;
+}
+
+struct lane_rebuild_ctx {
+    cs_worker *w;
+    int64_t    upto;
+};
+
+static int on_lane_rebuild(const cs_rec *rec, void *arg)
+{
+    struct lane_rebuild_ctx *c = arg;
+    if (rec->offset >= c->upto) return 1;
+    lane_apply(c->w, rec, 0);
+    return 0;
+}
+
+int cs_pipeline_lane_rebuild(cs_worker *w)
+{
+    cs_pipeline *pl = w->pl;
+    cs_abuse_config ac;
+    cs_abuse_config_defaults(&ac);
+    cs_abuse_free(pl->abuse);
+    cs_cooldown_free(pl->abuse_cd);
+    pl->abuse = cs_abuse_new(&ac);
+    pl->abuse_cd = cs_cooldown_new(65536);
+    memset(w->seen, 0, 2 * LANE_SLOTS * sizeof *w->seen);
+    w->seen_pos = 0;
+    w->seen_gen = 0;
+    int64_t from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_LEADS, 0) : 0;
+    int64_t upto = __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
+    struct lane_rebuild_ctx c = {w, upto};
+    while (from < upto) {
+        int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_LEADS, 0, from, 4096, on_lane_rebuild, &c);
+        if (n <= 0) break;
+        from += n;
+    }
+    return 0;
+}
+
+/* ---- batches --------------------------------------------------------------- */
+
+struct fetch_ctx {
+    cs_worker *w;
+    int        partition;
+    int64_t    next;
+    int        failed;
+    size_t     n;
+    size_t     batch_n;     /* applied earlier in this batch (other partitions) */
+    int64_t    deadline_us; /* stop adding to the batch after this (monotonic) */
+};
+
+static int on_rec(const cs_rec *rec, void *arg)
+{
+    struct fetch_ctx *c = arg;
+    if (cs_mono_us() > c->deadline_us && (c->n || c->batch_n)) return 1; /* pipeline.batch_max_ms */
+    if (c->n++ == 0) fault_point("after_fetch");
+    else if (c->n == 2) fault_point("mid_write");
+    int rc = c->w->lane ? lane_apply(c->w, rec, 1) : worker_apply(c->w, c->partition, rec);
+    if (rc) {
+        c->failed = rc;
+        return 1;
+    }
+    c->next = rec->offset + 1;
+    return 0;
+}
+
+/* Commit the batch; observe the latencies its leads and signals had. */
+static void observe_commit(int64_t t0)
+{
     int64_t now = cs_now_us();
     cs_hist_observe(cs_metric_series(cs_m.store_tx_seconds, NULL), (double)(cs_mono_us() - t0) / 1e6);
     cs_series *routed = cs_metric_series(cs_m.e2e_seconds, "stage=\"routed\"");
     for (size_t i = 0; i < nrouted; i++) cs_hist_observe(routed, (double)(now - routed_ts[i]) / 1e6);
     cs_series *sigs = cs_metric_series(cs_m.e2e_seconds, "stage=\"signal\"");
     for (size_t i = 0; i < nsignal; i++) cs_hist_observe(sigs, (double)(now - signal_ts[i]) / 1e6);
-    cs_metric_inc(cs_m.pipeline_events, "result=\"applied\"", total - (pl->poison - poison0));
-    if (pl->poison != poison0) cs_metric_inc(cs_m.pipeline_events, "result=\"poison\"", pl->poison - poison0);
-    for (int p = 0; p < P; p++) {
+}
+
+/* One batch over the worker's partitions (or the lane). Returns records
+ * applied, 0 when idle, -1 on a store error or a poison event (rolled
+ * back; offsets unchanged; the caller retries). */
+static int run_batch_tx(cs_worker *w, int64_t t0)
+{
+    cs_pipeline *pl = w->pl;
+    cs_store *st = w->st;
+    uint64_t poison0 = w->poison;
+    int n_parts = w->lane ? 1 : w->nparts;
+    const char *topic = w->lane ? CS_TOPIC_LEADS : CS_TOPIC_EVENTS;
+    int64_t next[n_parts > 0 ? n_parts : 1];
+    for (int i = 0; i < n_parts; i++)
+        next[i] = w->lane ? pl->lane_next : __atomic_load_n(&pl->next[w->parts[i]], __ATOMIC_RELAXED);
+    w->nredriven = 0;
+    if (st->ops->begin(st)) return -1;
+    size_t budget = (size_t)pl->cfg->pipeline_batch_max, total = 0;
+    int failed = 0;
+    for (int i = 0; i < n_parts && total < budget; i++) {
+        int p = w->lane ? 0 : w->parts[i];
+        struct fetch_ctx c = {w, p, next[i], 0, 0, total, t0 + pl->cfg->pipeline_batch_max_ms * 1000};
+        int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], budget - total, on_rec, &c);
+        if (n < 0 || c.failed) {
+            failed = c.failed ? c.failed : -1;
+            goto fail;
+        }
+        if (c.next == next[i]) continue;
+        total += (size_t)(c.next - next[i]);
+        next[i] = c.next;
+        if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
+    }
+    if (st->ops->commit(st)) goto fail;
+    fault_point("after_commit");
+    observe_commit(t0);
+    uint64_t dead = w->poison - poison0;
+    /* Events count once: the lane's records are copies of events. */
+    if (w->lane) cs_metric_inc(cs_m.lane_records, NULL, total);
+    else cs_metric_inc(cs_m.pipeline_events, "result=\"applied\"", total - dead);
+    if (dead) cs_metric_inc(cs_m.pipeline_events, "result=\"poison\"", dead);
+    for (int i = 0; i < n_parts; i++) {
+        int p = w->lane ? 0 : w->parts[i];
+        int64_t old = w->lane ? pl->lane_next : pl->next[p];
         /* The store's offsets are authoritative; the bus's group offsets
          * let retention know what the pipeline consumed (and feed lag
          * monitoring). Best effort: a failure only delays retention. */
-        if (next[p] != pl->next[p] && pl->bus->ops->commit)
-            pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, next[p]);
-        __atomic_store_n(&pl->next[p], next[p], __ATOMIC_RELAXED);
+        if (next[i] != old && pl->bus->ops->commit) pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, topic, p, next[i]);
+        if (w->lane) __atomic_store_n(&pl->lane_next, next[i], __ATOMIC_RELAXED);
+        else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELAXED);
     }
-    free(next);
-    __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
+    if (!w->lane) __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
+    fault_point("after_all");
     return (int)total;
 fail:
     st->ops->rollback(st);
-    free(next);
-    pl->poison = poison0; /* counted again on retry */
-    pl->resync = 1;
-    return -1;
+    w->poison = poison0; /* counted again on retry */
+    w->resync = 1;
+    return failed == CS_PIPELINE_POISON ? CS_PIPELINE_POISON : -1;
 }
 
-/* Replay on the running pipeline: batch_mu is held by the worker around
- * each batch, so the move happens between two batches (and the store's
- * writer connection is never used by two threads). One per process. */
-static pthread_mutex_t batch_mu = PTHREAD_MUTEX_INITIALIZER;
+static int has_work(cs_worker *w)
+{
+    cs_pipeline *pl = w->pl;
+    if (w->lane) return pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next;
+    for (int i = 0; i < w->nparts; i++)
+        if (pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]]) return 1;
+    return 0;
+}
+
+static int run_batch(cs_worker *w)
+{
+    cs_pipeline *pl = w->pl;
+    if (w->resync && resync_worker(w)) return -1;
+    if (!has_work(w)) return 0;
+    int64_t t0 = cs_mono_us();
+    nrouted = 0;
+    nsignal = 0;
+    pthread_mutex_lock(&pl->rules_mu);
+    w->batch_rules = pl->rules ? cs_ruleset_ref(pl->rules) : NULL;
+    pthread_mutex_unlock(&pl->rules_mu);
+    int rc = run_batch_tx(w, t0);
+    cs_ruleset_unref(w->batch_rules);
+    w->batch_rules = NULL;
+    return rc;
+}
 
 int cs_pipeline_replay(cs_pipeline *pl, const cs_replay_req *req, cs_replay_result *res, int *usage, char *err,
                        size_t errlen)
 {
-    pthread_mutex_lock(&batch_mu);
+    pthread_rwlock_wrlock(&pl->batch_lock);
     int rc = cs_pipeline_replay_move(pl->bus, pl->st, req, res, usage, err, errlen);
-    /* The store is the authority: take its offsets and rebuild the signals
-     * state up to them (on failure the worker retries this first). */
-    if (rc == 0 && resync_offsets(pl) != 0) pl->resync = 1;
-    pthread_mutex_unlock(&batch_mu);
+    /* The store is the authority: take its offsets now (so lag shows the
+     * events to re-apply at once); each worker rebuilds its signals state
+     * up to them before its next batch. */
+    for (int i = 0; rc == 0 && i < pl->nw; i++) {
+        cs_worker *w = &pl->w[i];
+        for (int k = 0; k < w->nparts; k++) {
+            int64_t v;
+            if (pl->st->ops->offset_get(pl->st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, w->parts[k], &v) == 0)
+                __atomic_store_n(&pl->next[w->parts[k]], v, __ATOMIC_RELAXED);
+        }
+        w->resync = 1;
+    }
+    pthread_rwlock_unlock(&pl->batch_lock);
     return rc;
 }
 
 static void *worker(void *arg)
 {
-    cs_pipeline *pl = arg;
+    cs_worker *w = arg;
+    cs_pipeline *pl = w->pl;
     uint64_t seen = 0;
     int backoff_ms = 10;
     while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
@@ -308,18 +712,19 @@ static void *worker(void *arg)
             seen = pl->bus->ops->wait(pl->bus, seen, 200);
             continue;
         }
-        pthread_mutex_lock(&batch_mu);
-        int n = run_batch(pl);
-        pthread_mutex_unlock(&batch_mu);
+        pthread_rwlock_rdlock(&pl->batch_lock);
+        int n = run_batch(w);
+        pthread_rwlock_unlock(&pl->batch_lock);
         if (n > 0) {
             backoff_ms = 10;
             continue;
         }
+        if (n == CS_PIPELINE_POISON) continue; /* retried at once, without its effects */
         if (n < 0) {
             /* Retriable or not, the batch is retried from the stored offsets:
              * skipping would lose effects; the log says which kind it was. */
-            cs_warn("pipeline", "batch rolled back; retrying", "\"backoff_ms\":%d,\"retriable\":%s", backoff_ms,
-                    pl->st->retriable ? "true" : "false");
+            cs_warn("pipeline", "batch rolled back; retrying", "\"worker\":%d,\"backoff_ms\":%d,\"retriable\":%s,\"error\":\"%s\"",
+                    w->id, backoff_ms, w->st->retriable ? "true" : "false", w->st->errmsg);
             usleep((useconds_t)backoff_ms * 1000);
             backoff_ms = backoff_ms < 2000 ? backoff_ms * 2 : 2000;
             continue;
@@ -334,20 +739,41 @@ static void *worker(void *arg)
 static void collect_lag(cs_buf *out, void *arg)
 {
     cs_pipeline *pl = arg;
+    char l[128];
     for (int p = 0; p < pl->bus->partitions; p++) {
-        char l[128];
         int64_t lag = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) - __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
         snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\",partition=\"%d\"", CS_CONSUMER_PIPELINE,
                  CS_TOPIC_EVENTS, p);
         cs_metrics_line(out, "kafka_consumergroup_lag", l, (double)lag);
     }
+    int64_t lag = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
+    snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\",partition=\"0\"", CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS);
+    cs_metrics_line(out, "kafka_consumergroup_lag", l, (double)lag);
 }
 
 static void collect_lag_sum(cs_buf *out, void *arg)
 {
+    cs_pipeline *pl = arg;
     char l[96];
+    int64_t lane = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\"", CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS);
-    cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)cs_pipeline_lag(arg));
+    cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)(cs_pipeline_lag(pl) - lane));
+    snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\"", CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS);
+    cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)lane);
+}
+
+static void free_workers(cs_pipeline *pl)
+{
+    for (int i = 0; pl->w && i <= pl->nw; i++) {
+        cs_worker *w = &pl->w[i];
+        if (w->own_store && w->st) w->st->ops->close(w->st);
+        free(w->parts);
+        free(w->dead);
+        free(w->redriven);
+        free(w->seen);
+    }
+    free(pl->w);
+    pl->w = NULL;
 }
 
 static void free_engines(cs_pipeline *pl)
@@ -360,6 +786,7 @@ static void free_engines(cs_pipeline *pl)
     cs_cooldown_free(pl->abuse_cd);
     cs_ruleset_unref(pl->rules);
     pthread_mutex_destroy(&pl->rules_mu);
+    pthread_rwlock_destroy(&pl->batch_lock);
 }
 
 int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen)
@@ -396,6 +823,16 @@ size_t cs_pipeline_rule_count(cs_pipeline *pl)
     return n;
 }
 
+int cs_pipeline_workers(const cs_config *cfg, int partitions)
+{
+    long n = cfg->pipeline_workers;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? cpus : 1;
+    }
+    return (int)(n < partitions ? n : partitions);
+}
+
 cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
 {
     cs_metrics_catalog_init();
@@ -408,7 +845,31 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     pl->cooldown = cs_calloc((size_t)bus->partitions, sizeof *pl->cooldown);
     for (int p = 0; p < bus->partitions; p++) pl->cooldown[p] = cs_cooldown_new(65536);
     pthread_mutex_init(&pl->rules_mu, NULL);
+    pthread_rwlock_init(&pl->batch_lock, NULL);
+    pl->nw = cs_pipeline_workers(cfg, bus->partitions);
+    pl->w = cs_calloc((size_t)pl->nw + 1, sizeof *pl->w);
     if (cs_pipeline_reload_rules(pl, err, errlen) != 0) goto fail;
+    for (int i = 0; i <= pl->nw; i++) {
+        cs_worker *w = &pl->w[i];
+        w->pl = pl;
+        w->id = i;
+        w->lane = i == pl->nw;
+        w->fail_off = -1;
+        if (i == 0) {
+            w->st = st;
+        } else {
+            /* Each thread its own connection: one writer transaction each. */
+            w->st = cs_store_open(cfg->store, cfg->data_dir, err, errlen);
+            if (!w->st) goto fail;
+            w->own_store = 1;
+        }
+        if (w->lane) {
+            w->seen = cs_calloc(2 * LANE_SLOTS, sizeof *w->seen);
+        } else {
+            w->parts = cs_malloc((size_t)bus->partitions * sizeof *w->parts);
+            for (int p = i; p < bus->partitions; p += pl->nw) w->parts[w->nparts++] = p;
+        }
+    }
     for (int p = 0; p < bus->partitions; p++) {
         if (st->ops->offset_get(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &pl->next[p])) {
             snprintf(err, errlen, "reading pipeline offsets: %s", st->errmsg);
@@ -423,20 +884,34 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             goto fail;
         }
     }
-    if (rebuild_signals(pl) != 0) {
-        snprintf(err, errlen, "cannot rebuild the signals state");
+    for (int i = 0; i <= pl->nw; i++)
+        if (resync_worker(&pl->w[i]) != 0) {
+            snprintf(err, errlen, "cannot rebuild the pipeline's state: %s", pl->w[i].st->errmsg);
+            goto fail;
+        }
+    if (pl->lane_next > bus->ops->end_offset(bus, CS_TOPIC_LEADS, 0)) {
+        snprintf(err, errlen, "store offset %lld of the leads lane is past the log end: the log lost acknowledged "
+                 "events or belongs to another store", (long long)pl->lane_next);
         goto fail;
     }
-    if (pthread_create(&pl->thread, NULL, worker, pl) != 0) {
-        snprintf(err, errlen, "cannot start the pipeline thread");
-        goto fail;
+    for (int i = 0; i <= pl->nw; i++) {
+        if (pthread_create(&pl->w[i].thread, NULL, worker, &pl->w[i]) != 0) {
+            snprintf(err, errlen, "cannot start a pipeline thread");
+            __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+            bus->ops->wakeup(bus);
+            for (int k = 0; k < i; k++) pthread_join(pl->w[k].thread, NULL);
+            goto fail;
+        }
+        pl->w[i].started = 1;
     }
+    cs_info("pipeline", "started", "\"workers\":%d,\"partitions\":%d,\"leads_lane\":true", pl->nw, bus->partitions);
     cs_metric_collector("kafka_consumergroup_lag", "Records in the log not yet committed by the consumer group.",
                         "gauge", collect_lag, pl);
-    cs_metric_collector("crmstream_consumer_lag_records", "Consumer lag summed over partitions (kafka_consumergroup_lag summed; promtool rejects a gauge named _sum).", "gauge",
+    cs_metric_collector("crmstream_consumer_lag_records", "Consumer lag per topic summed over partitions (kafka_consumergroup_lag summed; promtool rejects a gauge named _sum).", "gauge",
                         collect_lag_sum, pl);
     return pl;
 fail:
+    free_workers(pl);
     free_engines(pl);
     free(pl->next);
     free(pl);
@@ -450,7 +925,9 @@ void cs_pipeline_stop(cs_pipeline *pl)
     cs_metric_collector("crmstream_consumer_lag_records", "", "gauge", NULL, NULL);
     __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
     pl->bus->ops->wakeup(pl->bus);
-    pthread_join(pl->thread, NULL);
+    for (int i = 0; i <= pl->nw; i++)
+        if (pl->w[i].started) pthread_join(pl->w[i].thread, NULL);
+    free_workers(pl);
     free_engines(pl);
     free(pl->next);
     free(pl);
@@ -463,6 +940,7 @@ int64_t cs_pipeline_lag(cs_pipeline *pl)
         int64_t next = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
         lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) - next;
     }
+    lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     return lag;
 }
 

@@ -20,6 +20,20 @@
 #define CS_CONSUMER_PIPELINE "pipeline"
 
 typedef struct cs_pipeline cs_pipeline;
+typedef struct cs_worker cs_worker;
+
+/* What cs_pipeline_apply (and the rules it runs) return for an event that
+ * fails deterministically — a rule that evaluates to an error on it: the
+ * batch is rolled back and retried without it; after pipeline.poison_attempts
+ * failures it goes to the events DLQ (reason rule_error). */
+#define CS_PIPELINE_POISON (-2)
+/* Say why the current event is poison (thread-local; rules_apply.c). */
+void cs_pipeline_poison(const char *msg);
+/* Account workers for a config and partition count (pipeline.workers; 0:
+ * one per core), at most one per partition. */
+int cs_pipeline_workers(const cs_config *cfg, int partitions);
+/* Rebuild the leads lane's state (signup velocity) from the leads topic. */
+int cs_pipeline_lane_rebuild(cs_worker *w);
 
 /* Load the stored offsets and start the worker. NULL with err on failure. */
 cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err,
@@ -98,6 +112,10 @@ typedef struct cs_pipeline_rules {
  * caller's transaction; event_id may be NULL. 0, or -1 on a store error. */
 int cs_pipeline_dead_event(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
                            const char *message);
+/* The same with attempts and first/last failure times (RFC 3339). */
+int cs_pipeline_dead_event_ex(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
+                              const char *message, const char *attempts, const char *first_failed_at,
+                              const char *last_failed_at);
 
 /* Signup abuse (pipeline/abuse_apply.c): check a signup or lead event and
  * raise a signup_abuse alert for its domain when flagged. write = 0 only

@@ -312,6 +312,17 @@ int cs_pipeline_apply_rules(cs_store *st, cs_pipeline_rules *r, cs_sig_engine *s
     cs_rule_hit hits[64];
     cs_rules_stats stats = {0};
     size_t n = cs_rules_eval(r->rules, &env, ts_us, r->cooldown, hits, 64, &stats);
+    if (stats.errors && rec) {
+        /* A rule that errors on this event: poison (DESIGN-BRIEF §3.7). The
+         * batch is retried without it, then it goes to the DLQ with the
+         * rule and the error, so fixing the rule and redriving applies it. */
+        char why[256];
+        snprintf(why, sizeof why, "rule %s: %s", stats.last_error_rule ? stats.last_error_rule : "?",
+                 stats.last_error ? stats.last_error : "evaluation error");
+        cs_pipeline_poison(why);
+        cs_metric_inc(cs_m.rule_errors, NULL, stats.errors);
+        return CS_PIPELINE_POISON;
+    }
     for (size_t i = 0; i < n; i++)
         if (act(st, &hits[i], i, &env, &c, cause_id, partition, rec ? rec->offset : -1, ts_us) < 0) return -1;
     return 0;

@@ -446,12 +446,14 @@ static long write_partition(wh_dest *d, int p, int64_t *next)
     cs_buf_printf(&line, "{\"partition\":%d,\"from\":%lld,\"to\":%lld,\"events\":%ld,\"skipped\":%lld,\"files\":[", p,
                   (long long)next[p], (long long)c.next, c.consumed - (long)(d->skipped - skipped0),
                   (long long)(d->skipped - skipped0));
+    int64_t zbytes = 0;
     for (size_t i = 0; i < f->ng; i++) {
         long zn = write_temp(d, p, &f->g[i]);
         if (zn < 0) {
             cs_buf_free(&line);
             goto fail;
         }
+        zbytes += zn;
         cs_buf_printf(&line,
                       "%s{\"path\":\"%s/part-%d-%lld.ndjson.zst\",\"first\":%lld,\"last\":%lld,\"events\":%ld,"
                       "\"bytes\":%ld}",
@@ -492,6 +494,8 @@ static long write_partition(wh_dest *d, int p, int64_t *next)
         }
     }
     d->written += c.consumed - (long)(d->skipped - skipped0);
+    d->bytes += zbytes;
+    d->files += (int64_t)f->ng;
     reset_groups(f);
     return c.consumed;
 fail:

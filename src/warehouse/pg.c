@@ -310,6 +310,7 @@ static long pg_write(wh_dest *d, int64_t *next)
     memcpy(next, nn, (size_t)P * sizeof *nn);
     free(nn);
     d->written += rows;
+    d->bytes += (int64_t)g->sent;
     return total;
 fail_copy:
     if (copy_open && g->c) {

@@ -41,6 +41,8 @@ struct wh_dest {
     int64_t          interval_us;    /* flush a partial batch after this long */
     int64_t          skipped;        /* undecodable records passed over */
     int64_t          written;
+    int64_t          bytes;          /* COPY data sent / compressed file bytes, committed batches */
+    int64_t          files;          /* files written (file destination) */
     char             err[512];
     void            *impl;
 };

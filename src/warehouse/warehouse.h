@@ -19,6 +19,7 @@
 
 #include "bus/bus.h"
 #include "core/config.h"
+#include "core/util.h"
 
 #define CS_CONSUMER_WAREHOUSE "warehouse"
 
@@ -35,5 +36,13 @@ void cs_warehouse_stop(cs_warehouse *wh);
 /* Records not yet written by the slowest destination (-1: a destination
  * has not loaded its positions yet). */
 int64_t cs_warehouse_lag(cs_warehouse *wh);
+/* Pause (1) or resume (0) every destination. Pausing waits up to
+ * timeout_ms for the batches in flight to commit; returns 1 when every
+ * destination is parked (nothing is written until resume), 0 when one is
+ * still busy (it parks after its batch). While paused the sink only falls
+ * behind: ingest and the pipeline never wait for it. */
+int cs_warehouse_pause(cs_warehouse *wh, int paused, int timeout_ms);
+/* {"paused":..,"lag":..,"destinations":[{"name","lag","failing","errors","parked"}]} */
+void cs_warehouse_status_json(cs_warehouse *wh, cs_buf *out);
 
 #endif

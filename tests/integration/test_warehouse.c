@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -71,6 +72,20 @@ static void post_events(th_server *s, const char *prefix, int first, int n)
 static void msleep_(int ms)
 {
     usleep((useconds_t)ms * 1000);
+}
+
+/* Where the SIGKILLs land: a random delay in [lo, hi] ms; the seed is
+ * printed (WH_SEED=N repeats a run). */
+static int kill_delay_ms(int lo, int hi)
+{
+    static unsigned seed;
+    if (!seed) {
+        const char *e = getenv("WH_SEED");
+        seed = e && *e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)(cs_now_us() ^ getpid());
+        if (!seed) seed = 1;
+        fprintf(stderr, "# test_warehouse: kill points from WH_SEED=%u\n", seed);
+    }
+    return lo + (int)(rand_r(&seed) % (unsigned)(hi - lo + 1));
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -358,6 +373,95 @@ static int log_has(th_server *s, const char *a, const char *b)
     return hit;
 }
 
+/* ---- crmstream verify warehouse ---- */
+
+/* Run `crmstream verify warehouse --json ARGS` on the server's data dir (the
+ * server stopped); returns the exit status and the parsed JSON (NULL when
+ * it printed none). */
+static int run_verify(th_server *s, const char *args, cJSON **json)
+{
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd,
+             "%s verify warehouse --config '%s/config.yaml' --data '%s/data' --json %s 2>>'%s/verify.err'", th_bin(),
+             s->dir, s->dir, args ? args : "", s->dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    cs_buf out;
+    cs_buf_init(&out);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) cs_buf_add(&out, chunk, n);
+    int st = pclose(p);
+    if (json) *json = out.len ? cJSON_Parse(out.data) : NULL;
+    cs_buf_free(&out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const cJSON *vdest(const cJSON *j, const char *name)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "destinations"))
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "name")), name) == 0) return it;
+    fail_msg("verify: no destination %s", name);
+    return NULL;
+}
+
+static long vnum(const cJSON *j, const char *dest, const char *field)
+{
+    const cJSON *o = dest ? vdest(j, dest) : j;
+    const cJSON *x = cJSON_GetObjectItem(o, field);
+    if (!cJSON_IsNumber(x)) fail_msg("verify: no number %s.%s", dest ? dest : "", field);
+    return (long)x->valuedouble;
+}
+
+/* verify exits 0, says "equal", and each named destination holds `total`
+ * events with nothing missing or duplicated; the per-day rows add up. */
+static void assert_verify_equal(th_server *s, long total, const char *d1, const char *d2, const char *args)
+{
+    cJSON *j;
+    int rc = run_verify(s, args, &j);
+    if (rc != 0 || !j) {
+        char *txt = j ? cJSON_Print(j) : NULL;
+        fprintf(stderr, "verify exit %d: %s\n", rc, txt ? txt : "(no JSON)");
+        free(txt);
+    }
+    assert_int_equal(rc, 0);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "result")), "equal");
+    assert_int_equal(vnum(j, NULL, "passes") >= 1, 1);
+    assert_int_equal(vnum(cJSON_GetObjectItem(j, "log"), NULL, "events"), total);
+    const char *names[] = {d1, d2};
+    for (int i = 0; i < 2; i++) {
+        if (!names[i]) continue;
+        assert_int_equal(vnum(j, names[i], "events"), total);
+        assert_int_equal(vnum(j, names[i], "missing"), 0);
+        assert_int_equal(vnum(j, names[i], "duplicate"), 0);
+        assert_int_equal(vnum(j, names[i], "unexpected"), 0);
+        assert_int_equal(vnum(j, names[i], "behind"), 0);
+    }
+    long sum = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "days"))
+    {
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(row, "equal")));
+        sum += (long)cJSON_GetObjectItem(row, "log")->valuedouble;
+    }
+    assert_int_equal(sum, total);
+    cJSON_Delete(j);
+}
+
+static void pg_exec(const char *uri, const char *sql, const char *want_tuples)
+{
+    PGconn *c = PQconnectdb(uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    if (want_tuples) assert_string_equal(PQcmdTuples(r), want_tuples);
+    PQclear(r);
+    PQfinish(c);
+}
+
 /* ------------------------------------------------------------------ tests */
 
 /* Both destinations side by side; the server is SIGKILLed mid-stream three
@@ -377,7 +481,7 @@ static void test_exactly_once_across_sigkill(void **state)
     for (int round = 0; round < 4; round++) {
         for (int k = 0; k < 6; k++, total += 100) post_events(&s, "k", total, 100);
         if (round == 3) break;
-        msleep_(15 + round * 40); /* the sink is mid-stream */
+        msleep_(kill_delay_ms(5, 120)); /* the sink is mid-stream, at a random point */
         assert_int_equal(th_stop(&s, SIGKILL), SIGKILL);
         /* Whatever the kill left: no visible file is partial. */
         scan sc;
@@ -407,6 +511,13 @@ static void test_exactly_once_across_sigkill(void **state)
     snprintf(gpath, sizeof gpath, "%s/data/log/events/groups/warehouse.off", s.dir);
     assert_int_equal(stat(gpath, &st), 0);
     assert_int_equal(th_stop(&s, SIGTERM) & 0x7f, 0);
+    /* The command says the same: equal counts, no duplicates, in both;
+     * also when the ids are compared in several passes. */
+    assert_verify_equal(&s, total, "postgres", "files", NULL);
+    cJSON *j;
+    assert_int_equal(run_verify(&s, "--ids-per-pass 500", &j), 0);
+    assert_true(vnum(j, NULL, "passes") >= 4);
+    cJSON_Delete(j);
     th_cleanup(&s);
 }
 
@@ -448,6 +559,7 @@ static void test_postgres_outage(void **state)
     ids_free(&got);
     ids_free(&want);
     th_stop(&s, SIGTERM);
+    assert_verify_equal(&s, 2100, "postgres", NULL, NULL);
     th_cleanup(&s);
 }
 
@@ -466,7 +578,7 @@ static void test_files_crash_recovery(void **state)
     int total = 0;
     for (int round = 0; round < 3; round++) {
         for (int k = 0; k < 4; k++, total += 250) post_events(&s, "f", total, 250);
-        msleep_(5 + round * 25);
+        msleep_(kill_delay_ms(2, 80));
         assert_int_equal(th_stop(&s, SIGKILL), SIGKILL);
         scan sc;
         scan_files(root, NULL, &sc);
@@ -541,6 +653,235 @@ static void test_files_crash_recovery(void **state)
     ids_free(&got);
     ids_free(&want);
     th_stop(&s, SIGTERM);
+    assert_verify_equal(&s, total, "files", NULL, NULL);
+    th_cleanup(&s);
+}
+
+/* verify must exit 1 on any difference: a file removed (its events
+ * missing from the files), a row duplicated by hand in PostgreSQL, a row
+ * deleted, a file damaged; 0 again once each is undone; --from/--to narrow
+ * the comparison; bad usage exits 2. */
+static void test_verify_detects_differences(void **state)
+{
+    (void)state;
+    char uri[256], yaml[600], root[400];
+    assert_int_equal(tpg_create_db(&pg, "wh_verify", uri, sizeof uri), 0);
+    wh_yaml(yaml, sizeof yaml, uri, 1, 50);
+    th_server s;
+    th_init(&s, yaml);
+    snprintf(root, sizeof root, "%s/data/wh", s.dir);
+    assert_int_equal(start(&s), 0);
+    for (int k = 0; k < 6; k++) post_events(&s, "v", k * 100, 100);
+    assert_int_equal(pg_wait(uri, 600, 30000), 600);
+    assert_int_equal(files_wait(root, 600, 30000), 600);
+    assert_int_equal(th_stop(&s, SIGTERM) & 0x7f, 0);
+    assert_verify_equal(&s, 600, "postgres", "files", NULL);
+
+    /* (a) one committed file removed: its events are missing from the files. */
+    char mpath[600], line[65536];
+    snprintf(mpath, sizeof mpath, "%s/_manifest.ndjson", root);
+    FILE *f = fopen(mpath, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    cJSON *m = cJSON_Parse(line), *file0 = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "files"), 0);
+    long in_file = (long)cJSON_GetObjectItem(file0, "events")->valuedouble;
+    char fin[1200], aside[1300];
+    snprintf(fin, sizeof fin, "%s/%s", root, cJSON_GetStringValue(cJSON_GetObjectItem(file0, "path")));
+    snprintf(aside, sizeof aside, "%s/aside.zst", s.dir);
+    cJSON_Delete(m);
+    assert_true(in_file > 0);
+    assert_int_equal(rename(fin, aside), 0);
+    cJSON *j;
+    assert_int_equal(run_verify(&s, NULL, &j), 1);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "result")), "different");
+    assert_int_equal(vnum(j, "files", "missing"), in_file);
+    assert_int_equal(vnum(j, "files", "files_missing"), 1);
+    assert_int_equal(vnum(j, "files", "events"), 600 - in_file);
+    assert_int_equal(vnum(j, "postgres", "missing"), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(vdest(j, "postgres"), "equal")));
+    cJSON_Delete(j);
+    /* The table says it too, and the exit status. */
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd, "%s verify warehouse --config '%s/config.yaml' --data '%s/data' 2>/dev/null | grep -q '^DIFFERENT'",
+             th_bin(), s.dir, s.dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(rename(aside, fin), 0);
+    assert_verify_equal(&s, 600, "postgres", "files", NULL);
+
+    /* (b) a file damaged (cut short): it no longer decompresses. */
+    struct stat st;
+    assert_int_equal(stat(fin, &st), 0);
+    char copy[2700];
+    snprintf(copy, sizeof copy, "cp '%s' '%s'", fin, aside);
+    assert_int_equal(system(copy), 0);
+    assert_int_equal(truncate(fin, st.st_size / 2), 0);
+    assert_int_equal(run_verify(&s, NULL, &j), 1);
+    assert_int_equal(vnum(j, "files", "bad_files"), 1);
+    cJSON_Delete(j);
+    assert_int_equal(rename(aside, fin), 0);
+
+    /* (c) a row duplicated by hand in PostgreSQL (another offset: the
+     * primary key forbids the same one): one duplicate event. */
+    pg_exec(uri,
+            "INSERT INTO events SELECT event_id, type, account_id, user_id, ts, product_area, plan_tier, properties,"
+            " context, received_at, partition, \"offset\" + 1000000, source, write_key FROM events"
+            " WHERE event_id = 'v-7'",
+            "1");
+    assert_int_equal(run_verify(&s, NULL, &j), 1);
+    assert_int_equal(vnum(j, "postgres", "duplicate"), 1);
+    assert_int_equal(vnum(j, "postgres", "missing"), 0);
+    assert_int_equal(vnum(j, "postgres", "events"), 601);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(vdest(j, "files"), "equal")));
+    int differing = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "days"))
+    {
+        if (cJSON_IsTrue(cJSON_GetObjectItem(row, "equal"))) continue;
+        differing++;
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(row, "type")), "FeatureUsed"); /* 7 % 3 != 0 */
+        assert_int_equal((long)cJSON_GetObjectItem(row, "postgres")->valuedouble,
+                         (long)cJSON_GetObjectItem(row, "log")->valuedouble + 1);
+    }
+    assert_int_equal(differing, 1);
+    cJSON_Delete(j);
+    /* (d) and one deleted: missing, even though the total is 600 again. */
+    pg_exec(uri, "DELETE FROM events WHERE event_id = 'v-8'", "1");
+    assert_int_equal(run_verify(&s, NULL, &j), 1);
+    assert_int_equal(vnum(j, "postgres", "events"), 600);
+    assert_int_equal(vnum(j, "postgres", "missing"), 1);
+    assert_int_equal(vnum(j, "postgres", "duplicate"), 1);
+    cJSON_Delete(j);
+    pg_exec(uri, "DELETE FROM events WHERE \"offset\" >= 1000000", "1");
+    pg_exec(uri,
+            "INSERT INTO events (event_id, type, partition, \"offset\") VALUES ('not-in-log', 'LeadCreated', 0, 2000000)",
+            "1");
+    assert_int_equal(run_verify(&s, NULL, &j), 1);
+    assert_int_equal(vnum(j, "postgres", "unexpected"), 1);
+    assert_int_equal(vnum(j, "postgres", "missing"), 1);
+    cJSON_Delete(j);
+
+    /* --from/--to: only the events of that time range (post_events spreads
+     * them over the last 6 hours, i % 6 hours back): the 2-3 hours back
+     * window. In range, (c)-(d) are the only differences when v-8 is in it. */
+    int64_t now = cs_now_us();
+    char from[40], to[40], args[200];
+    cs_fmt_time_ms(now - 3 * 3600 * 1000000LL + 1000000LL, from, sizeof from);
+    cs_fmt_time_ms(now - 2 * 3600 * 1000000LL + 1000000LL, to, sizeof to);
+    snprintf(args, sizeof args, "--from %s --to %s", from, to);
+    pg_exec(uri, "DELETE FROM events WHERE event_id = 'not-in-log'", "1");
+    assert_int_equal(run_verify(&s, args, &j), 1); /* v-8: 8 % 6 = 2 hours back */
+    long in_range = vnum(cJSON_GetObjectItem(j, "log"), NULL, "events");
+    assert_true(in_range == 100); /* i % 6 == 2 */
+    assert_int_equal(vnum(j, "postgres", "missing"), 1);
+    assert_int_equal(vnum(j, "files", "events"), 100);
+    cJSON_Delete(j);
+    cs_fmt_time_ms(now - 4 * 3600 * 1000000LL + 1000000LL, from, sizeof from);
+    cs_fmt_time_ms(now - 3 * 3600 * 1000000LL + 1000000LL, to, sizeof to);
+    snprintf(args, sizeof args, "--from %s --to %s", from, to);
+    assert_verify_equal(&s, 100, "postgres", "files", args); /* i % 6 == 3: untouched */
+
+    /* Usage errors exit 2; a server holding the data dir is a runtime error. */
+    assert_int_equal(run_verify(&s, "--from yesterday", NULL), 2);
+    assert_int_equal(run_verify(&s, "--ids-per-pass 0", NULL), 2);
+    snprintf(cmd, sizeof cmd, "%s verify nothing 2>/dev/null", th_bin());
+    int rc = system(cmd);
+    assert_int_equal(WEXITSTATUS(rc), 2);
+    assert_int_equal(start(&s), 0);
+    assert_int_equal(run_verify(&s, NULL, NULL), 1);
+    th_stop(&s, SIGTERM);
+    th_cleanup(&s);
+}
+
+/* Warehouse lag as GET /api/v1/warehouse reports it (-1 on error). */
+static long wh_api_lag(th_server *s, const char *dest)
+{
+    cJSON *j;
+    if (th_req(s, "GET", "/api/v1/warehouse", NULL, &j) != 200 || !j) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    long lag = -1;
+    if (!dest) {
+        lag = (long)cJSON_GetObjectItem(j, "lag")->valuedouble;
+    } else {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "destinations"))
+            if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "name")), dest) == 0)
+                lag = (long)cJSON_GetObjectItem(it, "lag")->valuedouble;
+    }
+    cJSON_Delete(j);
+    return lag;
+}
+
+/* The warehouse sink paused (POST /api/v1/warehouse/pause): ingest keeps
+ * answering 200 (never 503, although the warehouse falls further behind
+ * than pipeline.max_lag), every lead is routed and the pipeline's lag
+ * returns to 0 while the sink writes nothing; the warehouse's lag grows by
+ * exactly what was ingested; after resume it catches up, and verify finds
+ * every event once. (The latency comparison is in bench-warehouse.) */
+static void test_sink_paused_pipeline_unaffected(void **state)
+{
+    (void)state;
+    char uri[256], yaml[700], root[400];
+    assert_int_equal(tpg_create_db(&pg, "wh_paused", uri, sizeof uri), 0);
+    wh_yaml(yaml, sizeof yaml, uri, 1, 100);
+    strcat(yaml, "pipeline:\n  max_lag: 200\n");
+    th_server s;
+    th_init(&s, yaml);
+    snprintf(root, sizeof root, "%s/data/wh", s.dir);
+    assert_int_equal(start(&s), 0);
+    post_events(&s, "p", 0, 300);
+    assert_int_equal(pg_wait(uri, 300, 30000), 300);
+    assert_int_equal(files_wait(root, 300, 30000), 300);
+    assert_int_equal(th_wait_leads(&s, 100, 20000), 100);
+
+    cJSON *j;
+    assert_int_equal(th_req(&s, "POST", "/api/v1/warehouse/pause", "", &j), 200);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "paused")));
+    const cJSON *it;
+    int parked = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "destinations")) parked += cJSON_IsTrue(cJSON_GetObjectItem(it, "parked"));
+    assert_int_equal(parked, 2); /* no batch in flight from here on */
+    cJSON_Delete(j);
+    long pg_before = pg_count(uri), files_before = files_wait(root, 0, 0);
+    int total = 300;
+    for (int k = 0; k < 10; k++, total += 100) {
+        post_events(&s, "p", total, 100); /* asserts 200: never 503 */
+        assert_int_equal(th_wait_caught_up(&s, 20000), 0);
+    }
+    /* Every lead routed, in the pipeline, while the warehouse wrote nothing. */
+    long leads = (total + 2) / 3;
+    assert_int_equal(th_wait_leads(&s, leads, 20000), leads);
+    assert_int_equal(th_wait_caught_up(&s, 20000), 0);
+    assert_int_equal(pg_count(uri), pg_before);
+    assert_int_equal(files_wait(root, 0, 0), files_before);
+    assert_int_equal(wh_api_lag(&s, "postgres"), total - pg_before);
+    assert_int_equal(wh_api_lag(&s, "files"), total - files_before);
+    assert_true(total - pg_before > 200); /* past pipeline.max_lag: still no 503 */
+    cs_buf mb;
+    cs_buf_init(&mb);
+    int status = 0;
+    assert_int_equal(cs_httpc_request(&s.c, "GET", "/metrics", NULL, NULL, 0, &status, &mb), 0);
+    char want[200];
+    snprintf(want, sizeof want,
+             "crmstream_warehouse_lag_records{consumergroup=\"warehouse\",topic=\"events\",destination=\"postgres\"} %ld\n",
+             total - pg_before);
+    assert_non_null(strstr(mb.data, want));
+    assert_non_null(strstr(mb.data, "crmstream_warehouse_paused 1\n"));
+    assert_non_null(strstr(mb.data, "crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0\n"));
+    cs_buf_free(&mb);
+
+    assert_int_equal(th_req(&s, "POST", "/api/v1/warehouse/resume", "", &j), 200);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "paused")));
+    cJSON_Delete(j);
+    assert_int_equal(pg_wait(uri, total, 30000), total);
+    assert_int_equal(files_wait(root, total, 30000), total);
+    int64_t deadline = cs_mono_us() + 10000000;
+    while (wh_api_lag(&s, NULL) != 0 && cs_mono_us() < deadline) msleep_(20);
+    assert_int_equal(wh_api_lag(&s, NULL), 0);
+    assert_int_equal(th_stop(&s, SIGTERM) & 0x7f, 0);
+    assert_verify_equal(&s, total, "postgres", "files", NULL);
     th_cleanup(&s);
 }
 
@@ -565,6 +906,8 @@ int main(void)
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_exactly_once_across_sigkill),
         cmocka_unit_test(test_postgres_outage),
+        cmocka_unit_test(test_verify_detects_differences),
+        cmocka_unit_test(test_sink_paused_pipeline_unaffected),
     };
     int failed = cmocka_run_group_tests_name("warehouse_files", files_tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("warehouse_postgres", pg_tests, pg_setup, pg_teardown);

@@ -30,10 +30,11 @@ typedef struct membus {
     int64_t n;
 } membus;
 
+
 static int mb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
 {
-    (void)topic;
     membus *m = bus->impl;
+    if (strcmp(topic, CS_TOPIC_LEADS) == 0) return 0; /* the leads lane: not what these tests count */
     for (size_t i = 0; i < n; i++) {
         assert_true(m->n < 512);
         cs_buf_init(&m->vals[m->n]);

@@ -38,10 +38,15 @@ typedef struct membus {
     int      fail;
 } membus;
 
+static size_t mb_lane; /* records ingest appended to the leads lane's topic */
+
 static int mb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
 {
-    (void)topic;
     membus *m = bus->impl;
+    if (strcmp(topic, CS_TOPIC_LEADS) == 0) {
+        mb_lane += n;
+        return 0;
+    }
     if (m->fail) return -1;
     for (size_t i = 0; i < n; i++) {
         int p = cs_bus_partition(bus, msgs[i].key, msgs[i].key_len);
@@ -416,8 +421,11 @@ static void test_segment_mapping(void **state)
         " \"properties\":{\"account_id\":\"acc_p\"}}"
         "],\"context\":{\"groupId\":\"acc_batch\",\"library\":{\"name\":\"analytics-node\"}},"
         "\"sentAt\":\"2026-11-27T10:00:10.000Z\",\"writeKey\":\"ignored-when-open\"}";
+    size_t lane0 = mb_lane;
     assert_int_equal(seg("batch", NULL, body, RECV, &j), 200);
     assert_int_equal(num(j, "accepted"), 6);
+    /* The one signup (TrialActivated) also went to the leads lane. */
+    assert_int_equal(mb_lane - lane0, 1);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "rejected")), 0);
     cJSON_Delete(j);
     assert_int_equal(mb_count(smb), 6);
