@@ -159,7 +159,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
     int64_t t_ack = cs_mono_us();
     long long done = 0;
-    int64_t deadline = t_ack + 600 * 1000000LL;
+    int64_t deadline = t_ack + 300 * 1000000LL;
     while ((done = applied(db)) < total && done >= 0 && cs_mono_us() < deadline) usleep(2000);
     int64_t t_end = cs_mono_us();
     PQfinish(db);
@@ -177,8 +177,12 @@ int main(int argc, char **argv)
 out:
     if (ing.pid > 0) th_stop(&ing, SIGTERM);
     if (pl.pid > 0) th_stop(&pl, SIGTERM);
-    th_cleanup(&ing);
-    th_cleanup(&pl);
+    if (rc == 0) {
+        th_cleanup(&ing);
+        th_cleanup(&pl);
+    } else {
+        fprintf(stderr, "kafka bench: logs kept: %s/serve.log (ingest), %s/serve.log (pipeline)\n", ing.dir, pl.dir);
+    }
     tpg_destroy(&pg);
     return rc;
 }
