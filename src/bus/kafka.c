@@ -58,7 +58,7 @@
 #define TS_HEADER "cs_ts_us"
 #define MAX_GROUPS 8
 #define REFRESH_MS 100
-#define MAX_READERS 8
+#define MAX_READERS 64 /* reading threads: pipeline workers + lane, warehouse destinations, ingest start-up; a reader only prefetches the partitions its thread reads */
 #define READER_IDLE_US (5 * 1000000LL) /* stop an idle reader's prefetch */
 
 struct kpart {
