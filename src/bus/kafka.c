@@ -620,7 +620,20 @@ static uint64_t k_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
     return s;
 }
 
+/* Every waiter returns (as on the embedded bus: the caller's own stop flag
+ * ends its loop, and a pipeline started again later on this bus waits
+ * normally). */
 static void k_wakeup(cs_bus *bus)
+{
+    struct kbus *kb = bus->impl;
+    pthread_mutex_lock(&kb->mu);
+    kb->seq++;
+    pthread_cond_broadcast(&kb->cond);
+    pthread_mutex_unlock(&kb->mu);
+}
+
+/* Closing: waiters return at once and fetches stop waiting for records. */
+static void k_stopping(cs_bus *bus)
 {
     struct kbus *kb = bus->impl;
     pthread_mutex_lock(&kb->mu);
@@ -980,7 +993,7 @@ static void k_close(cs_bus *bus)
             if (g) k_leave(bus, g);
             free(g);
         }
-        k_wakeup(bus);
+        k_stopping(bus);
         if (kb->prod) rd_kafka_flush(kb->prod, kb->timeout_ms);
         __atomic_store_n(&kb->stop, 1, __ATOMIC_RELEASE);
         if (kb->threads > 0) pthread_join(kb->poller, NULL);
