@@ -189,12 +189,17 @@ static const char *req_header(void *req, const char *name)
     return cs_http_header(req, name);
 }
 
+static void req_each_header(void *req, void (*cb)(void *cbarg, const char *name, const char *value), void *cbarg)
+{
+    cs_http_each_header(req, cb, cbarg);
+}
+
 static void h_cloudevents(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
     if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
-    resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, (void *)req, &resp->body,
+    resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, req_each_header, (void *)req, &resp->body,
                                          &resp->retry_after);
 }
 

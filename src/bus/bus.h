@@ -148,11 +148,12 @@ cs_topic *cs_bus_embedded_topic(cs_bus *bus, const char *topic);
  * (broker unreachable within kafka.timeout_ms, partition count mismatch). */
 cs_bus *cs_bus_kafka_open(const char *url, const cs_config *cfg, char *err, size_t errlen);
 
-/* Partition of a key on this bus (of the "events" topic). */
-int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);
 /* Partition count of a topic of this bus: 1 for CS_TOPIC_LEADS,
  * bus->partitions for CS_TOPIC_EVENTS and CS_TOPIC_DLQ, 0 for an unknown
  * topic (bus/bus.c). */
 int cs_bus_topic_partitions(const cs_bus *bus, const char *topic);
+
+/* Partition of a key on this bus (of the "events" topic). */
+int cs_bus_partition(const cs_bus *bus, const char *key, size_t len);
 
 #endif

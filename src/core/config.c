@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "core/util.h"
+#include "signals/sigconfig.h"
 
 /* outbound.destinations (config_outbound.c) */
 int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *name, cs_config *cfg, char *err,
@@ -19,7 +20,7 @@ int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *nam
 void cs_config_free_dests(cs_config *cfg);
 
 /* K_DUR: a duration in seconds, written as N, Ns, Nm, Nh or Nd. */
-enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS };
+enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS, K_SIGNALS };
 
 struct key {
     const char *path;
@@ -42,7 +43,7 @@ static const struct key keys[] = {
     {"kafka.session_timeout_ms", K_LONG, OFF(kafka_session_timeout_ms), 1000, 3600000, "10000", "With `bus: kafka://…`: a pipeline process that stops heartbeating for this long (killed, stalled) loses its partitions to the other members of the group (`session.timeout.ms`; the broker bounds it by `group.min/max.session.timeout.ms`)."},
     {"kafka.rebalance_timeout_ms", K_LONG, OFF(kafka_rebalance_timeout_ms), 1000, 3600000, "60000", "With `bus: kafka://…`: how long a member may take to finish and commit its batch of partitions being moved to another member (`max.poll.interval.ms`); past it the member is expelled from the group."},
     {"http", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "HTTP listen address HOST:PORT (port 0 picks a free one)."},
-    {"http_threads", K_INT, OFF(http_threads), 1, 64, "4", "HTTP worker threads."},
+    {"http_threads", K_INT, OFF(http_threads), 0, 64, "0", "HTTP worker threads; 0 = one thread per connection (bounded by http.max_connections), so a request waiting on its fsync holds up no other connection (docs/BENCHMARKS.md \"ingest\")."},
     {"http.listen", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "The listen address when `http` is written as a mapping of `listen` and the limits below (same meaning as `http: HOST:PORT`)."},
     {"http.header_timeout", K_DUR, OFF(http_header_timeout_s), 0, 3600, "10s", "A request's header section must be complete within this of the connection opening (a later request on a keep-alive connection: of the previous answer plus `http.idle_timeout`), else the connection is closed (slowloris); 0 = no limit."},
     {"http.body_timeout", K_DUR, OFF(http_body_timeout_s), 0, 3600, "30s", "A request's body must be complete within this of its headers, else the connection is closed; 0 = no limit."},
@@ -69,6 +70,7 @@ static const struct key keys[] = {
     {"metrics.enabled", K_STR, OFF(metrics_enabled), 0, 0, "true", "`true` or `false`: collect the metrics of GET /metrics (false exists to measure their cost: make bench-metrics)."},
     {"rules", K_STR, OFF(rules_path), 0, 0, "config/rules.yaml", "Rules file (docs/RULES.md); loaded at start when present, reloaded on SIGHUP and POST /api/v1/rules/reload (a bad file keeps the old rules)."},
     {"pipeline.batch_max_ms", K_LONG, OFF(pipeline_batch_max_ms), 1, 60000, "100", "Latency bound of one batch: a worker stops adding events to its batch after this long and commits (with pipeline.batch_max_events, whichever comes first). A batch never waits for events: what is in the log is applied at once."},
+    {"pipeline.snapshot_every_events", K_LONG, OFF(pipeline_snapshot_every), 0, 1L << 40, "100000", "A partition's signals state is snapshotted into the store (in the batch's transaction, with its offset) every this many events; a restart, a consumer-group takeover or a poison retry restores the snapshot and replays only the log after it. 0 = never (rebuild from the log's start). A snapshot is ~300 bytes per account of the partition."},
     {"pipeline.workers", K_LONG, OFF(pipeline_workers), 0, 256, "0", "Account workers: threads that each own a share of the `events` partitions (partition p goes to worker p mod N), each with its own store connection; 0 = one per core, at most one per partition. The leads lane is one more thread. Results do not depend on the count."},
     {"pipeline.poison_attempts", K_LONG, OFF(pipeline_poison_attempts), 1, 100, "3", "How many times the pipeline applies an event that fails (a rule that evaluates to an error on it) before it goes to the events DLQ with reason `rule_error`; its partition then moves on."},
     {"pipeline.max_lag", K_LONG, OFF(pipeline_max_lag), 0, 1L << 40, "1000000", "Backpressure: when the pipeline is this many events behind the log, ingest answers 503 with Retry-After and /readyz reports not ready; 0 = no bound."},
@@ -81,6 +83,7 @@ static const struct key keys[] = {
     {"warehouse.batch_max_events", K_LONG, OFF(wh_batch_max), 1, 1000000, "10000", "Most events per warehouse batch: one PostgreSQL transaction, or one partition's files and manifest line (a batch also ends at 16 MiB of rows)."},
     {"warehouse.flush_interval_ms", K_LONG, OFF(wh_flush_ms), 0, 3600000, "1000", "PostgreSQL: a batch smaller than `warehouse.batch_max_events` is written once this long has passed since the last one (ms)."},
     {"warehouse.file_interval_ms", K_LONG, OFF(wh_file_ms), 0, 86400000, "60000", "Files: likewise (ms); each flush writes at least one file per partition with new events, so this sets the file count."},
+    {"signals", K_SIGNALS, OFF(signals), 0, 0, "(below)", "Signal definitions and their thresholds (docs/SIGNALS.md): the `signals.*` keys below."},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -155,7 +158,7 @@ void cs_config_defaults(cs_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS)
+        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS && keys[i].kind != K_SIGNALS)
             apply_scalar(cfg, &keys[i], keys[i].dflt);
     cfg->fsync_policy = CS_FSYNC_ALWAYS;
 }
@@ -183,6 +186,7 @@ void cs_config_free(cs_config *cfg)
     free(cfg->unknown_types);
     for (size_t i = 0; i < cfg->nwrite_keys; i++) free(cfg->write_keys[i].name);
     free(cfg->write_keys);
+    cs_sig_settings_free(cfg->signals);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -347,6 +351,8 @@ static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
             if (load_reps(c, v)) return -1;
         } else if (found && found->kind == K_DESTS) {
             if (cs_config_load_dests(c->doc, v, c->name, c->cfg, c->err, c->errlen)) return -1;
+        } else if (found && found->kind == K_SIGNALS) {
+            if (cs_sig_settings_yaml(&c->cfg->signals, c->doc, v, c->name, c->err, c->errlen)) return -1;
         } else if (found && found->kind == K_KEYS) {
             if (load_keys(c, v)) return -1;
         } else if (found && !(is_section && v->type == YAML_MAPPING_NODE)) {
@@ -435,4 +441,5 @@ void cs_config_reference(FILE *out)
     fprintf(out, "| key | default | meaning |\n|---|---|---|\n");
     for (size_t i = 0; i < NKEYS; i++)
         fprintf(out, "| `%s` | `%s` | %s |\n", keys[i].path, keys[i].dflt, keys[i].doc);
+    cs_sig_config_reference(out);
 }

@@ -78,6 +78,7 @@ typedef struct cs_config {
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
     long   pipeline_workers;    /* pipeline.workers (0: one per core) */
+    long   pipeline_snapshot_every; /* pipeline.snapshot_every_events (0: never) */
     long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
     long   pipeline_poison_attempts; /* pipeline.poison_attempts */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
@@ -93,6 +94,7 @@ typedef struct cs_config {
     long   wh_batch_max;        /* warehouse.batch_max_events */
     long   wh_flush_ms;         /* warehouse.flush_interval_ms (PostgreSQL) */
     long   wh_file_ms;          /* warehouse.file_interval_ms (files) */
+    struct cs_sig_settings *signals; /* signals: (signals/sigconfig.h); NULL = the defaults */
 } cs_config;
 
 /* Fill defaults (no reps). */

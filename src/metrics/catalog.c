@@ -51,6 +51,10 @@ static const struct def defs[] = {
      "Rules file reloads (SIGHUP, POST /api/v1/rules/reload): ok, or failed (the old rules keep running)."},
     {&cs_m.lane_records, "crmstream_leads_lane_records_total", CS_COUNTER, "",
      "Records of the `leads` topic the leads lane committed (leads routed, signups checked for abuse); a lead event counts here and once in crmstream_pipeline_events_total."},
+    {&cs_m.snapshot_bytes, "crmstream_signals_snapshot_bytes_total", CS_COUNTER, "",
+     "Bytes of signals-state snapshots the pipeline wrote to the store (pipeline.snapshot_every_events)."},
+    {&cs_m.snapshot_seconds, "crmstream_signals_snapshot_seconds", CS_HISTOGRAM, "",
+     "Time to encode one partition's signals state and put it in the store, inside the batch transaction."},
     {&cs_m.rule_errors, "crmstream_rule_errors_total", CS_COUNTER, "",
      "Rule conditions that evaluated to an error on an event; each such event is retried pipeline.poison_attempts times, then dead-lettered with reason rule_error."},
     {&cs_m.webhook_deliveries, "crmstream_webhook_deliveries_total", CS_COUNTER, "destination, status",
@@ -73,6 +77,8 @@ static const struct def defs[] = {
      "Partitions this process owns in a Kafka consumer group it joined (bus join; docs/DEPLOY.md)."},
     {&cs_m.bus_group_changes, "crmstream_bus_group_changes_total", CS_COUNTER, "group, change",
      "Consumer-group rebalances that changed this process's partitions: assigned, revoked, lost (session timed out)."},
+    {&cs_m.json_arena_bytes, "crmstream_ingest_json_arena_bytes", CS_GAUGE, "",
+     "Bytes held by ingest's per-thread JSON arenas (a request's cJSON nodes); between requests each thread keeps at most 256 KB."},
 };
 
 void cs_metrics_catalog_init(void)

@@ -4,6 +4,7 @@
 #include "pipeline/pipeline.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "metrics/catalog.h"
 #include "routing/router.h"
 #include "signals/abuse.h"
+#include "signals/sigconfig.h"
 
 /* One thread: an account worker owning some `events` partitions (p mod
  * nworkers == id), or the leads lane (topic `leads`, partition 0). Each has
@@ -49,6 +51,7 @@ struct cs_worker {
     struct { int p; int64_t off; } *dead;
     size_t       ndead, capdead;
     /* Redrives applied in the current batch (the store sees them at commit). */
+    int64_t     *snap_at;     /* per partition: offset of its last snapshot */
     char       (*redriven)[64];
     size_t       nredriven, capredriven;
     /* The lane: ids of recent lead-lane records (a retried request can
@@ -80,6 +83,12 @@ struct cs_pipeline {
     pthread_rwlock_t batch_lock;
     cs_worker       *w;         /* nw account workers, then the lane */
     int              nw;
+    /* Consumer-group membership (a bus with join: Kafka): the partitions
+     * this process owns now; without join it owns them all. Changed only
+     * under batch_lock held exclusive (between batches). */
+    int             *owned;
+    int              lane_owned;
+    int              grouped;
 };
 
 /* Ingest times of the leads routed in the current batch, observed as the
@@ -376,22 +385,48 @@ static int rebuild_worker(cs_worker *w)
     cs_pipeline *pl = w->pl;
     char err[256];
     cs_sig_config sc;
-    cs_sig_config_defaults(&sc);
+    cs_sig_config_from(pl->cfg, &sc);
     int64_t t0 = cs_mono_us(), events = 0;
+    int restored = 0;
     if (load_dead(w)) return -1;
     for (int i = 0; i < w->nparts; i++) {
         int p = w->parts[i];
         cs_sig_engine_free(pl->sig[p]);
+        pl->sig[p] = NULL;
+        if (!pl->owned[p]) continue; /* another member's: no state here */
+        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+        /* The partition's last snapshot (committed with the offset it
+         * reflects), then the log from there; else the log from its start. */
+        int64_t snap_off = 0, from = -1;
+        void *data = NULL;
+        size_t len = 0;
+        int g = w->st->ops->snapshot_get ? w->st->ops->snapshot_get(w->st, CS_SNAPSHOT_SIGNALS, p, &snap_off, &data, &len)
+                                         : 1;
+        if (g < 0) return -1;
+        if (g == 0 && snap_off <= upto) {
+            int rc = 0;
+            pl->sig[p] = cs_sig_restore(&sc, data, len, &rc, err, sizeof err);
+            if (pl->sig[p]) {
+                from = snap_off;
+                restored++;
+            } else {
+                cs_warn("pipeline", "signals snapshot not usable: rebuilding from the log", "\"partition\":%d,\"error\":\"%s\"",
+                        p, err);
+            }
+        }
+        free(data);
+        w->snap_at[p] = from >= 0 ? from : 0;
+        if (from >= 0) goto replay;
         pl->sig[p] = cs_sig_engine_new(&sc, err, sizeof err);
         if (!pl->sig[p]) {
             cs_error("pipeline", "cannot create a signals engine", "\"error\":\"%s\"", err);
             return -1;
         }
-        int64_t from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
+        from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
         if (from > 0)
             cs_warn("pipeline", "signals rebuilt from the oldest retained offset: earlier events were deleted by retention",
                     "\"partition\":%d,\"from\":%lld", p, (long long)from);
-        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+    replay:;
         struct rebuild_ctx c = {w, p, upto, NULL, 0, 0};
         while (from < upto) {
             int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, from, 4096, on_rebuild, &c);
@@ -401,9 +436,9 @@ static int rebuild_worker(cs_worker *w)
         }
         free(c.seen);
     }
-    if (events)
-        cs_info("pipeline", "signals state rebuilt from the log", "\"worker\":%d,\"events\":%lld,\"ms\":%.1f", w->id,
-                (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
+    if (events || restored)
+        cs_info("pipeline", "signals state rebuilt", "\"worker\":%d,\"snapshots\":%d,\"events_replayed\":%lld,\"ms\":%.1f",
+                w->id, restored, (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
     return 0;
 }
 
@@ -419,6 +454,7 @@ static int resync_worker(cs_worker *w)
         __atomic_store_n(&pl->lane_next, v, __ATOMIC_RELAXED);
     } else {
         for (int i = 0; i < w->nparts; i++) {
+            if (!pl->owned[w->parts[i]]) continue;
             int64_t v;
             if (w->st->ops->offset_get(w->st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, w->parts[i], &v)) return -1;
             __atomic_store_n(&pl->next[w->parts[i]], v, __ATOMIC_RELAXED);
@@ -539,7 +575,7 @@ int cs_pipeline_lane_rebuild(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
     cs_abuse_config ac;
-    cs_abuse_config_defaults(&ac);
+    cs_abuse_config_from(pl->cfg, &ac);
     cs_abuse_free(pl->abuse);
     cs_cooldown_free(pl->abuse_cd);
     pl->abuse = cs_abuse_new(&ac);
@@ -585,6 +621,29 @@ static int on_rec(const cs_rec *rec, void *arg)
     return 0;
 }
 
+/* Every pipeline.snapshot_every_events events of a partition, its signals
+ * engine goes into the store in the batch's transaction, with the offset
+ * it reflects: a restart (or a consumer-group takeover, or a poison retry)
+ * restores it and replays only the log after it. */
+static int take_snapshot(cs_worker *w, int p, int64_t next)
+{
+    cs_pipeline *pl = w->pl;
+    long every = pl->cfg->pipeline_snapshot_every;
+    if (every <= 0 || !w->st->ops->snapshot_put || !pl->sig[p] || next - w->snap_at[p] < every) return 0;
+    cs_buf b;
+    cs_buf_init(&b);
+    int64_t t0 = cs_mono_us();
+    cs_sig_snapshot(pl->sig[p], &b);
+    int rc = w->st->ops->snapshot_put(w->st, CS_SNAPSHOT_SIGNALS, p, next, b.data, b.len);
+    if (rc == 0) {
+        w->snap_at[p] = next; /* a rollback re-reads it through resync */
+        cs_metric_inc(cs_m.snapshot_bytes, NULL, b.len);
+        cs_hist_observe(cs_metric_series(cs_m.snapshot_seconds, NULL), (double)(cs_mono_us() - t0) / 1e6);
+    }
+    cs_buf_free(&b);
+    return rc;
+}
+
 /* Commit the batch; observe the latencies its leads and signals had. */
 static void observe_commit(int64_t t0)
 {
@@ -615,6 +674,21 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
     int failed = 0;
     for (int i = 0; i < n_parts && total < budget; i++) {
         int p = w->lane ? 0 : w->parts[i];
+        if (w->lane ? !pl->lane_owned : !pl->owned[p]) continue;
+        if (pl->grouped && pl->bus->ops->end_offset(pl->bus, topic, p) > next[i]) {
+            /* Fence (bus.h join): the stored offset must still be where this
+             * member left it; PostgreSQL locks the row until commit. Else
+             * another member took the partition over: start again from the
+             * store. */
+            int64_t stored;
+            if (st->ops->offset_get(st, CS_CONSUMER_PIPELINE, topic, p, &stored)) goto fail;
+            if (stored != next[i]) {
+                cs_warn("pipeline", "partition moved on in the store: another member processed it; resyncing",
+                        "\"topic\":\"%s\",\"partition\":%d,\"ours\":%lld,\"stored\":%lld", topic, p,
+                        (long long)next[i], (long long)stored);
+                goto fail;
+            }
+        }
         struct fetch_ctx c = {w, p, next[i], 0, 0, total, t0 + pl->cfg->pipeline_batch_max_ms * 1000};
         int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], budget - total, on_rec, &c);
         if (n < 0 || c.failed) {
@@ -624,6 +698,7 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (c.next == next[i]) continue;
         total += (size_t)(c.next - next[i]);
         next[i] = c.next;
+        if (!w->lane && take_snapshot(w, p, next[i])) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
     }
     if (st->ops->commit(st)) goto fail;
@@ -657,9 +732,11 @@ fail:
 static int has_work(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
-    if (w->lane) return pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next;
+    if (w->lane) return pl->lane_owned && pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next;
     for (int i = 0; i < w->nparts; i++)
-        if (pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]]) return 1;
+        if (pl->owned[w->parts[i]] &&
+            pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
+            return 1;
     return 0;
 }
 
@@ -741,11 +818,13 @@ static void collect_lag(cs_buf *out, void *arg)
     cs_pipeline *pl = arg;
     char l[128];
     for (int p = 0; p < pl->bus->partitions; p++) {
+        if (!__atomic_load_n(&pl->owned[p], __ATOMIC_RELAXED)) continue; /* the owning member reports it */
         int64_t lag = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) - __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
         snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\",partition=\"%d\"", CS_CONSUMER_PIPELINE,
                  CS_TOPIC_EVENTS, p);
         cs_metrics_line(out, "kafka_consumergroup_lag", l, (double)lag);
     }
+    if (!__atomic_load_n(&pl->lane_owned, __ATOMIC_RELAXED)) return;
     int64_t lag = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\",partition=\"0\"", CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS);
     cs_metrics_line(out, "kafka_consumergroup_lag", l, (double)lag);
@@ -755,7 +834,9 @@ static void collect_lag_sum(cs_buf *out, void *arg)
 {
     cs_pipeline *pl = arg;
     char l[96];
-    int64_t lane = pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
+    int64_t lane = __atomic_load_n(&pl->lane_owned, __ATOMIC_RELAXED)
+                       ? pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED)
+                       : 0;
     snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\"", CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS);
     cs_metrics_line(out, "crmstream_consumer_lag_records", l, (double)(cs_pipeline_lag(pl) - lane));
     snprintf(l, sizeof l, "consumergroup=\"%s\",topic=\"%s\"", CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS);
@@ -770,6 +851,7 @@ static void free_workers(cs_pipeline *pl)
         free(w->parts);
         free(w->dead);
         free(w->redriven);
+        free(w->snap_at);
         free(w->seen);
     }
     free(pl->w);
@@ -823,6 +905,48 @@ size_t cs_pipeline_rule_count(cs_pipeline *pl)
     return n;
 }
 
+/* Consumer-group changes (bus.h join): between batches (batch_lock held
+ * exclusive, so an in-flight batch commits first, as the contract asks),
+ * drop the state of partitions taken away and have their owners load the
+ * new ones from the store's offsets. */
+static void on_events_change(void *arg, const int *owned, int n)
+{
+    cs_pipeline *pl = arg;
+    pthread_rwlock_wrlock(&pl->batch_lock);
+    int P = pl->bus->partitions, gained = 0, lost = 0;
+    for (int p = 0; p < P; p++) {
+        int now = 0;
+        for (int i = 0; i < n && !now; i++) now = owned[i] == p;
+        if (now == pl->owned[p]) continue;
+        __atomic_store_n(&pl->owned[p], now, __ATOMIC_RELAXED);
+        cs_worker *w = &pl->w[p % pl->nw];
+        if (now) {
+            gained++;
+            w->resync = 1;
+        } else {
+            lost++;
+            cs_sig_engine_free(pl->sig[p]);
+            pl->sig[p] = NULL;
+        }
+    }
+    pthread_rwlock_unlock(&pl->batch_lock);
+    cs_info("pipeline", "partitions assigned", "\"owned\":%d,\"gained\":%d,\"lost\":%d", n, gained, lost);
+}
+
+static void on_lane_change(void *arg, const int *owned, int n)
+{
+    (void)owned;
+    cs_pipeline *pl = arg;
+    pthread_rwlock_wrlock(&pl->batch_lock);
+    int now = n > 0;
+    if (now != pl->lane_owned) {
+        __atomic_store_n(&pl->lane_owned, now, __ATOMIC_RELAXED);
+        pl->w[pl->nw].resync = 1; /* gained: load offset and state; lost: nothing runs */
+    }
+    pthread_rwlock_unlock(&pl->batch_lock);
+    cs_info("pipeline", now ? "leads lane assigned to this process" : "leads lane released", NULL);
+}
+
 int cs_pipeline_workers(const cs_config *cfg, int partitions)
 {
     long n = cfg->pipeline_workers;
@@ -847,6 +971,10 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     pthread_mutex_init(&pl->rules_mu, NULL);
     pthread_rwlock_init(&pl->batch_lock, NULL);
     pl->nw = cs_pipeline_workers(cfg, bus->partitions);
+    pl->owned = cs_calloc((size_t)bus->partitions, sizeof *pl->owned);
+    pl->grouped = bus->ops->join != NULL;
+    for (int p = 0; p < bus->partitions && !pl->grouped; p++) pl->owned[p] = 1;
+    pl->lane_owned = !pl->grouped;
     pl->w = cs_calloc((size_t)pl->nw + 1, sizeof *pl->w);
     if (cs_pipeline_reload_rules(pl, err, errlen) != 0) goto fail;
     for (int i = 0; i <= pl->nw; i++) {
@@ -867,6 +995,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             w->seen = cs_calloc(2 * LANE_SLOTS, sizeof *w->seen);
         } else {
             w->parts = cs_malloc((size_t)bus->partitions * sizeof *w->parts);
+            w->snap_at = cs_calloc((size_t)bus->partitions, sizeof *w->snap_at);
             for (int p = i; p < bus->partitions; p += pl->nw) w->parts[w->nparts++] = p;
         }
     }
@@ -904,7 +1033,24 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
         }
         pl->w[i].started = 1;
     }
-    cs_info("pipeline", "started", "\"workers\":%d,\"partitions\":%d,\"leads_lane\":true", pl->nw, bus->partitions);
+    if (pl->grouped) {
+        /* Kafka: the partitions come from the consumer group; until it
+         * assigns, this process applies nothing. */
+        if (bus->ops->join(bus, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, on_events_change, pl) != 0 ||
+            bus->ops->join(bus, CS_CONSUMER_PIPELINE "-leads", CS_TOPIC_LEADS, on_lane_change, pl) != 0) {
+            snprintf(err, errlen, "cannot join the pipeline's consumer group: %s", strerror(errno));
+            __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+            bus->ops->wakeup(bus);
+            for (int i = 0; i <= pl->nw; i++) pthread_join(pl->w[i].thread, NULL);
+            if (bus->ops->leave) {
+                bus->ops->leave(bus, CS_CONSUMER_PIPELINE);
+                bus->ops->leave(bus, CS_CONSUMER_PIPELINE "-leads");
+            }
+            goto fail;
+        }
+    }
+    cs_info("pipeline", "started", "\"workers\":%d,\"partitions\":%d,\"leads_lane\":true,\"consumer_group\":%s",
+            pl->nw, bus->partitions, pl->grouped ? "true" : "false");
     cs_metric_collector("kafka_consumergroup_lag", "Records in the log not yet committed by the consumer group.",
                         "gauge", collect_lag, pl);
     cs_metric_collector("crmstream_consumer_lag_records", "Consumer lag per topic summed over partitions (kafka_consumergroup_lag summed; promtool rejects a gauge named _sum).", "gauge",
@@ -914,6 +1060,7 @@ fail:
     free_workers(pl);
     free_engines(pl);
     free(pl->next);
+    free(pl->owned);
     free(pl);
     return NULL;
 }
@@ -923,6 +1070,12 @@ void cs_pipeline_stop(cs_pipeline *pl)
     if (!pl) return;
     cs_metric_collector("kafka_consumergroup_lag", "", "gauge", NULL, NULL);
     cs_metric_collector("crmstream_consumer_lag_records", "", "gauge", NULL, NULL);
+    if (pl->grouped && pl->bus->ops->leave) {
+        /* Revokes everything (after the in-flight batches commit) and lets
+         * the other members take over at once. */
+        pl->bus->ops->leave(pl->bus, CS_CONSUMER_PIPELINE);
+        pl->bus->ops->leave(pl->bus, CS_CONSUMER_PIPELINE "-leads");
+    }
     __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
     pl->bus->ops->wakeup(pl->bus);
     for (int i = 0; i <= pl->nw; i++)
@@ -930,6 +1083,7 @@ void cs_pipeline_stop(cs_pipeline *pl)
     free_workers(pl);
     free_engines(pl);
     free(pl->next);
+    free(pl->owned);
     free(pl);
 }
 
@@ -937,10 +1091,12 @@ int64_t cs_pipeline_lag(cs_pipeline *pl)
 {
     int64_t lag = 0;
     for (int p = 0; p < pl->bus->partitions; p++) {
+        if (!__atomic_load_n(&pl->owned[p], __ATOMIC_RELAXED)) continue; /* another member's to report */
         int64_t next = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
         lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) - next;
     }
-    lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&pl->lane_owned, __ATOMIC_RELAXED))
+        lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     return lag;
 }
 

@@ -18,6 +18,8 @@
 #include "store/store.h"
 
 #define CS_CONSUMER_PIPELINE "pipeline"
+/* Name of the partitions' signals-engine snapshots in the store. */
+#define CS_SNAPSHOT_SIGNALS "signals"
 
 typedef struct cs_pipeline cs_pipeline;
 typedef struct cs_worker cs_worker;

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,10 @@ static const char demo_usage[] =
     "signup-abuse bursts beside decoys), then live traffic (default 20 s at 1000\n"
     "events/s); wait until every acknowledged lead is routed and print a summary:\n"
     "events, leads per rep, ingest-to-routed latency of the live traffic, the\n"
-    "detection quality per planted pattern (crmstream evaluate), and where the data\n"
-    "and logs are. Uses the reps of config/crmstream.yaml and config/rules.yaml.\n"
+    "detection quality per planted pattern and the routing correctness (crmstream\n"
+    "evaluate), end-to-end latency percentiles from /metrics, where to look next, and\n"
+    "where the data and logs are. Uses the reps of config/crmstream.yaml and\n"
+    "config/rules.yaml.\n"
     "\n"
     "  --days D        days of simulated world before the live traffic (default 30; 0: none)\n"
     "  --rate EPS      events per second (default 1000)\n"
@@ -37,6 +40,9 @@ static const char demo_usage[] =
     "  --seed S        world seed (default 1)\n"
     "  --accounts N    accounts (default 200)\n"
     "  --batch N       most events per request (default 20)\n"
+    "  --segment-share F, --duplicates F, --out-of-order F, --late F, --invalid F\n"
+    "                  the world's traffic mix, as for `crmstream simulate` (defaults 0.5,\n"
+    "                  0.02, 0.05, 0.005, 0.005)\n"
     "  -h, --help      this help\n";
 
 struct rep_count {
@@ -99,7 +105,7 @@ static int64_t collect(cs_httpc *c, double **lat, int64_t *nlat, struct rep_coun
 /* The demo server's config: the reps of config/crmstream.yaml, the rules of
  * config/rules.yaml, and ingest.max_age 0 so the simulated month (event time
  * in the past) is taken as a backfill. */
-static int write_demo_config(const char *path)
+static int write_demo_config(const char *path, cs_buf *reps_csv)
 {
     cs_config cfg;
     if (cs_app_load_config(&cfg, NULL)) return -1;
@@ -112,9 +118,11 @@ static int write_demo_config(const char *path)
             cfg.partitions);
     if (access("config/rules.yaml", R_OK) == 0) fprintf(f, "rules: config/rules.yaml\n");
     if (cfg.nreps) fprintf(f, "routing:\n  reps:\n");
-    for (size_t i = 0; i < cfg.nreps; i++)
+    for (size_t i = 0; i < cfg.nreps; i++) {
         fprintf(f, "    - {id: \"%s\", name: \"%s\", email: \"%s\"}\n", cfg.reps[i].id, cfg.reps[i].name,
                 cfg.reps[i].email);
+        cs_buf_printf(reps_csv, "%s%s", i ? "," : "", cfg.reps[i].id);
+    }
     cs_config_free(&cfg);
     return fclose(f);
 }
@@ -140,10 +148,95 @@ static int wait_caught_up(cs_httpc *c, int timeout_s)
     return ok ? 0 : -1;
 }
 
+/* One crmstream_e2e_latency_seconds series, read from /metrics. */
+struct hist {
+    double le[64], cum[64];
+    int    n;
+    double count;
+};
+
+/* hs[0]: stage="routed", hs[1]: stage="signal". */
+static void read_e2e(const char *target, struct hist hs[2])
+{
+    cs_httpc c;
+    cs_buf resp;
+    cs_buf_init(&resp);
+    int st;
+    memset(hs, 0, 2 * sizeof *hs);
+    if (cs_httpc_init(&c, target) == 0 && cs_httpc_request(&c, "GET", "/metrics", NULL, NULL, 0, &st, &resp) == 0 &&
+        st == 200) {
+        static const char *const stage[2] = {"stage=\"routed\"", "stage=\"signal\""};
+        for (char *line = resp.data; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            if (strncmp(line, "crmstream_e2e_latency_seconds_", 30) != 0) continue;
+            for (int k = 0; k < 2; k++) {
+                char *eol = strchr(line, '\n');
+                char *lab = strstr(line, stage[k]);
+                if (!lab || (eol && lab > eol)) continue;
+                struct hist *h = &hs[k];
+                if (strncmp(line + 30, "bucket{", 7) == 0 && h->n < 64) {
+                    char *le = strstr(line, "le=\"");
+                    char *val = strstr(line, "} ");
+                    if (!le || !val) continue;
+                    h->le[h->n] = strncmp(le + 4, "+Inf", 4) == 0 ? INFINITY : strtod(le + 4, NULL);
+                    h->cum[h->n++] = strtod(val + 2, NULL);
+                } else if (strncmp(line + 30, "count{", 6) == 0) {
+                    char *val = strstr(line, "} ");
+                    if (val) h->count = strtod(val + 2, NULL);
+                }
+            }
+        }
+    }
+    cs_httpc_close(&c);
+    cs_buf_free(&resp);
+}
+
+/* Quantile q of the observations in b minus those in a (a may be zero),
+ * linear within a bucket (Prometheus' histogram_quantile); seconds. */
+static double quantile(const struct hist *a, const struct hist *b, double q, double *n)
+{
+    *n = b->count - a->count;
+    if (*n <= 0 || b->n == 0) return NAN;
+    double want = q * *n, prev_le = 0, prev_cum = 0;
+    for (int i = 0; i < b->n; i++) {
+        double cum = b->cum[i] - (i < a->n ? a->cum[i] : 0);
+        if (cum >= want) {
+            if (isinf(b->le[i])) return prev_le; /* beyond the last bound: at least that */
+            double in = cum - prev_cum;
+            return prev_le + (b->le[i] - prev_le) * (in > 0 ? (want - prev_cum) / in : 1);
+        }
+        prev_le = b->le[i], prev_cum = cum;
+    }
+    return prev_le;
+}
+
+static void print_e2e(const struct hist world[2], const struct hist all[2])
+{
+    static const struct hist zero;
+    static const char *const what[2] = {"ingest -> lead routed", "ingest -> signal written"};
+    printf("\nend-to-end latency (crmstream_e2e_latency_seconds from /metrics: HTTP request arrival to the effect\n"
+           "committed; percentiles interpolated within the histogram's buckets)\n");
+    printf("  %-26s %-9s %10s %10s %10s %10s\n", "stage", "phase", "p50 ms", "p99 ms", "p99.9 ms", "samples");
+    for (int k = 0; k < 2; k++) {
+        for (int ph = 0; ph < 2; ph++) {
+            const struct hist *a = ph ? &world[k] : &zero, *b = ph ? &all[k] : &world[k];
+            double n, p50 = quantile(a, b, 0.5, &n), p99 = quantile(a, b, 0.99, &n), p999 = quantile(a, b, 0.999, &n);
+            if (n <= 0) {
+                printf("  %-26s %-9s %10s %10s %10s %10.0f\n", what[k], ph ? "live" : "backfill", "-", "-", "-", 0.0);
+                continue;
+            }
+            printf("  %-26s %-9s %10.2f %10.2f %10.2f %10.0f\n", what[k], ph ? "live" : "backfill", p50 * 1e3,
+                   p99 * 1e3, p999 * 1e3, n);
+        }
+    }
+    printf("  (backfill: the simulated month sent as fast as the server takes it, so it queues behind itself;\n"
+           "   live: the paced traffic after it)\n");
+}
+
 int cs_cmd_demo(int argc, char **argv)
 {
     cs_sim_opts o = {.rate = 1000, .duration = 20, .seed = 1, .accounts = 0, .batch = 20,
-                     .progress = isatty(STDERR_FILENO), .days = 30};
+                     .progress = isatty(STDERR_FILENO), .days = 30, .dup_share = 0.02, .ooo_share = 0.05,
+                     .late_share = 0.005, .invalid_share = 0.005, .segment_share = 0.5};
     cs_sim_parse(argc, argv, &o, "demo", demo_usage);
     int world_days = o.days, world_accounts = o.accounts ? o.accounts : 500;
     o.days = 0; /* the live phase */
@@ -170,7 +263,10 @@ int cs_cmd_demo(int argc, char **argv)
     char cfgpath[600], truthpath[600];
     snprintf(cfgpath, sizeof cfgpath, "%s/demo.yaml", dir);
     snprintf(truthpath, sizeof truthpath, "%s/truth.jsonl", dir);
-    if (write_demo_config(cfgpath) != 0) {
+    cs_buf reps_csv;
+    cs_buf_init(&reps_csv);
+    cs_buf_adds(&reps_csv, "");
+    if (write_demo_config(cfgpath, &reps_csv) != 0) {
         cs_fail(cfgpath, "cannot write the demo configuration");
         return 1;
     }
@@ -220,15 +316,18 @@ int cs_cmd_demo(int argc, char **argv)
         wo.accounts = world_accounts;
         wo.truth = truthpath;
         wo.rate = 1e7;
-        wo.batch = 250;
+        wo.batch = 500;
         wo.duration_set = 0;
-        wo.dup_share = 0.02, wo.ooo_share = 0.05, wo.late_share = 0.005, wo.invalid_share = 0.005;
+        wo.reps = reps_csv.data;
         rc = cs_sim_run(&wo, &wr);
         cs_httpc wc;
         cs_httpc_init(&wc, target);
         if (rc == 0 && wait_caught_up(&wc, 120) != 0) fprintf(stderr, "crmstream: demo: the pipeline is still behind\n");
         cs_httpc_close(&wc);
     }
+    struct hist h_world[2], h_all[2];
+    memset(h_world, 0, sizeof h_world), memset(h_all, 0, sizeof h_all);
+    read_e2e(target, h_world);
     printf("crmstream demo: live traffic, %.0f s at %.0f events/s\n", o.duration, o.rate);
     fflush(stdout);
     cs_sim_result r;
@@ -260,6 +359,7 @@ int cs_cmd_demo(int argc, char **argv)
         free(qt);
     }
     cs_httpc_close(&c);
+    read_e2e(target, h_all);
     kill(pid, SIGTERM);
     int wst = 0;
     waitpid(pid, &wst, 0);
@@ -272,12 +372,22 @@ int cs_cmd_demo(int argc, char **argv)
     qsort(lat, (size_t)nlat, sizeof *lat, cmp_double);
 #define PCT(p) (nlat ? lat[(size_t)((double)(nlat - 1) * (p))] : 0.0)
     printf("\n== crmstream demo summary ==\n");
-    if (world_days > 0)
+    if (world_days > 0) {
         printf("world events sent    %llu in %.1f s (%.0f/s): acknowledged %llu, duplicates %llu, rejected %llu "
                "(%llu invalid on purpose)\n",
                (unsigned long long)wr.sent, wr.elapsed_s, (double)wr.sent / (wr.elapsed_s > 0 ? wr.elapsed_s : 1),
                (unsigned long long)wr.acked, (unsigned long long)wr.duplicates, (unsigned long long)wr.rejected,
                (unsigned long long)wr.sent_invalid);
+        printf("  doors              native /v1/events %llu (%llu requests), Segment /v1/batch %llu (%llu requests)\n",
+               (unsigned long long)wr.sent_native, (unsigned long long)wr.requests_native,
+               (unsigned long long)wr.sent_segment, (unsigned long long)wr.requests_segment);
+        printf("  perturbed          duplicates %llu, out of order %llu, late %llu, invalid %llu\n",
+               (unsigned long long)wr.sent_duplicate, (unsigned long long)wr.sent_ooo,
+               (unsigned long long)wr.sent_late, (unsigned long long)wr.sent_invalid);
+        if (wr.lead_waits)
+            printf("  lead ordering      %llu waits for the previous lead's routing (%.1f s)\n",
+                   (unsigned long long)wr.lead_waits, wr.lead_wait_s);
+    }
     printf("events sent          %llu in %.1f s (%.0f/s)\n", (unsigned long long)r.sent, r.elapsed_s,
            (double)r.sent / r.elapsed_s);
     printf("events acknowledged  %llu (rejected %llu, failed %llu)\n", (unsigned long long)r.acked,
@@ -285,12 +395,24 @@ int cs_cmd_demo(int argc, char **argv)
     printf("leads acknowledged   %llu\n", (unsigned long long)r.leads_acked);
     printf("leads routed         %lld\n", (long long)leads);
     for (int k = 0; k < nreps; k++) printf("  %-22s %lld\n", reps[k].owner, (long long)reps[k].n);
-    printf("ingest -> routed     p50 %.2f ms   p99 %.2f ms   max %.2f ms   (%lld live leads)\n", PCT(0.50),
-           PCT(0.99), nlat ? lat[nlat - 1] : 0.0, (long long)nlat);
+    printf("ingest -> routed     p50 %.2f ms   p99 %.2f ms   p99.9 %.2f ms   max %.2f ms   (%lld live leads, exact: "
+           "route_latency_ms)\n",
+           PCT(0.50), PCT(0.99), PCT(0.999), nlat ? lat[nlat - 1] : 0.0, (long long)nlat);
     if (quality.len) printf("\ndetection quality (crmstream evaluate --truth %s):\n%s\n", truthpath, quality.data);
     cs_buf_free(&quality);
+    print_e2e(h_world, h_all);
+    printf("\nwhere to look next (the server is stopped; `crmstream serve --config %s --data %s` brings it back):\n",
+           cfgpath, dir);
+    printf("  %-36s %s\n", "GET /metrics", "Prometheus metrics (docs/METRICS.md), e.g. crmstream_e2e_latency_seconds");
+    printf("  %-36s %s\n", "GET /api/v1/leads", "leads with owner, route_reason and route_latency_ms");
+    printf("  %-36s %s\n", "GET /api/v1/alerts", "the alerts evaluated above");
+    printf("  %-36s %s\n", "crmstream status", "pipeline lag, partitions, DLQ sizes");
+    printf("  %-36s %s\n", "crmstream dlq list --kind event", "dead-lettered events (late_event, undecodable)");
+    printf("  %-36s %s\n", "crmstream evaluate --truth FILE", "this quality table again (truth above)");
+    printf("  %-36s %s\n", "docs", "docs/ARCHITECTURE.md, docs/API.md, docs/SIGNALS.md, docs/RULES.md");
     printf("data                 %s (log: %s/log, store: %s/crm.sqlite)\n", dir, dir, dir);
     printf("server log           %s\n", logpath);
+    cs_buf_free(&reps_csv);
     free(lat);
     int ok = leads == (int64_t)r.leads_acked && r.request_errors == 0 && WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
     if (!ok) fprintf(stderr, "crmstream: demo: %lld of %llu acknowledged leads routed; see %s\n", (long long)leads,

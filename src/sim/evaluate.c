@@ -26,7 +26,10 @@ static const char eval_usage[] =
     "\n"
     "Compare a running server's alerts with the ground truth that\n"
     "`crmstream simulate --days D --truth FILE` wrote: per planted pattern, recall,\n"
-    "precision and time to detect (event time from the pattern's start to its alert).\n"
+    "precision and time to detect (event time from the pattern's start to its alert);\n"
+    "routing correctness (share of the truth's leads routed to their expected owner,\n"
+    "with examples of mismatches); the traffic the simulator sent (per door and per\n"
+    "perturbation), the server's answers, and the world's late events in the events DLQ.\n"
     "\n"
     "  --truth FILE    the ground truth (JSON lines)\n"
     "  --target URL    server (default http://127.0.0.1:8080)\n"
@@ -73,6 +76,22 @@ static int cmp_i64(const void *a, const void *b)
 static char scope_prefix[8][32];
 static int nscope;
 
+/* Routing truth: each acknowledged lead's expected owner (simulate wrote
+ * them in sending order), and what the traffic held. */
+struct lead_truth {
+    char id[64];
+    char owner[64];
+};
+static struct lead_truth *ltruth;
+static size_t nltruth;
+static char routing_desc[512];
+static char sent_line[1024], answered_line[512];
+
+static int cmp_lead(const void *a, const void *b)
+{
+    return strcmp(((const struct lead_truth *)a)->id, ((const struct lead_truth *)b)->id);
+}
+
 static int in_scope(const char *key, const struct truth *tr, size_t nt)
 {
     if (nscope == 0) return 1;
@@ -97,6 +116,27 @@ static int load_truth(const char *path, struct truth **out, size_t *n)
              p = NULL)
             for (cJSON *x = p->child; x && nscope < 8; x = x->next)
                 if (cJSON_IsString(x)) snprintf(scope_prefix[nscope++], sizeof scope_prefix[0], "%s", x->valuestring);
+        const char *lid = cJSON_GetStringValue(cJSON_GetObjectItem(j, "lead_event_id"));
+        if (lid) {
+            nltruth++;
+            ltruth = cs_realloc(ltruth, nltruth * sizeof *ltruth);
+            snprintf(ltruth[nltruth - 1].id, sizeof ltruth->id, "%s", lid);
+            const char *ow = cJSON_GetStringValue(cJSON_GetObjectItem(j, "expected_owner"));
+            snprintf(ltruth[nltruth - 1].owner, sizeof ltruth->owner, "%s", ow ? ow : "");
+        }
+        cJSON *routing = cJSON_GetObjectItem(j, "routing");
+        if (routing) {
+            char *rs = cJSON_PrintUnformatted(routing);
+            snprintf(routing_desc, sizeof routing_desc, "%s", rs);
+            cJSON_free(rs);
+        }
+        cJSON *sent = cJSON_GetObjectItem(j, "sent"), *ans = cJSON_GetObjectItem(j, "answered");
+        if (sent && ans) {
+            char *a1 = cJSON_PrintUnformatted(sent), *a2 = cJSON_PrintUnformatted(ans);
+            snprintf(sent_line, sizeof sent_line, "%s", a1);
+            snprintf(answered_line, sizeof answered_line, "%s", a2);
+            cJSON_free(a1), cJSON_free(a2);
+        }
         const char *pat = cJSON_GetStringValue(cJSON_GetObjectItem(j, "pattern"));
         const char *acc = cJSON_GetStringValue(cJSON_GetObjectItem(j, "account_id"));
         const char *dom = cJSON_GetStringValue(cJSON_GetObjectItem(j, "domain"));
@@ -159,6 +199,64 @@ static int load_alerts(cs_httpc *c, struct alert **out, size_t *n)
     return 0;
 }
 
+/* Page through a list endpoint; cb sees each item. */
+static int each_item(cs_httpc *c, const char *base, void (*cb)(cJSON *it, void *arg), void *arg)
+{
+    char path[256], cursor[64] = "";
+    cs_buf resp;
+    cs_buf_init(&resp);
+    for (;;) {
+        snprintf(path, sizeof path, "%s%climit=1000%s%s", base, strchr(base, '?') ? '&' : '?', *cursor ? "&cursor=" : "",
+                 cursor);
+        int st;
+        if (cs_httpc_request(c, "GET", path, NULL, NULL, 0, &st, &resp) || st != 200) {
+            cs_buf_free(&resp);
+            return -1;
+        }
+        cJSON *j = cJSON_Parse(resp.data);
+        cJSON *items = cJSON_GetObjectItem(j, "items");
+        for (cJSON *it = items ? items->child : NULL; it; it = it->next) cb(it, arg);
+        cJSON *nc = cJSON_GetObjectItem(j, "next_cursor");
+        int more = cJSON_IsString(nc);
+        if (more) snprintf(cursor, sizeof cursor, "%s", nc->valuestring);
+        cJSON_Delete(j);
+        if (!more) break;
+    }
+    cs_buf_free(&resp);
+    return 0;
+}
+
+struct route_eval {
+    size_t found, correct;
+    char   examples[5][320];
+    size_t nexamples;
+};
+
+static void on_lead_item(cJSON *it, void *arg)
+{
+    struct route_eval *re = arg;
+    struct lead_truth key;
+    memset(&key, 0, sizeof key);
+    const char *eid = cJSON_GetStringValue(cJSON_GetObjectItem(it, "event_id"));
+    if (!eid) return;
+    snprintf(key.id, sizeof key.id, "%s", eid);
+    struct lead_truth *t = nltruth ? bsearch(&key, ltruth, nltruth, sizeof *ltruth, cmp_lead) : NULL;
+    if (!t) return; /* not one of the world's leads */
+    re->found++;
+    const char *owner = cJSON_GetStringValue(cJSON_GetObjectItem(it, "owner"));
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+    if (owner && strcmp(owner, t->owner) == 0) re->correct++;
+    else if (re->nexamples < 5)
+        snprintf(re->examples[re->nexamples++], sizeof re->examples[0], "lead %s (event %s): expected %s, routed to %s",
+                 id ? id : "?", eid, t->owner, owner ? owner : "nobody");
+}
+
+static void on_dead_item(cJSON *it, void *arg)
+{
+    const char *eid = cJSON_GetStringValue(cJSON_GetObjectItem(it, "event_id"));
+    if (eid && eid[0] == 'w') (*(size_t *)arg)++; /* the world's events: w<seed>-<n> */
+}
+
 int cs_evaluate(const char *target, const char *truth_path, int json, FILE *out)
 {
     struct truth *tr = NULL;
@@ -177,6 +275,12 @@ int cs_evaluate(const char *target, const char *truth_path, int json, FILE *out)
         free(tr);
         return 1;
     }
+    qsort(ltruth, nltruth, sizeof *ltruth, cmp_lead);
+    struct route_eval re;
+    memset(&re, 0, sizeof re);
+    size_t late_dead = 0;
+    int leads_ok = nltruth == 0 || each_item(&c, "/api/v1/leads", on_lead_item, &re) == 0;
+    int dlq_ok = each_item(&c, "/api/v1/dlq?kind=event&reason=late_event", on_dead_item, &late_dead) == 0;
     cs_httpc_close(&c);
     /* An alert detects a planted case when it is of the pattern's kind, on
      * its account, and not before the pattern began (a day of slack for
@@ -224,7 +328,42 @@ int cs_evaluate(const char *target, const char *truth_path, int json, FILE *out)
                     p ? "," : "", kinds[p].pattern, planted, detected, recall, all_alerts[p], precision, p50, p95);
         free(ttd);
     }
-    if (json) fprintf(out, "},\"alerts_read\":%zu}\n", na);
+    double rc = nltruth ? (double)re.correct / (double)nltruth : 0;
+    if (!json) {
+        if (nltruth) {
+            fprintf(out, "\nrouting        %zu leads in the truth, %zu routed, %zu to the expected owner: correctness %.3f%s\n",
+                    nltruth, re.found, re.correct, rc, leads_ok ? "" : " (could not read /api/v1/leads)");
+            if (*routing_desc) fprintf(out, "  rule: %s\n", routing_desc);
+            for (size_t k = 0; k < re.nexamples; k++) fprintf(out, "  mismatch: %s\n", re.examples[k]);
+            if (re.found < nltruth) fprintf(out, "  %zu leads of the truth not routed (or not found)\n", nltruth - re.found);
+        }
+        if (*sent_line) {
+            fprintf(out, "\ntraffic sent   %s\nanswered       %s\n", sent_line, answered_line);
+            fprintf(out, "late events in the events DLQ (reason late_event): %zu%s\n", late_dead,
+                    dlq_ok ? "" : " (could not read /api/v1/dlq)");
+        }
+    } else {
+        fprintf(out, "},\"alerts_read\":%zu", na);
+        if (nltruth) {
+            fprintf(out, ",\"routing\":{\"leads\":%zu,\"routed\":%zu,\"correct\":%zu,\"correctness\":%.4f,\"mismatches\":[",
+                    nltruth, re.found, re.correct, rc);
+            for (size_t k = 0; k < re.nexamples; k++) {
+                cs_buf e;
+                cs_buf_init(&e);
+                cs_buf_json_str(&e, re.examples[k]);
+                fprintf(out, "%s%s", k ? "," : "", e.data);
+                cs_buf_free(&e);
+            }
+            fprintf(out, "]}");
+        }
+        if (*sent_line) fprintf(out, ",\"sent\":%s,\"answered\":%s,\"late_dead_lettered\":%zu", sent_line, answered_line, late_dead);
+        fprintf(out, "}\n");
+    }
+    free(ltruth);
+    ltruth = NULL;
+    nltruth = 0;
+    routing_desc[0] = sent_line[0] = answered_line[0] = '\0';
+    nscope = 0;
     free(tr);
     free(al);
     return 0;

@@ -1,7 +1,10 @@
 /*
  * sim — the world simulator: a deterministic (seeded) stream of the six
  * seed event types for a set of accounts, leads among them, sent through
- * the real front door (POST /v1/events) at a paced rate.
+ * the real front door (POST /v1/events) at a paced rate; in world mode
+ * (--days) the world of sim/world.h through both front doors (native and
+ * Segment POST /v1/batch), one lead in flight at a time so that each lead's
+ * round-robin owner is known in advance (docs/SIMULATOR.md).
  *
  * Owns event generation and pacing. Never reads the server's store; what it
  * knows is what the server acknowledged.
@@ -23,6 +26,12 @@ typedef struct cs_sim_opts {
     const char *truth;      /* world mode: write the ground truth here */
     double      dup_share, ooo_share, late_share, invalid_share; /* world mode perturbations */
     int         duration_set; /* world mode: --duration caps the run */
+    double      segment_share;/* world mode: share of events sent as Segment POST /v1/batch */
+    int64_t     end_us;       /* world mode: the world's end in event time; 0: now */
+    int         lead_barrier; /* world mode: send a lead only once the previous one is routed
+                                 (for a server whose leads are not routed in ingest order) */
+    const char *reps;         /* world mode: rep ids in routing order, comma-separated;
+                                 NULL: routing.reps of config/crmstream.yaml */
 } cs_sim_opts;
 
 typedef struct cs_sim_result {
@@ -30,6 +39,11 @@ typedef struct cs_sim_result {
     uint64_t leads_acked;                    /* LeadCreated acknowledged */
     uint64_t duplicates;                     /* answered as duplicates */
     uint64_t sent_invalid, sent_duplicate;   /* world mode: deliberately bad or repeated */
+    uint64_t sent_native, sent_segment;      /* world mode: events per door */
+    uint64_t sent_ooo, sent_late;            /* world mode: out of order (within the bound), late (beyond) */
+    uint64_t requests_native, requests_segment;
+    uint64_t lead_waits;                     /* world mode: waits for the routing of the previous lead */
+    double   lead_wait_s;
     uint64_t requests, request_errors;
     double   elapsed_s;
 } cs_sim_result;

@@ -4,6 +4,7 @@
  */
 #include "sim/world.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct gen {
     cs_buf   json;
     int      is_lead;
     int      invalid;
+    int      late, ooo, segment;
 };
 
 struct cs_world {
@@ -186,7 +188,7 @@ static void ev_head(cs_buf *b, cs_world *w, const char *type, int64_t ts, const 
     cs_fmt_time_ms(ts, t, sizeof t);
     cs_buf_printf(b, "{\"event_id\":\"w%llu-%llu\",\"type\":\"%s\",", (unsigned long long)w->o.seed,
                   (unsigned long long)w->seq++, type);
-    if (account) cs_buf_printf(b, "\"account_id\":\"%s\",", account);
+    if (account) cs_buf_printf(b, "\"account_id\":\"%s\",\"context\":{\"groupId\":\"%s\"},", account, account);
     cs_buf_printf(b, "\"timestamp\":\"%s\"", t);
 }
 
@@ -200,7 +202,7 @@ static void gen_hour(cs_world *w, int64_t h)
         snprintf(acc, sizeof acc, "acc_%05d", i);
         double level = a->level;
         int trial = a->role == R_PQL || a->role == R_PQL_DECOY;
-        if (trial && t0 < a->start_us) continue; /* trial accounts start at TrialActivated */
+        if (trial && t0 + HOUR_US <= a->start_us) continue; /* trial accounts start at TrialActivated */
         if (a->role == R_CHURN && t0 >= a->start_us) level *= 0.15;
         if (a->role == R_CHURN_DECOY && t0 >= a->start_us) level *= 0.8;
         if (a->role == R_PQL && t0 >= a->start_us)
@@ -218,9 +220,12 @@ static void gen_hour(cs_world *w, int64_t h)
             push(&w->q, &w->nq, &w->capq, g);
             struct gen *p = &w->q[w->nq - 1];
             ev_head(&p->json, w, "FeatureUsed", g.ts, acc);
-            cs_buf_printf(&p->json, ",\"user_id\":\"%s_u%d\",\"product_area\":\"%s\",\"plan_tier\":\"%s\","
-                                    "\"properties\":{\"feature\":\"%s\",\"count\":1}}",
-                          acc, user, features[f], tiers[a->tier], features[f]);
+            /* No top-level product_area/plan_tier: a Segment track call has
+             * no field for them, and every world event must map to the same
+             * canonical event through either door. Trials are known by
+             * their TrialActivated, as the signals engine allows. */
+            cs_buf_printf(&p->json, ",\"user_id\":\"%s_u%d\",\"properties\":{\"feature\":\"%s\",\"count\":1}}",
+                          acc, user, features[f]);
         }
         /* The account's CRM record (a Segment group call): name, plan,
          * MRR and the renewal date the renewal signals need. */
@@ -235,14 +240,23 @@ static void gen_hour(cs_world *w, int64_t h)
                                    "\"plan_tier\":\"%s\",\"mrr\":%d,\"renewal_date\":\"%s\"}}",
                           i, i, tiers[a->tier], a->mrr, rd);
             push(&w->q, &w->nq, &w->capq, g);
+            /* Its people (Segment identify calls). */
+            for (int u = 0; u < a->users; u++) {
+                struct gen c = {.ts = t0 + 1000 * (1 + u), .key = mix((uint64_t)i ^ 0x1d0 ^ (uint64_t)u << 24)};
+                cs_buf_init(&c.json);
+                ev_head(&c.json, w, "ContactIdentified", c.ts, acc);
+                cs_buf_printf(&c.json, ",\"user_id\":\"%s_u%d\",\"properties\":{\"email\":\"user%d@acct%05d.example\","
+                                       "\"name\":\"User %d of Account %d\"}}",
+                              acc, u, u, i, u, i);
+                push(&w->q, &w->nq, &w->capq, c);
+            }
         }
         /* Planted one-off events that fall in this hour. */
         if (trial && a->start_us >= t0 && a->start_us < t0 + HOUR_US) {
             struct gen g = {.ts = a->start_us, .key = mix((uint64_t)i)};
             cs_buf_init(&g.json);
             ev_head(&g.json, w, "TrialActivated", g.ts, acc);
-            cs_buf_printf(&g.json, ",\"plan_tier\":\"trial\",\"properties\":{\"trial_days\":14,"
-                                   "\"email\":\"owner@acct%05d.example\"}}", i);
+            cs_buf_printf(&g.json, ",\"properties\":{\"trial_days\":14,\"email\":\"owner@acct%05d.example\"}}", i);
             push(&w->q, &w->nq, &w->capq, g);
         }
         if (a->role == R_SPIKE || a->role == R_SPIKE_DECOY) {
@@ -315,6 +329,8 @@ static int cmp_gen(const void *x, const void *y)
 static void perturb(cs_world *w, int64_t h)
 {
     uint64_t s = w->o.seed ^ 0x5eed;
+    /* The door: Segment or native (a duplicate goes through its original's). */
+    for (size_t i = 0; i < w->nq; i++) w->q[i].segment = u01(s, 41, (uint64_t)h, i) < w->o.segment_share;
     for (size_t i = 0; i < w->nq; i++) {
         struct gen *g = &w->q[i];
         double r = u01(s, 40, (uint64_t)h, i);
@@ -326,6 +342,7 @@ static void perturb(cs_world *w, int64_t h)
             g->invalid = 1;
             g->is_lead = 0;
         } else if (r < w->o.invalid_share + w->o.late_share) {
+            g->late = 1;
             push(&w->late, &w->nlate, &w->caplate, *g);
             g->json.data = NULL; /* moved */
             g->ts = -1;
@@ -333,6 +350,7 @@ static void perturb(cs_world *w, int64_t h)
             struct gen t = w->q[i];
             w->q[i] = w->q[i + 1];
             w->q[i + 1] = t;
+            w->q[i + 1].ooo = w->q[i + 1].ts < w->q[i].ts; /* sent after a later event */
             i++;
         }
     }
@@ -352,6 +370,7 @@ int cs_world_next(cs_world *w, cs_wevent *ev)
             cs_buf_add(&ev->json, g.json.data, g.json.len);
             cs_buf_free(&g.json);
             ev->ts_us = g.ts, ev->invalid = g.invalid, ev->is_lead = g.is_lead, ev->duplicate = 1;
+            ev->late = ev->ooo = 0, ev->segment = g.segment;
             return 0;
         }
         if (w->qi < w->nq) {
@@ -359,6 +378,7 @@ int cs_world_next(cs_world *w, cs_wevent *ev)
             cs_buf_reset(&ev->json);
             cs_buf_add(&ev->json, g->json.data, g->json.len);
             ev->ts_us = g->ts, ev->invalid = g->invalid, ev->is_lead = g->is_lead, ev->duplicate = 0;
+            ev->late = g->late, ev->ooo = g->ooo, ev->segment = g->segment;
             if (!g->invalid && u01(w->o.seed, 50, (uint64_t)w->hour, w->qi) < w->o.dup_share) {
                 struct gen d = *g;
                 cs_buf_init(&d.json);
@@ -425,4 +445,57 @@ int cs_world_planted(const cs_world *w, const char *pattern, int decoy)
     if (strcmp(pattern, "signup_abuse") == 0)
         for (int b = 0; b < w->nbursts; b++) n += w->bursts[b].decoy == decoy;
     return n;
+}
+
+int cs_world_to_segment(const char *json, size_t len, cs_buf *out)
+{
+    cJSON *e = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(e)) {
+        cJSON_Delete(e);
+        return -1;
+    }
+    static const char *const known[] = {"event_id", "type", "account_id", "user_id", "timestamp", "properties",
+                                        "context"};
+    int ok = 1;
+    for (const cJSON *f = e->child; f && ok; f = f->next) {
+        size_t k = 0;
+        while (k < sizeof known / sizeof known[0] && strcmp(f->string, known[k]) != 0) k++;
+        ok = k < sizeof known / sizeof known[0]; /* product_area, plan_tier, ...: no Segment field */
+    }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(e, "account_id");
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(e, "context");
+    const cJSON *gid = cJSON_IsObject(ctx) ? cJSON_GetObjectItemCaseSensitive(ctx, "groupId") : NULL;
+    if (!cJSON_IsString(type)) ok = 0;
+    if (ctx && !cJSON_IsObject(ctx)) ok = 0;
+    /* The account travels as context.groupId (the group call also names it
+     * as groupId): both or neither, and the same. */
+    if ((acc != NULL) != (gid != NULL)) ok = 0;
+    if (acc && (!cJSON_IsString(acc) || !cJSON_IsString(gid) || strcmp(acc->valuestring, gid->valuestring) != 0))
+        ok = 0;
+    if (!ok) {
+        cJSON_Delete(e);
+        return -1;
+    }
+    const char *t = type->valuestring;
+    int identify = strcmp(t, "ContactIdentified") == 0, group = strcmp(t, "AccountGrouped") == 0 && acc;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "type", identify ? "identify" : group ? "group" : "track");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "event_id");
+    if (id) cJSON_AddItemReferenceToObject(m, "messageId", (cJSON *)id);
+    if (!identify && !group) cJSON_AddItemReferenceToObject(m, "event", (cJSON *)type);
+    if (group) cJSON_AddItemReferenceToObject(m, "groupId", (cJSON *)acc);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "user_id");
+    if (v) cJSON_AddItemReferenceToObject(m, "userId", (cJSON *)v);
+    v = cJSON_GetObjectItemCaseSensitive(e, "timestamp");
+    if (v) cJSON_AddItemReferenceToObject(m, "timestamp", (cJSON *)v);
+    v = cJSON_GetObjectItemCaseSensitive(e, "properties");
+    if (v) cJSON_AddItemReferenceToObject(m, identify || group ? "traits" : "properties", (cJSON *)v);
+    if (ctx) cJSON_AddItemReferenceToObject(m, "context", (cJSON *)ctx);
+    char *s = cJSON_PrintUnformatted(m);
+    cs_buf_adds(out, s);
+    cJSON_free(s);
+    cJSON_Delete(m);
+    cJSON_Delete(e);
+    return 0;
 }

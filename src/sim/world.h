@@ -5,7 +5,9 @@
  * The world is a pure function of its options: the same seed gives the same
  * byte-identical event stream. Events come out one simulated hour at a time,
  * in event-time order (then perturbed: duplicates, out-of-order, late and
- * invalid events, each at a configured share).
+ * invalid events, each at a configured share), each marked for the native or
+ * the Segment door; every event maps to the same canonical event through
+ * either (cs_world_to_segment).
  *
  * Planted patterns (each on its own accounts, beside decoys that must not
  * alert):
@@ -37,6 +39,7 @@ typedef struct cs_world_opts {
     double   ooo_share;      /* share moved later within their hour */
     double   late_share;     /* share held back 2 h (past the 1 h allowed lateness) */
     double   invalid_share;  /* share replaced by an invalid event */
+    double   segment_share;  /* share sent as Segment messages (POST /v1/batch), the rest native */
 } cs_world_opts;
 
 /* One event of the stream. */
@@ -45,6 +48,9 @@ typedef struct cs_wevent {
     int     invalid;         /* deliberately invalid (expected to be rejected) */
     int     duplicate;       /* a repeat of an earlier event (same id and bytes) */
     int     is_lead;         /* LeadCreated */
+    int     late;            /* held back past the allowed lateness */
+    int     ooo;             /* sent after an event with a later time (within the lateness bound) */
+    int     segment;         /* to be sent through the Segment door (cs_world_to_segment) */
     cs_buf  json;            /* the native canonical event */
 } cs_wevent;
 
@@ -57,6 +63,16 @@ int cs_world_next(cs_world *w, cs_wevent *ev);
 /* The ground truth as JSON lines: one line per planted pattern or decoy:
  * {"pattern":..., "decoy":bool, "account_id"|"domain":..., "start":RFC3339}. */
 void cs_world_truth(const cs_world *w, FILE *out);
+/* The Segment message (track, identify or group call) whose mapping by
+ * POST /v1/batch (src/ingest/segment.c) is exactly this native event:
+ * messageId ← event_id, event ← type (track), groupId (group) or
+ * context.groupId (others) ← account_id, userId ← user_id, timestamp ←
+ * timestamp, properties/traits ← properties, context kept. Appends the
+ * message to out; -1 (nothing appended) when the event cannot be expressed
+ * exactly (top-level product_area/plan_tier, which Segment has no field for,
+ * or an account_id without the matching context.groupId). Every world event
+ * can. */
+int cs_world_to_segment(const char *json, size_t len, cs_buf *out);
 /* Counts of planted patterns by kind (tests). */
 int cs_world_planted(const cs_world *w, const char *pattern, int decoy);
 

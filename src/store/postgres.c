@@ -34,7 +34,9 @@ enum {
     S_FIXED
 };
 static const char *const fixed_sql[S_FIXED] = {
-    [S_OFF_GET] = "SELECT next_offset FROM consumer_offsets WHERE consumer=$1 AND topic=$2 AND partition=$3",
+    /* FOR UPDATE: inside a batch it fences the partition (a second member
+     * of the consumer group waits, then sees the moved offset). */
+    [S_OFF_GET] = "SELECT next_offset FROM consumer_offsets WHERE consumer=$1 AND topic=$2 AND partition=$3 FOR UPDATE",
     [S_OFF_SET] = "INSERT INTO consumer_offsets(consumer,topic,partition,next_offset) VALUES($1,$2,$3,$4)"
                   " ON CONFLICT(consumer,topic,partition) DO UPDATE SET next_offset=excluded.next_offset",
     [S_CNT_GET] = "SELECT value FROM counters WHERE name=$1",
@@ -369,6 +371,79 @@ static int pg_signals_clear(cs_store *st, int partition)
     const char *v[] = {ps};
     if (run_cmd(st, &p->w, S_SIG_CLR_HIST, 1, v, "signal history clear") < 0) return -1;
     return run_cmd(st, &p->w, S_SIG_CLR, 1, v, "signals clear") < 0 ? -1 : 0;
+}
+
+/* Snapshots are rare (every N batches, and at start) and binary: unprepared
+ * statements with a binary bytea parameter and binary results. */
+static PGresult *snap_exec(cs_store *st, struct pgconn *pc, const char *sql, int n, const char *const *v,
+                           const int *lens, const int *fmts, const char *what)
+{
+    if (ready(st, pc)) return NULL;
+    PGresult *r = PQexecParams(pc->c, sql, n, NULL, v, lens, fmts, 1);
+    ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        pfail(st, pc, r, what);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int pg_snapshot_put(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
+                           size_t len)
+{
+    struct pg *p = st->impl;
+    if (len > CS_SNAPSHOT_MAX) {
+        st->retriable = 0;
+        snprintf(st->errmsg, sizeof st->errmsg, "snapshot_put: %zu bytes is over the %zu-byte limit", len,
+                 CS_SNAPSHOT_MAX);
+        return -1;
+    }
+    char ps[16], ns[24], bs[24];
+    snprintf(ps, sizeof ps, "%d", partition);
+    snprintf(ns, sizeof ns, "%lld", (long long)next_offset);
+    snprintf(bs, sizeof bs, "%zu", len);
+    const char *v[] = {name, ps, ns, len ? (const char *)data : "", bs};
+    int lens[] = {0, 0, 0, (int)len, 0};
+    int fmts[] = {0, 0, 0, 1, 0};
+    PGresult *r = snap_exec(st, &p->w,
+                            "INSERT INTO state_snapshots(name,partition,next_offset,data,bytes)"
+                            " VALUES($1,$2::int,$3::bigint,$4::bytea,$5::bigint)"
+                            " ON CONFLICT(name,partition) DO UPDATE SET next_offset=excluded.next_offset,"
+                            "data=excluded.data,bytes=excluded.bytes,at=now()",
+                            5, v, lens, fmts, "snapshot_put");
+    if (!r) return -1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_snapshot_get(cs_store *st, const char *name, int partition, int64_t *next_offset, void **data,
+                           size_t *len)
+{
+    struct pg *p = st->impl;
+    *data = NULL;
+    *len = 0;
+    *next_offset = 0;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", partition);
+    const char *v[] = {name, ps};
+    /* binary results: the offset comes back as text (a text column's binary
+     * form is its bytes), the data as raw bytes */
+    PGresult *r = snap_exec(st, &p->w,
+                            "SELECT next_offset::text, data FROM state_snapshots WHERE name=$1 AND partition=$2::int",
+                            2, v, NULL, NULL, "snapshot_get");
+    if (!r) return -1;
+    if (PQntuples(r) == 0 || PQgetlength(r, 0, 1) == 0) { /* none, or cleared */
+        PQclear(r);
+        return 1;
+    }
+    *next_offset = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    size_t n = (size_t)PQgetlength(r, 0, 1);
+    *data = cs_malloc(n ? n : 1);
+    if (n) memcpy(*data, PQgetvalue(r, 0, 1), n);
+    *len = n;
+    PQclear(r);
+    return 0;
 }
 
 /* ---- reader side (any thread; one session behind a mutex) --------------- */
@@ -817,6 +892,8 @@ static const struct cs_store_ops postgres_ops = {
     .obj_insert = pg_obj_insert,
     .signal_set = pg_signal_set,
     .signals_clear = pg_signals_clear,
+    .snapshot_put = pg_snapshot_put,
+    .snapshot_get = pg_snapshot_get,
     .lead_get = pg_lead_get,
     .lead_list = pg_lead_list,
     .lead_count_by_owner = pg_by_owner,
@@ -876,7 +953,7 @@ static int exec_ok(PGconn *c, const char *sql, int nparams, const char *const *v
 static int migrate(PGconn *c, char *err, size_t errlen)
 {
     for (int i = 0; i < cs_postgres_migrations_count; i++) {
-        const struct cs_migration *m = &cs_postgres_migrations[i];
+        const struct cs_migration *m = cs_migration_nth(cs_postgres_migrations, cs_postgres_migrations_count, i);
         char ver[16];
         snprintf(ver, sizeof ver, "%d", m->version);
         const char *v[] = {ver, m->name};

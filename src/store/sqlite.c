@@ -374,6 +374,72 @@ static int sq_signals_clear(cs_store *st, int partition)
     return step_done(st, q->ws[W_SIG_CLR], "signals clear");
 }
 
+static int too_big(cs_store *st, size_t len)
+{
+    if (len <= CS_SNAPSHOT_MAX) return 0;
+    st->retriable = 0;
+    snprintf(st->errmsg, sizeof st->errmsg, "snapshot_put: %zu bytes is over the %zu-byte limit", len,
+             CS_SNAPSHOT_MAX);
+    return 1;
+}
+
+/* Snapshots are rare (every N batches, and at start): statements prepared per call. */
+static int sq_snapshot_put(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
+                           size_t len)
+{
+    struct sq *q = st->impl;
+    if (too_big(st, len)) return -1;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(q->w,
+                           "INSERT INTO state_snapshots(name,partition,next_offset,data,bytes) VALUES(?1,?2,?3,?4,?5)"
+                           " ON CONFLICT(name,partition) DO UPDATE SET next_offset=excluded.next_offset,"
+                           "data=excluded.data,bytes=excluded.bytes,at=strftime('%Y-%m-%dT%H:%M:%fZ','now')",
+                           -1, &s, NULL) != SQLITE_OK)
+        return fail(st, q->w, "snapshot_put");
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, partition);
+    sqlite3_bind_int64(s, 3, next_offset);
+    sqlite3_bind_blob64(s, 4, len ? data : "", (sqlite3_uint64)len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)len);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) fail(st, q->w, "snapshot_put");
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_snapshot_get(cs_store *st, const char *name, int partition, int64_t *next_offset, void **data,
+                           size_t *len)
+{
+    struct sq *q = st->impl;
+    *data = NULL;
+    *len = 0;
+    *next_offset = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(q->w, "SELECT next_offset,data FROM state_snapshots WHERE name=?1 AND partition=?2", -1,
+                           &s, NULL) != SQLITE_OK)
+        return fail(st, q->w, "snapshot_get");
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, partition);
+    int rc = sqlite3_step(s), ret;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 1) == 0) {
+        ret = 1; /* cleared */
+    } else if (rc == SQLITE_ROW) {
+        *next_offset = sqlite3_column_int64(s, 0);
+        const void *b = sqlite3_column_blob(s, 1);
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+        *data = cs_malloc(n ? n : 1);
+        if (n) memcpy(*data, b, n);
+        *len = n;
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = 1;
+    } else {
+        ret = fail(st, q->w, "snapshot_get");
+    }
+    sqlite3_finalize(s);
+    return ret;
+}
+
 /* Reader side: every read holds the reader mutex. */
 
 static int emit_rows(cs_store *st, sqlite3_stmt *s, int obj, cs_row_cb cb, void *arg, const char *what)
@@ -807,6 +873,8 @@ static const struct cs_store_ops sqlite_ops = {
     .obj_insert = sq_obj_insert,
     .signal_set = sq_signal_set,
     .signals_clear = sq_signals_clear,
+    .snapshot_put = sq_snapshot_put,
+    .snapshot_get = sq_snapshot_get,
     .obj_get = sq_obj_get,
     .obj_list = sq_obj_list,
     .signal_list = sq_signal_list,
@@ -841,7 +909,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
              err, errlen))
         return -1;
     for (int i = 0; i < cs_sqlite_migrations_count; i++) {
-        const struct cs_migration *m = &cs_sqlite_migrations[i];
+        const struct cs_migration *m = cs_migration_nth(cs_sqlite_migrations, cs_sqlite_migrations_count, i);
         sqlite3_stmt *s;
         sqlite3_prepare_v2(db, "SELECT 1 FROM schema_migrations WHERE version=?1", -1, &s, NULL);
         sqlite3_bind_int(s, 1, m->version);

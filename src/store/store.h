@@ -164,6 +164,10 @@ typedef struct cs_outbox_row {
 typedef int (*cs_outbox_cb)(const cs_outbox_row *row, void *arg);
 enum cs_outbox_report { CS_OUTBOX_DELIVERED, CS_OUTBOX_RETRY, CS_OUTBOX_DEAD, CS_OUTBOX_RELEASE };
 
+/* Largest state snapshot a store keeps (1 GiB: under PostgreSQL's bytea
+ * limit; a signals engine of 1,000,000 accounts snapshots to ~250 MB). */
+#define CS_SNAPSHOT_MAX ((size_t)1 << 30)
+
 struct cs_store_ops {
     const char *name;
     /* Pipeline (writer) side: one transaction per batch. */
@@ -205,6 +209,19 @@ struct cs_store_ops {
      * replay from the start recomputes it (`crmstream replay --rebuild`).
      * 0, or -1 on error. */
     int (*signals_clear)(cs_store *st, int partition);
+    /* State snapshots (e.g. name "signals": a partition's engine, in
+     * signals/snapshot.c's format), on the writer connection in the caller's
+     * transaction, so a snapshot commits atomically with the offsets it
+     * matches. next_offset: the first log offset NOT reflected in data.
+     * snapshot_put replaces the (name, partition) snapshot: 0 or -1; a put
+     * of len 0 clears it (`replay --rebuild`). snapshot_get: 0 found (*data
+     * is malloc'd, the caller frees it; *len > 0, *next_offset set), 1 none
+     * (or cleared), -1 error. A snapshot is at most
+     * CS_SNAPSHOT_MAX bytes (put refuses larger: -1, not retriable). */
+    int (*snapshot_put)(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
+                        size_t len);
+    int (*snapshot_get)(cs_store *st, const char *name, int partition, int64_t *next_offset, void **data,
+                        size_t *len);
 
     /* Reader side (any thread). */
     /* 0 found, 1 not found, -1 error. */

@@ -698,6 +698,60 @@ static void test_sqlite_integrity_after_kill9(void **state)
     assert_int_equal(audit_count(f->st, "account", "lost_1", &x), 0);
 }
 
+/* State snapshots: binary blobs (every byte value, NULs included) round
+ * trip with their offset per (name, partition), replace in place, commit
+ * with the offsets of the same transaction and vanish with its rollback. */
+static void test_state_snapshots(void **state)
+{
+    struct fx *f = fx_new(state);
+    cs_store *st = f->st;
+    int64_t off;
+    void *data;
+    size_t len;
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 0, &off, &data, &len), 1);
+    assert_null(data);
+    size_t n = 300000;
+    unsigned char *blob = cs_malloc(n);
+    for (size_t i = 0; i < n; i++) blob[i] = (unsigned char)(i * 131 + (i >> 8));
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 1234, blob, n), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 1, 7, "\0\1\0", 3), 0);
+    assert_int_equal(st->ops->offset_set(st, "pipeline", "events", 0, 1234), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 0, &off, &data, &len), 0);
+    assert_int_equal(off, 1234);
+    assert_int_equal(len, n);
+    assert_memory_equal(data, blob, n);
+    free(data);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 1, &off, &data, &len), 0);
+    assert_int_equal(off, 7);
+    assert_int_equal(len, 3);
+    assert_memory_equal(data, "\0\1\0", 3);
+    free(data);
+    assert_int_equal(st->ops->snapshot_get(st, "abuse", 0, &off, &data, &len), 1);
+    /* replaced in place (len 0 clears); a rolled-back put leaves the committed one */
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 2000, "", 0), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 3000, blob, 10), 0);
+    st->ops->rollback(st);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 0, &off, &data, &len), 1); /* len 0: cleared */
+    assert_null(data);
+    /* over the limit: refused with a message, not retriable */
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 1, blob, CS_SNAPSHOT_MAX + 1), -1);
+    assert_false(st->retriable);
+    assert_non_null(strstr(st->errmsg, "limit"));
+    /* survives a reopen (migration 6 applied once) */
+    st->ops->close(st);
+    f->st = st = reopen(f);
+    assert_non_null(st);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 1, &off, &data, &len), 0);
+    assert_int_equal(off, 7);
+    free(data);
+    free(blob);
+}
+
 static void test_open_rejects_unknown_store_specs(void **state)
 {
     (void)state;
@@ -714,7 +768,7 @@ static void test_open_rejects_unknown_store_specs(void **state)
     BOTH(test_pipeline_ops), BOTH(test_event_applied_twice_changes_nothing),                                  \
         BOTH(test_rollback_between_crm_write_and_offset), BOTH(test_upsert_audits_each_changed_field_with_cause), \
         BOTH(test_validation_names_the_field), BOTH(test_sql_metacharacters_round_trip),                     \
-        BOTH(test_signals_and_history), BOTH(test_lists_filters_and_cursor)
+        BOTH(test_signals_and_history), BOTH(test_lists_filters_and_cursor), BOTH(test_state_snapshots)
 
 static int pg_group_setup(void **state)
 {

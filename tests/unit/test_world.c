@@ -22,10 +22,12 @@
 static cs_world_opts opts(uint64_t seed, int accounts, int days)
 {
     return (cs_world_opts){.seed = seed, .accounts = accounts, .days = days, .end_us = END_US,
-                           .dup_share = 0.02, .ooo_share = 0.05, .late_share = 0.005, .invalid_share = 0.005};
+                           .dup_share = 0.02, .ooo_share = 0.05, .late_share = 0.005, .invalid_share = 0.005,
+                           .segment_share = 0.5};
 }
 
-/* The whole stream as one buffer (and counts). */
+/* The whole stream as one buffer (and counts): each event as the door it
+ * goes through will send it, with its perturbation flags. */
 static void stream(const cs_world_opts *o, cs_buf *out, long *n, long *invalid, long *dups)
 {
     cs_world *w = cs_world_new(o);
@@ -33,7 +35,9 @@ static void stream(const cs_world_opts *o, cs_buf *out, long *n, long *invalid, 
     cs_buf_init(&ev.json);
     *n = *invalid = *dups = 0;
     while (cs_world_next(w, &ev) == 0) {
-        cs_buf_add(out, ev.json.data, ev.json.len);
+        cs_buf_printf(out, "%d%d%d%d%d ", ev.segment, ev.duplicate, ev.ooo, ev.late, ev.invalid);
+        if (ev.segment) assert_int_equal(cs_world_to_segment(ev.json.data, ev.json.len, out), 0);
+        else cs_buf_add(out, ev.json.data, ev.json.len);
         cs_buf_adds(out, "\n");
         (*n)++;
         *invalid += ev.invalid;
@@ -60,6 +64,14 @@ static void test_same_seed_byte_identical(void **state)
     stream(&o, &c, &n3, &i3, &d3);
     assert_true(c.len != a.len || memcmp(a.data, c.data, a.len) != 0);
     assert_true(d1 > 0 && i1 > 0);
+    /* Both doors, every perturbation present. */
+    assert_non_null(strstr(a.data, "\n1")), assert_non_null(strstr(a.data, "\n0"));
+    assert_non_null(strstr(a.data, "{\"type\":\"track\""));
+    assert_non_null(strstr(a.data, "{\"type\":\"identify\""));
+    assert_non_null(strstr(a.data, "{\"type\":\"group\""));
+    long ooo = 0, late = 0;
+    for (const char *p = a.data; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) ooo += p[2] == '1', late += p[3] == '1';
+    assert_true(ooo > 0 && late > 0);
     cs_buf_free(&a), cs_buf_free(&b), cs_buf_free(&c);
 }
 
