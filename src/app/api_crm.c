@@ -227,6 +227,31 @@ static void new_event_id(char *out, size_t n)
 }
 
 /* POST (id in the body) or PUT (id in the path) of obj. */
+/* Append an admin event (its JSON; takes ev) to topic under key and
+ * answer 202 with its event id, the object id and its place in the log;
+ * 503 when the log refuses it. */
+static void append_admin(cs_app *app, const char *topic, const char *key, cJSON *ev, const char *eid, const char *id,
+                         const cs_http_req *req, cs_http_resp *resp)
+{
+    char *value = cJSON_PrintUnformatted(ev);
+    cJSON_Delete(ev);
+    cs_msg m = {.key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value),
+                .ts_us = req->received_us};
+    int rc = app->bus->ops->produce(app->bus, topic, &m, 1);
+    cJSON_free(value);
+    if (rc != 0) {
+        resp->retry_after = 1;
+        return cs_http_error(resp, 503, "log_unavailable", "the event log could not take the write; retry later",
+                             NULL);
+    }
+    resp->status = 202;
+    cs_buf_adds(&resp->body, "{\"event_id\":");
+    cs_buf_json_str(&resp->body, eid);
+    cs_buf_adds(&resp->body, ",\"id\":");
+    cs_buf_json_str(&resp->body, id);
+    cs_buf_printf(&resp->body, ",\"partition\":%d,\"offset\":%lld}", m.partition, (long long)m.offset);
+}
+
 static void write_object(cs_app *app, int obj, const char *path_id, const cs_http_req *req, cs_http_resp *resp)
 {
     const cs_objdef *d = &cs_objdefs[obj];
@@ -288,26 +313,10 @@ static void write_object(cs_app *app, int obj, const char *path_id, const cs_htt
     cJSON_AddStringToObject(ev, "timestamp", ts);
     cJSON_DeleteItemFromObjectCaseSensitive(body, "id");
     cJSON_AddItemToObject(ev, "properties", body); /* ev owns body now */
-    char *value = cJSON_PrintUnformatted(ev);
-    cJSON_Delete(ev);
     /* Accounts are keyed by account id like every account event (one
      * partition, in order); reps by "rep:<id>". */
     snprintf(key, sizeof key, "%s%s", obj == CS_OBJ_REP ? "rep:" : "", id);
-    cs_msg m = {.key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value),
-                .ts_us = req->received_us};
-    int rc = app->bus->ops->produce(app->bus, CS_TOPIC_EVENTS, &m, 1);
-    cJSON_free(value);
-    if (rc != 0) {
-        resp->retry_after = 1;
-        return cs_http_error(resp, 503, "log_unavailable", "the event log could not take the write; retry later",
-                             NULL);
-    }
-    resp->status = 202;
-    cs_buf_adds(&resp->body, "{\"event_id\":");
-    cs_buf_json_str(&resp->body, eid);
-    cs_buf_adds(&resp->body, ",\"id\":");
-    cs_buf_json_str(&resp->body, id);
-    cs_buf_printf(&resp->body, ",\"partition\":%d,\"offset\":%lld}", m.partition, (long long)m.offset);
+    append_admin(app, CS_TOPIC_EVENTS, key, ev, eid, id, req, resp);
 }
 
 /* ---- POST /api/v1/leads/{id}/accept -------------------------------------
@@ -357,26 +366,10 @@ void cs_api_lead_accept(void *a, const cs_http_req *req, cs_http_resp *resp)
     cJSON_AddStringToObject(ev, "object_id", l.id);
     cJSON_AddStringToObject(ev, "timestamp", ts);
     cJSON_AddItemToObject(ev, "properties", body); /* ev owns body */
-    char *value = cJSON_PrintUnformatted(ev);
-    cJSON_Delete(ev);
-    /* Keyed like the lead's event: "lead:<id>" (the leads lane reads it in order with the lead). */
-    char key[200];
-    snprintf(key, sizeof key, "lead:%s", l.id);
-    cs_msg m = {.key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value),
-                .ts_us = req->received_us};
-    rc = app->bus->ops->produce(app->bus, CS_TOPIC_EVENTS, &m, 1);
-    cJSON_free(value);
-    if (rc != 0) {
-        resp->retry_after = 1;
-        return cs_http_error(resp, 503, "log_unavailable", "the event log could not take the write; retry later",
-                             NULL);
-    }
-    resp->status = 202;
-    cs_buf_adds(&resp->body, "{\"event_id\":");
-    cs_buf_json_str(&resp->body, eid);
-    cs_buf_adds(&resp->body, ",\"id\":");
-    cs_buf_json_str(&resp->body, l.id);
-    cs_buf_printf(&resp->body, ",\"partition\":%d,\"offset\":%lld}", m.partition, (long long)m.offset);
+    /* Through the leads lane, which owns leads: applied in order with the
+     * lead's own events and SLA re-routes, by the one thread that writes
+     * leads. */
+    append_admin(app, CS_TOPIC_LEADS, l.id, ev, eid, l.id, req, resp);
 }
 
 /* ---- audit -------------------------------------------------------------- */

@@ -556,6 +556,11 @@ static int lane_apply(cs_worker *w, const cs_rec *rec, int write)
         cJSON_Delete(ev);
         return 0;
     }
+    if (cs_pipeline_admin_object(type) >= 0) { /* LeadAccepted (POST /api/v1/leads/{id}/accept) */
+        rc = write ? cs_pipeline_apply_admin(w->st, 0, rec, ev, &w->poison) : 0;
+        cJSON_Delete(ev);
+        return rc;
+    }
     /* The rules in force choose the routing policy (a matching rule's
      * route_lead action), else the config's routing.* policy. */
     cs_pipeline_rules r = {w->batch_rules, NULL, pl->abuse, pl->abuse_cd, pl->cfg};
