@@ -86,11 +86,18 @@ void cs_metrics_disable(int off)
     __atomic_store_n(&disabled, off, __ATOMIC_RELAXED);
 }
 
+static _Thread_local int muted; /* cs_metrics_mute_thread */
+
+void cs_metrics_mute_thread(int on)
+{
+    muted = on;
+}
+
 cs_series *cs_metric_series(cs_metric *m, const char *labels)
 {
     /* A family not registered yet (a component used without its init), or
      * collection switched off: no series, and every update is a no-op. */
-    if (!m || __atomic_load_n(&disabled, __ATOMIC_RELAXED)) return NULL;
+    if (!m || muted || __atomic_load_n(&disabled, __ATOMIC_RELAXED)) return NULL;
     if (!labels) labels = "";
     size_t n = __atomic_load_n(&m->nseries, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < n; i++)
@@ -114,7 +121,7 @@ cs_series *cs_metric_series(cs_metric *m, const char *labels)
 
 void cs_counter_add(cs_series *s, uint64_t n)
 {
-    if (!s) return;
+    if (!s || muted) return;
     __atomic_add_fetch(&s->count, n, __ATOMIC_RELAXED);
 }
 
@@ -134,13 +141,13 @@ static double bitsd(uint64_t u)
 
 void cs_gauge_set(cs_series *s, double v)
 {
-    if (!s) return;
+    if (!s || muted) return;
     __atomic_store_n(&s->gauge_bits, dbits(v), __ATOMIC_RELAXED);
 }
 
 void cs_hist_observe(cs_series *s, double v)
 {
-    if (!s) return;
+    if (!s || muted) return;
     const cs_metric *m = s->m;
     size_t b = 0;
     while (b < m->nbounds && v > m->bounds[b]) b++;

@@ -87,7 +87,25 @@ struct cs_pipeline {
     int             *owned;
     int              lane_owned;
     int              grouped;
+    /* ---- dry run (cs_pipeline_start_dry: the backtest) ----
+     * Applies into a scratch store up to fixed end offsets, then its
+     * threads exit: no group offsets (bus commit), no consumer group
+     * (join), no lag collectors, no metrics from its threads. */
+    int              dry;
+    int64_t         *dry_end;   /* per `events` partition */
+    int64_t          dry_lane_end;
+    int              dry_finished; /* threads that reached their ends */
 };
+
+/* Dry run: the end a worker may read up to (the bus's end, capped by the
+ * dry run's fixed end offsets). */
+static int64_t avail_end(cs_pipeline *pl, const char *topic, int p)
+{
+    int64_t end = pl->bus->ops->end_offset(pl->bus, topic, p);
+    if (!pl->dry) return end;
+    int64_t cap = strcmp(topic, CS_TOPIC_LEADS) == 0 ? pl->dry_lane_end : pl->dry_end[p];
+    return end < cap ? end : cap;
+}
 
 /* Ingest times of the leads routed in the current batch, observed as the
  * ingest -> routed latency once the batch commits (bounded: the rest of a
@@ -641,7 +659,13 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
             }
         }
         struct fetch_ctx c = {w, p, next[i], 0, 0, total, t0 + pl->cfg->pipeline_batch_max_ms * 1000};
-        int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], budget - total, on_rec, &c);
+        size_t max = budget - total;
+        if (pl->dry) { /* dry run: never past its end offsets */
+            int64_t left = avail_end(pl, topic, p) - next[i];
+            if (left <= 0) continue;
+            if ((uint64_t)left < max) max = (size_t)left;
+        }
+        int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], max, on_rec, &c);
         if (n < 0 || c.failed) {
             failed = c.failed ? c.failed : -1;
             goto fail;
@@ -665,7 +689,7 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         /* The store's offsets are authoritative; the bus's group offsets
          * let retention know what the pipeline consumed (and feed lag
          * monitoring). Best effort: a failure only delays retention. */
-        if (next[i] != old && pl->bus->ops->commit) pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, topic, p, next[i]);
+        if (next[i] != old && pl->bus->ops->commit && !pl->dry) pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, topic, p, next[i]);
         if (w->lane) __atomic_store_n(&pl->lane_next, next[i], __ATOMIC_RELAXED);
         else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELAXED);
     }
@@ -682,10 +706,10 @@ fail:
 static int has_work(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
-    if (w->lane) return pl->lane_owned && pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next;
+    if (w->lane) return pl->lane_owned && avail_end(pl, CS_TOPIC_LEADS, 0) > pl->lane_next;
     for (int i = 0; i < w->nparts; i++)
         if (pl->owned[w->parts[i]] &&
-            pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
+            avail_end(pl, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
             return 1;
     return 0;
 }
@@ -734,6 +758,7 @@ static void *worker(void *arg)
     cs_pipeline *pl = w->pl;
     uint64_t seen = 0;
     int backoff_ms = 10;
+    if (pl->dry) cs_metrics_mute_thread(1); /* a dry run shows in no metric */
     while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE)) {
             seen = pl->bus->ops->wait(pl->bus, seen, 200);
@@ -745,6 +770,10 @@ static void *worker(void *arg)
         if (n > 0) {
             backoff_ms = 10;
             continue;
+        }
+        if (n == 0 && pl->dry) { /* dry run: idle means at its end offsets */
+            __atomic_add_fetch(&pl->dry_finished, 1, __ATOMIC_ACQ_REL);
+            break;
         }
         if (n == CS_PIPELINE_POISON) continue; /* retried at once, without its effects */
         if (n < 0) {
@@ -830,6 +859,7 @@ int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen)
         cs_rules_opts opts = {.roots = roots};
         rs = cs_rules_load_file(path, &opts, err, errlen);
         if (!rs) {
+            if (pl->dry) return -1; /* a candidate file: the caller reports it */
             cs_metric_inc(cs_m.rules_reloads, "result=\"failed\"", 1);
             cs_error("rules", "rules not loaded: the previous rules keep running", "\"file\":\"%s\"", path);
             return -1;
@@ -840,6 +870,7 @@ int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen)
     pl->rules = rs;
     pthread_mutex_unlock(&pl->rules_mu);
     cs_ruleset_unref(old);
+    if (pl->dry) return 0;
     cs_metric_inc(cs_m.rules_reloads, "result=\"ok\"", 1);
     cs_info("rules", rs ? "rules loaded" : "no rules file: no rules", "\"file\":\"%s\",\"rules\":%zu", path,
             rs ? cs_ruleset_count(rs) : (size_t)0);
@@ -906,13 +937,20 @@ int cs_pipeline_workers(const cs_config *cfg, int partitions)
     return (int)(n < partitions ? n : partitions);
 }
 
-cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
+static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const int64_t *events_end,
+                          int64_t leads_end, char *err, size_t errlen)
 {
     cs_metrics_catalog_init();
     cs_pipeline *pl = cs_calloc(1, sizeof *pl);
     pl->bus = bus;
     pl->st = st;
     pl->cfg = cfg;
+    if (events_end) { /* dry run */
+        pl->dry = 1;
+        pl->dry_end = cs_malloc((size_t)bus->partitions * sizeof *pl->dry_end);
+        memcpy(pl->dry_end, events_end, (size_t)bus->partitions * sizeof *pl->dry_end);
+        pl->dry_lane_end = leads_end;
+    }
     pl->next = cs_calloc((size_t)bus->partitions, sizeof *pl->next);
     pl->sig = cs_calloc((size_t)bus->partitions, sizeof *pl->sig);
     pl->cooldown = cs_calloc((size_t)bus->partitions, sizeof *pl->cooldown);
@@ -921,7 +959,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     pthread_rwlock_init(&pl->batch_lock, NULL);
     pl->nw = cs_pipeline_workers(cfg, bus->partitions);
     pl->owned = cs_calloc((size_t)bus->partitions, sizeof *pl->owned);
-    pl->grouped = bus->ops->join != NULL;
+    pl->grouped = bus->ops->join != NULL && !pl->dry; /* a dry run owns every partition */
     for (int p = 0; p < bus->partitions && !pl->grouped; p++) pl->owned[p] = 1;
     pl->lane_owned = !pl->grouped;
     pl->w = cs_calloc((size_t)pl->nw + 1, sizeof *pl->w);
@@ -997,6 +1035,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             goto fail;
         }
     }
+    if (pl->dry) return pl; /* no lag collectors: the real pipeline's */
     cs_info("pipeline", "started", "\"workers\":%d,\"partitions\":%d,\"leads_lane\":true,\"consumer_group\":%s",
             pl->nw, bus->partitions, pl->grouped ? "true" : "false");
     cs_metric_collector("kafka_consumergroup_lag", "Records in the log not yet committed by the consumer group.",
@@ -1009,15 +1048,34 @@ fail:
     free_engines(pl);
     free(pl->next);
     free(pl->owned);
+    free(pl->dry_end);
     free(pl);
     return NULL;
+}
+
+cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
+{
+    return start(bus, st, cfg, NULL, 0, err, errlen);
+}
+
+cs_pipeline *cs_pipeline_start_dry(cs_bus *bus, cs_store *st, const cs_config *cfg, const int64_t *events_end,
+                                   int64_t leads_end, char *err, size_t errlen)
+{
+    return start(bus, st, cfg, events_end, leads_end, err, errlen);
+}
+
+int cs_pipeline_dry_done(cs_pipeline *pl)
+{
+    return __atomic_load_n(&pl->dry_finished, __ATOMIC_ACQUIRE) == pl->nw + 1;
 }
 
 void cs_pipeline_stop(cs_pipeline *pl)
 {
     if (!pl) return;
-    cs_metric_collector("kafka_consumergroup_lag", "", "gauge", NULL, NULL);
-    cs_metric_collector("crmstream_consumer_lag_records", "", "gauge", NULL, NULL);
+    if (!pl->dry) { /* a dry run registered none (and must not drop the real ones) */
+        cs_metric_collector("kafka_consumergroup_lag", "", "gauge", NULL, NULL);
+        cs_metric_collector("crmstream_consumer_lag_records", "", "gauge", NULL, NULL);
+    }
     if (pl->grouped && pl->bus->ops->leave) {
         /* Revokes everything (after the in-flight batches commit) and lets
          * the other members take over at once. */
@@ -1032,6 +1090,7 @@ void cs_pipeline_stop(cs_pipeline *pl)
     free_engines(pl);
     free(pl->next);
     free(pl->owned);
+    free(pl->dry_end);
     free(pl);
 }
 
