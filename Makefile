@@ -22,7 +22,8 @@ DEPS_PKGS := gcc clang make pkg-config libmicrohttpd-dev libcjson-dev libzstd-de
              libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev libxxhash-dev \
              libcmocka-dev libcurl4-openssl-dev redis-server \
              sqlite3 curl jq prometheus tmux wrk valgrind libpq-dev postgresql \
-             librdkafka-dev openjdk-17-jre-headless maven
+             librdkafka-dev openjdk-17-jre-headless maven \
+             libjson-c-dev libjansson-dev libyajl-dev libjsmn-dev
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -50,6 +51,9 @@ $(BUILD)/tests/%: tests/%.c $(LIBOBJ)
 $(BUILD)/bench/%: bench/%.c $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBOBJ) $(LDLIBS)
+
+# The JSON libraries compared with cJSON (docs/decisions.md "JSON"): bench only.
+$(BUILD)/bench/ingest_json: LDLIBS += -ljansson -lyajl -ldl
 
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \

@@ -20,6 +20,12 @@
 #  3. the peer: the same events XADDed to a Redis 7 stream (redis-server
 #     started here on a free port, appendonly yes, appendfsync always),
 #     pipelined 100 per round trip over C connections, for D s.
+#  4. (once, besides the medians) the same wrk run with the pipeline paused
+#     (POST /api/v1/pipeline/pause): ingest's own cost without the pipeline's
+#     store writes on the same two cores. Reported apart, never as events_per_s.
+#  0. (first) build/bench/ingest_json: CPU ns per event of the validate path
+#     (cs_ingest_segment, log stubbed) and of parsing alone with each JSON
+#     library tried (docs/decisions.md "JSON").
 # Last line: one JSON object (events_per_s, single_p50_ms, single_p99_ms,
 # redis_events_per_s, ratio_vs_redis, ...). BENCH_QUICK=1: under a minute.
 #
@@ -29,6 +35,7 @@ set -euo pipefail
 BUILD=${BUILD:-build}
 BIN="$PWD/$BUILD/crmstream"
 GEN="$PWD/$BUILD/bench/ingest_paced"
+JB="$PWD/$BUILD/bench/ingest_json"
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then D=4; R=${BENCH_REPS:-2}; else D=10; R=${BENCH_REPS:-3}; fi
 C=${BENCH_CONNS:-8}
@@ -38,6 +45,7 @@ BASE=${BENCH_TMPDIR:-/var/tmp}
 die() { echo "ingest.sh: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "$BIN not built (make)"
 [ -x "$GEN" ] || die "$GEN not built (make $BUILD/bench/ingest_paced)"
+[ -x "$JB" ] || die "$JB not built (make $BUILD/bench/ingest_json)"
 for t in wrk redis-server redis-cli; do command -v $t >/dev/null || die "$t not installed (make deps)"; done
 
 TMP=$(mktemp -d "$BASE/crmstream-bench-ingest.XXXXXX")
@@ -92,6 +100,12 @@ RESULTS="$TMP/results"; : >"$RESULTS"
 kv() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
 echo "ingest.sh: $(nproc) vCPU, $FSTYPE at $BASE, D=${D}s x $R runs, $C connections, quick=$QUICK" >&2
+# 0. CPU cost of the validate path and of the JSON parsers alone.
+jp=$("$JB" path -n "$([ "$QUICK" = 1 ] && echo 50 || echo 200)") || die "ingest_json path failed"
+jl=$("$JB" parsers -n "$([ "$QUICK" = 1 ] && echo 50 || echo 200)") || die "ingest_json parsers failed"
+PATH_NS=$(kv ns_per_event "$jp")
+pns() { sed -n "s/^parser $1 ns_per_event=\([0-9]*\).*/\1/p" <<<"$jl"; }
+echo "  validate path (cs_ingest_segment, log stubbed): $PATH_NS ns/event CPU; parse+free alone: cJSON $(pns cjson), json-c $(pns jsonc), jansson $(pns jansson), yajl $(pns yajl), jsmn (tokens only) $(pns jsmn_tokens_only), strict syntax pass $(pns syntax_pass) ns/event" >&2
 start_redis
 for r in $(seq 1 "$R"); do
   start_server
@@ -116,6 +130,18 @@ for r in $(seq 1 "$R"); do
   echo "$eps $(kv p50_ms "$p") $(kv p99_ms "$p") $(kv eps "$q") $bp99 $(kv rate "$p")" >>"$RESULTS"
 done
 
+# 4. Once: the throughput run with the pipeline paused (ingest alone).
+start_server
+curl -sf -X POST "http://$ADDR/api/v1/pipeline/pause" >/dev/null || die "could not pause the pipeline"
+out=$(RUN=$((R + 1)) BATCH=100 wrk -t2 -c"$C" -d"${D}s" --latency -s bench/ingest_segment.lua "http://$ADDR/v1/batch" 2>&1)
+okn=$(sed -n 's/^statuses ok=\([0-9]*\) non200=.*/\1/p' <<<"$out")
+bad=$(sed -n 's/^statuses ok=[0-9]* non200=\([0-9]*\)/\1/p' <<<"$out")
+[ "$bad" = 0 ] || { echo "$out" >&2; die "wrk saw $bad non-200 answers (pipeline paused)"; }
+secs=$(awk '/requests in/ {v=$4; sub(/,$/, "", v); if (v ~ /ms$/) {sub(/ms$/, "", v); v/=1000} else if (v ~ /m$/) {sub(/m$/, "", v); v*=60} else sub(/s$/, "", v); print v}' <<<"$out")
+PAUSED_EPS=$(awk -v n="$okn" -v s="$secs" 'BEGIN {printf "%.0f", n * 100 / s}')
+echo "  pipeline paused: /v1/batch x100: $PAUSED_EPS events/s (ingest alone; not the headline)" >&2
+stop_pid "$SRV"; SRV=""
+
 med() { awk -v f="$1" '{print $f}' "$RESULTS" | sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 EPS=$(printf '%.0f' "$(med 1)"); P50=$(med 2); P99=$(med 3); REPS_=$(printf '%.0f' "$(med 4)"); BP99=$(med 5); PRATE=$(printf '%.0f' "$(med 6)")
 RATIO=$(awk -v a="$EPS" -v b="$REPS_" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
@@ -127,6 +153,7 @@ echo "($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) vCPU shared with the load generator
 printf '%-44s %12s\n' "crmstream events/s (validated, deduped, durable)" "$EPS" \
   "redis XADD events/s (appendfsync always, P100)" "$REPS_" \
   "ratio crmstream / redis" "$RATIO" "single-event p50 ms at $RATE/s" "$P50" "single-event p99 ms at $RATE/s" "$P99" \
-  "batch request p99 ms (wrk, closed loop)" "$BP99"
+  "batch request p99 ms (wrk, closed loop)" "$BP99" \
+  "events/s with the pipeline paused (1 run)" "$PAUSED_EPS" "validate path CPU ns/event (no HTTP/fsync)" "$PATH_NS"
 echo "targets: >= 300000 events/s: $MET_T; single p99 <= 2 ms: $MET_L"
-echo "{\"bench\":\"ingest\",\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"quick\":$QUICK,\"runs\":$R,\"nproc\":$(nproc),\"fs\":\"$FSTYPE\",\"connections\":$C,\"events_per_s\":$EPS,\"single_rate\":$PRATE,\"single_p50_ms\":$P50,\"single_p99_ms\":$P99,\"batch_p99_ms\":$BP99,\"redis_events_per_s\":$REPS_,\"ratio_vs_redis\":$RATIO,\"target_events_per_s\":300000,\"target_single_p99_ms\":2,\"events_target_met\":$MET_T,\"p99_target_met\":$MET_L}"
+echo "{\"bench\":\"ingest\",\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"quick\":$QUICK,\"runs\":$R,\"nproc\":$(nproc),\"fs\":\"$FSTYPE\",\"connections\":$C,\"events_per_s\":$EPS,\"single_rate\":$PRATE,\"single_p50_ms\":$P50,\"single_p99_ms\":$P99,\"batch_p99_ms\":$BP99,\"redis_events_per_s\":$REPS_,\"events_per_s_pipeline_paused\":$PAUSED_EPS,\"path_ns_per_event\":$PATH_NS,\"parse_ns_per_event\":{\"cjson\":$(pns cjson),\"jsonc\":$(pns jsonc),\"jansson\":$(pns jansson),\"yajl\":$(pns yajl),\"jsmn_tokens_only\":$(pns jsmn_tokens_only),\"syntax_pass\":$(pns syntax_pass)},\"fsync\":\"always\",\"http_threads\":\"per-connection\",\"ratio_vs_redis\":$RATIO,\"target_events_per_s\":300000,\"target_single_p99_ms\":2,\"events_target_met\":$MET_T,\"p99_target_met\":$MET_L}"

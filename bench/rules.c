@@ -17,8 +17,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
+#include "core/config.h"
 #include "core/util.h"
+#include "routing/router.h"
 #include "rules/rules.h"
+#include "store/store.h"
 
 #define NRULES  100
 #define NEVENTS 1024
@@ -137,10 +142,130 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static double pct(double *v, long n, double q)
+{
+    qsort(v, (size_t)n, sizeof v[0], cmp_d);
+    long i = (long)(q * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+static const char *const zones[] = {"Europe/Berlin", "Europe/London", "America/New_York", "America/Chicago",
+                                    "America/Los_Angeles", "Asia/Tokyo", "Asia/Singapore", "Australia/Sydney"};
+static const char *const countries[] = {"DE", "FR", "GB", "US", "CA", "BR", "JP", "SG", "AU", "NL"};
+
+/* n decisions on a store holding nreps rep objects (0: the config's 3 reps,
+ * round robin); lat_us[] gets the store-path latency of each, pure_us[] (may
+ * be NULL) the pure decision's. 0 or -1. */
+static int route_run(int nreps, long n, double *lat_us, double *pure_us)
+{
+    char dir[64], spec[128], err[512];
+    snprintf(dir, sizeof dir, "/tmp/crmstream-bench-routing-XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    snprintf(spec, sizeof spec, "sqlite:%s/crm.sqlite", dir);
+    cs_store *st = cs_store_open(spec, dir, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "rules: %s\n", err);
+        return -1;
+    }
+    cs_config cfg;
+    cs_config_defaults(&cfg);
+    if (nreps == 0 && cs_config_load_string(&cfg, "bench.yaml",
+                                            "routing:\n  reps:\n    - {id: rep_ada}\n    - {id: rep_grace}\n"
+                                            "    - {id: rep_linus}\n",
+                                            err, sizeof err))
+        return -1;
+    cs_cause cause = {"bench", 0, 0, "api", "2026-11-30T00:00:00.000Z"};
+    st->ops->begin(st);
+    for (int i = 0; i < nreps; i++) {
+        char id[32], terr[160], cap[16], w[16], pools[64];
+        static const char *const regions[] = {"emea", "amer", "apac"};
+        snprintf(id, sizeof id, "rep_%03d", i);
+        snprintf(pools, sizeof pools, "[\"%s\",\"all\"]", regions[i % 3]);
+        snprintf(terr, sizeof terr, "{\"regions\":[\"%s\"]%s}", regions[i % 3],
+                 i % 4 == 0 ? ",\"segments\":[\"mid\",\"enterprise\"]" : "");
+        snprintf(cap, sizeof cap, "%d", 20 + i % 30);
+        snprintf(w, sizeof w, "%d", 1 + i % 4);
+        cs_kv kv[] = {{"name", id},           {"pools", pools}, {"territory", terr},
+                      {"capacity", cap},      {"weight", w},    {"timezone", zones[i % 8]},
+                      {"working_hours", "{\"weekdays\":\"08:00-18:00\"}"}, {"out_of_office", i % 17 == 0 ? "1" : "0"}};
+        if (st->ops->obj_upsert(st, CS_OBJ_REP, id, kv, 8, &cause) < 0) return -1;
+    }
+    if (st->ops->commit(st)) return -1;
+    cs_route_policy p;
+    if (nreps) {
+        memset(&p, 0, sizeof p);
+        snprintf(p.rule_id, sizeof p.rule_id, "bench");
+        p.strategy = CS_RS_WEIGHTED_ROUND_ROBIN;
+        p.territory = 1;
+        p.working_hours = 1;
+        p.max_open_leads = 40;
+        cs_route_policy_normalise(&p);
+    } else {
+        cs_route_policy_from_config(&cfg, &p);
+    }
+    static cs_route_result r, r2;
+    static cs_lead l;
+    cs_route_reps reps = {0};
+    int64_t t0;
+    cs_parse_time("2026-11-30T14:00:00Z", &t0);
+    int rc = 0;
+    for (long i = 0; i < n && rc == 0; i++) {
+        if (i % 100 == 0 && st->ops->begin(st)) rc = -1;
+        memset(&l, 0, sizeof l);
+        snprintf(l.id, sizeof l.id, "ld_%ld", i);
+        snprintf(l.event_id, sizeof l.event_id, "ev_%ld", i);
+        snprintf(l.email, sizeof l.email, "p%ld@company%ld.example", i, i % 5000);
+        snprintf(l.country, sizeof l.country, "%s", countries[i % 10]);
+        snprintf(l.created_at, sizeof l.created_at, "2026-11-30T14:00:00Z");
+        l.employee_count = (i * 37) % 3000;
+        int64_t now = t0 + i * 1000;
+        double a = now_ns();
+        if (cs_route_lead_store(st, &cfg, &p, &l, now, NULL, 0, &r)) rc = -1;
+        lat_us[i] = (now_ns() - a) / 1000.0;
+        if (pure_us && rc == 0) {
+            /* the pure decision over the same reps (loaded outside the timer) */
+            if (cs_route_reps_load(st, &cfg, &reps, 1)) rc = -1;
+            cs_route_lead lead = {.id = l.id, .email = l.email, .domain = l.domain, .country = l.country,
+                                  .region = cs_route_region(l.country), .segment = cs_route_segment(l.employee_count),
+                                  .employee_count = l.employee_count};
+            a = now_ns();
+            cs_route_decide(&p, &lead, reps.v, reps.n, now, 0, NULL, 0, &r2);
+            pure_us[i] = (now_ns() - a) / 1000.0;
+        }
+        cs_fmt_time_ms(now, l.routed_at, sizeof l.routed_at);
+        if (rc == 0 && (st->ops->lead_insert(st, &l) < 0 || cs_route_commit(st, &p, &r))) rc = -1;
+        if (rc == 0 && (i % 100 == 99 || i == n - 1) && st->ops->commit(st)) rc = -1;
+    }
+    if (rc) fprintf(stderr, "rules: routing bench: %s\n", st->errmsg);
+    cs_route_reps_free(&reps);
+    st->ops->close(st);
+    cs_config_free(&cfg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) return -1;
+    return rc;
+}
+
+static int route_bench(long n)
+{
+    double *lat = cs_malloc((size_t)n * sizeof *lat), *pure = cs_malloc((size_t)n * sizeof *pure),
+           *rr = cs_malloc((size_t)n * sizeof *rr);
+    if (route_run(200, n, lat, pure) || route_run(0, n, rr, NULL)) return -1;
+    printf("route_reps=200\nroute_decisions=%ld\n", n);
+    printf("route_p50_us=%.1f\nroute_p99_us=%.1f\n", pct(lat, n, 0.50), pct(lat, n, 0.99));
+    printf("route_decide_p50_us=%.1f\nroute_decide_p99_us=%.1f\n", pct(pure, n, 0.50), pct(pure, n, 0.99));
+    printf("route_rr3_p50_us=%.1f\nroute_rr3_p99_us=%.1f\n", pct(rr, n, 0.50), pct(rr, n, 0.99));
+    free(lat);
+    free(pure);
+    free(rr);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long nev = argc > 1 ? atol(argv[1]) : 200000;
     int reps = argc > 2 ? atoi(argv[2]) : 3;
+    long routes = argc > 3 ? atol(argv[3]) : 0;
     if (nev < NEVENTS || reps < 1 || reps > 50) {
         fprintf(stderr, "usage: rules [EVENTS >= %d] [REPS 1..50]\n", NEVENTS);
         return 2;
@@ -228,5 +353,6 @@ int main(int argc, char **argv)
     cs_ruleset_unref(rs);
     for (int i = 0; i < NRULES; i++) free(rule_src[i]);
     cs_buf_free(&y);
+    if (routes > 0 && route_bench(routes)) return 1;
     return 0;
 }

@@ -1,13 +1,16 @@
 /*
  * bench/signals — the signals engine (src/signals/signals.h): updates per
  * second per core with events pre-decoded (parsing excluded), bytes per
- * account, the daily sweep's cost, and replay throughput with JSON parsing
- * included (cJSON parse + cs_sig_decode + apply), each beside its peer in
- * the same run:
+ * account, the daily sweep's cost, snapshot size and time, and replay
+ * throughput with parsing included, each beside its peer in the same run:
  *   - updates: a naive engine that keeps every account's events in a list and
  *     recomputes the 7-day / 28-day windows and the decayed score by
  *     rescanning it on every event (what "recompute on read" designs do);
- *   - replay: cJSON parse + free alone, the ceiling any cJSON replay can reach.
+ *   - replay: read from an embedded log (src/log, written before the clock
+ *     starts, page cache warm) + the fast decoder (cs_sig_decode_json) +
+ *     batched apply (cs_sig_feed), the rebuild path; beside it the same from
+ *     memory, the cJSON path (cJSON_Parse + cs_sig_decode + one apply per
+ *     event) and cJSON parse alone, the ceiling any cJSON replay can reach.
  *
  *   signals [-a accounts,...] [-n events] [-d days] [-r replay_events]
  *           [-t replay_threads] [-N naive_events]
@@ -22,10 +25,15 @@
  * engine is one partition), collecting the changes; the first size is also
  * run with one cs_sig_apply call per event (no prefetching) for reference.
  *
+ * Each size also times a snapshot of its engine (cs_sig_snapshot) and its
+ * restore (cs_sig_restore), and prints the snapshot's bytes per account.
+ *
  * Replay: -r canonical JSON events (default 2,000,000, the simulator's
- * shapes, ~230 bytes) over the first accounts size; 1 thread, then -t
- * threads (default 2: partitions are shared-nothing, each thread replays
- * its own partitions into its own engine, as a rebuild does).
+ * shapes, ~280 bytes) over the first accounts size; from the log on 1
+ * thread, then on -t threads (default 2) over a topic of -t partitions
+ * keyed by account (partitions are shared-nothing: each thread replays its
+ * partition into its own engine, as a rebuild does); replay_events_per_s is
+ * the -t thread figure.
  *
  * Output: a table on stdout; the last line is one JSON object.
  */
@@ -41,7 +49,10 @@
 #include <cjson/cJSON.h>
 
 #include "core/util.h"
+#include "core/config.h"
+#include "log/log.h"
 #include "signals/decode.h"
+#include "signals/feed.h"
 #include "signals/signals.h"
 
 #define DAY_US  86400000000LL
@@ -210,13 +221,25 @@ static char **make_json(const ids *x, size_t n, int days, size_t *bytes)
     return js;
 }
 
+/* Replay modes: the cJSON path (parse a tree, cs_sig_decode, one apply per
+ * event: the peer), cJSON parse alone (the ceiling of any cJSON replay), and
+ * the fast path from memory (cs_sig_feed: cs_sig_decode_json + batched apply). */
+enum { R_CJSON, R_PARSE_ONLY, R_FEED };
+
 struct rjob {
     char         **js;
     size_t         n;
     int            part, parts;
-    int            parse_only;
+    int            mode;
     uint64_t       done;
 };
+
+static int part_of(const char *s, int parts)
+{
+    const char *a = strstr(s, "\"account_id\":\"") + 14;
+    const char *end = strchr(a, '"');
+    return (int)(cs_sig_hash(a, (size_t)(end - a)) % (uint64_t)parts);
+}
 
 static void *replay_thread(void *arg)
 {
@@ -224,19 +247,21 @@ static void *replay_thread(void *arg)
     cs_sig_config cfg;
     cs_sig_config_defaults(&cfg);
     char err[200];
-    cs_sig_engine *e = j->parse_only ? NULL : cs_sig_engine_new(&cfg, err, sizeof err);
+    cs_sig_engine *e = j->mode == R_PARSE_ONLY ? NULL : cs_sig_engine_new(&cfg, err, sizeof err);
     cs_sig_changes ch;
     cs_sig_changes_init(&ch);
+    cs_sig_feed f;
+    if (j->mode == R_FEED) cs_sig_feed_init(&f, e);
     for (size_t i = 0; i < j->n; i++) {
         const char *s = j->js[i];
-        if (j->parts > 1) {
-            /* this thread's partitions: the account id decides, as the bus key does */
-            const char *a = strstr(s, "\"account_id\":\"") + 14;
-            const char *end = strchr(a, '"');
-            if ((int)(cs_sig_hash(a, (size_t)(end - a)) % (uint64_t)j->parts) != j->part) continue;
+        /* this thread's partitions: the account id decides, as the bus key does */
+        if (j->parts > 1 && part_of(s, j->parts) != j->part) continue;
+        if (j->mode == R_FEED) {
+            cs_sig_feed_add(&f, s, strlen(s));
+            continue;
         }
         cJSON *o = cJSON_Parse(s);
-        if (!j->parse_only) {
+        if (j->mode == R_CJSON) {
             cs_sig_event ev;
             if (cs_sig_decode(o, &ev) == 0 && cs_sig_apply(e, &ev, &ch) == CS_SIG_OK) j->done++;
             if (ch.n > 4096) cs_sig_changes_reset(&ch);
@@ -245,19 +270,24 @@ static void *replay_thread(void *arg)
         }
         cJSON_Delete(o);
     }
+    if (j->mode == R_FEED) {
+        cs_sig_feed_flush(&f, NULL);
+        j->done = f.applied;
+        cs_sig_feed_free(&f);
+    }
     cs_sig_changes_free(&ch);
     cs_sig_engine_free(e);
     return NULL;
 }
 
 /* Events per second over threads; *applied gets the events applied. */
-static double replay(char **js, size_t n, int threads, int parse_only, uint64_t *applied)
+static double replay(char **js, size_t n, int threads, int mode, uint64_t *applied)
 {
     pthread_t th[64];
     struct rjob jobs[64];
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (struct rjob){js, n, t, threads, parse_only, 0};
+        jobs[t] = (struct rjob){js, n, t, threads, mode, 0};
         pthread_create(&th[t], NULL, replay_thread, &jobs[t]);
     }
     uint64_t done = 0;
@@ -267,6 +297,118 @@ static double replay(char **js, size_t n, int threads, int parse_only, uint64_t 
     }
     double secs = now_s() - t0;
     if (applied) *applied = done;
+    return (double)n / secs;
+}
+
+/* ---- replay from the embedded log: read + fast decode + batched apply ------ */
+
+struct ljob {
+    cs_topic *lg;
+    int       part;
+    uint64_t  done;
+    double    cpu_s;  /* the thread's CPU time: load-independent where wall time is not */
+};
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int on_log_rec(const cs_rec *rec, void *arg)
+{
+    cs_sig_feed_add(arg, rec->value, rec->value_len);
+    return 0;
+}
+
+static void *log_thread(void *arg)
+{
+    struct ljob *j = arg;
+    cs_sig_config cfg;
+    cs_sig_config_defaults(&cfg);
+    char err[200];
+    cs_sig_engine *e = cs_sig_engine_new(&cfg, err, sizeof err);
+    cs_sig_feed f;
+    cs_sig_feed_init(&f, e);
+    double c0 = thread_cpu_s();
+    int64_t from = 0, end = cs_topic_end(j->lg, j->part);
+    while (from < end) {
+        int n = cs_topic_read(j->lg, j->part, from, 4096, on_log_rec, &f);
+        if (n <= 0) break;
+        from += n;
+    }
+    cs_sig_feed_flush(&f, NULL);
+    j->cpu_s = thread_cpu_s() - c0;
+    j->done = f.applied;
+    cs_sig_feed_free(&f);
+    cs_sig_engine_free(e);
+    return NULL;
+}
+
+/* Writes the events into a new topic of `threads` partitions (keyed by
+ * account, before the clock), then replays each partition on its thread. */
+static double replay_log(char **js, size_t n, int threads, uint64_t *applied, double *log_mb, double *per_cpu_s)
+{
+    char dir[] = "/tmp/crmstream-bench-signals-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = threads;
+    o.fsync_policy = CS_FSYNC_NEVER;
+    o.preallocate = 0;
+    char err[256];
+    cs_topic *lg = cs_topic_open(dir, &o, err, sizeof err);
+    if (!lg) {
+        fprintf(stderr, "signals: %s\n", err);
+        exit(1);
+    }
+    enum { B = 512 };
+    cs_rec *batch[64];
+    size_t nb[64] = {0};
+    for (int t = 0; t < threads; t++) batch[t] = cs_calloc(B, sizeof(cs_rec));
+    size_t bytes = 0;
+    for (size_t i = 0; i <= n; i++) {
+        for (int t = 0; t < threads; t++)
+            if (nb[t] && (nb[t] == B || i == n)) {
+                if (cs_topic_append(lg, t, batch[t], nb[t])) {
+                    fprintf(stderr, "signals: append failed\n");
+                    exit(1);
+                }
+                nb[t] = 0;
+            }
+        if (i == n) break;
+        int t = threads > 1 ? part_of(js[i], threads) : 0;
+        size_t len = strlen(js[i]);
+        batch[t][nb[t]++] = (cs_rec){.ts_us = 0, .key = "k", .key_len = 1, .value = js[i], .value_len = len};
+        bytes += len;
+    }
+    for (int t = 0; t < threads; t++) free(batch[t]);
+    *log_mb = (double)bytes / 1e6;
+    pthread_t th[64];
+    struct ljob jobs[64];
+    double t0 = now_s();
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (struct ljob){lg, t, 0, 0};
+        pthread_create(&th[t], NULL, log_thread, &jobs[t]);
+    }
+    uint64_t done = 0;
+    double cpu = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        done += jobs[t].done;
+        cpu += jobs[t].cpu_s;
+    }
+    double secs = now_s() - t0;
+    *per_cpu_s = cpu > 0 ? (double)n / cpu : 0;
+    cs_topic_close(lg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -r '%s'", dir); /* our own mkdtemp directory */
+    if (system(cmd) != 0) fprintf(stderr, "signals: could not remove %s\n", dir);
+    *applied = done;
     return (double)n / secs;
 }
 
@@ -302,7 +444,8 @@ int main(int argc, char **argv)
     cs_sig_config_defaults(&cfg);
     char err[200];
     double ups_min = 0, bytes_pa = 0, naive_ups = 0, ups_first = 0, single_ups = 0;
-    size_t first_accounts = 0, last_accounts = 0;
+    size_t first_accounts = 0, last_accounts = 0, snap_at = 0;
+    double snap_bpa = 0, snap_save_ms = 0, snap_restore_ms = 0;
     printf("%-10s %12s %14s %12s %12s %14s %10s\n", "accounts", "events", "updates/s", "ns/update", "bytes/acct",
            "sweep ns/acct", "changes/ev");
     char *save = NULL;
@@ -352,6 +495,26 @@ int main(int argc, char **argv)
         printf("%-10zu %12zu %14.0f %12.1f %12.1f %14.1f %10.3f\n", na, nev, ups, 1e9 / ups, bpa, sweep_ns,
                (double)changes / (double)nev);
         if (s.late) printf("  (%llu late events)\n", (unsigned long long)s.late);
+        /* snapshot (restart): encode, restore, per account */
+        {
+            cs_buf sb;
+            cs_buf_init(&sb);
+            double tq0 = now_s();
+            cs_sig_snapshot(e, &sb);
+            double tq1 = now_s();
+            int rrc;
+            cs_sig_engine *re = cs_sig_restore(&cfg, sb.data, sb.len, &rrc, err, sizeof err);
+            double tq2 = now_s();
+            if (!re || cs_sig_state_hash(re) != cs_sig_state_hash(e)) printf("  WARNING: restore differs: %s\n", err);
+            snap_bpa = (double)sb.len / (double)s.accounts;
+            snap_save_ms = (tq1 - tq0) * 1e3;
+            snap_restore_ms = (tq2 - tq1) * 1e3;
+            snap_at = na;
+            printf("  snapshot: %.1f bytes/account (%.1f MB), encode %.0f ms, restore %.0f ms\n", snap_bpa,
+                   (double)sb.len / 1e6, snap_save_ms, snap_restore_ms);
+            cs_sig_engine_free(re);
+            cs_buf_free(&sb);
+        }
         if (!ups_min || ups < ups_min) ups_min = ups;
         if (!first_accounts) {
             first_accounts = na;
@@ -394,18 +557,29 @@ int main(int argc, char **argv)
     ids x = make_ids(first_accounts ? first_accounts : 100000);
     size_t jbytes;
     char **js = make_json(&x, nreplay, days, &jbytes);
-    uint64_t applied1, appliedT;
-    double parse1 = replay(js, nreplay, 1, 1, NULL);
-    double rep1 = replay(js, nreplay, 1, 0, &applied1);
-    double repT = replay(js, nreplay, threads, 0, &appliedT);
-    printf("replay (cJSON parse + decode + apply), %zu events of %.0f bytes avg over %zu accounts:\n", nreplay,
+    uint64_t appliedC, appliedF, applied1, appliedT;
+    double parse1 = replay(js, nreplay, 1, R_PARSE_ONLY, NULL);
+    double cjson1 = replay(js, nreplay, 1, R_CJSON, &appliedC);
+    double feed1 = replay(js, nreplay, 1, R_FEED, &appliedF);
+    double log_mb;
+    double cpu1, cpuT;
+    double rep1 = replay_log(js, nreplay, 1, &applied1, &log_mb, &cpu1);
+    double repT = replay_log(js, nreplay, threads, &appliedT, &log_mb, &cpuT);
+    printf("replay with parsing, %zu events of %.0f bytes avg over %zu accounts:\n", nreplay,
            (double)jbytes / (double)nreplay, x.n);
-    printf("  1 thread  %12.0f events/s   (cJSON parse alone: %.0f/s, the ceiling)\n", rep1, parse1);
-    printf("  %d threads %12.0f events/s   (one engine per thread: partitions are shared-nothing)\n", threads,
-           repT);
-    if (applied1 != nreplay || appliedT != nreplay)
-        printf("  WARNING: applied %llu / %llu of %zu\n", (unsigned long long)applied1,
-               (unsigned long long)appliedT, nreplay);
+    printf("  log read + fast decode + batched apply, 1 thread  %12.0f events/s\n", rep1);
+    printf("  log read + fast decode + batched apply, %d threads %12.0f events/s (a partition per thread)\n",
+           threads, repT);
+    printf("  log read + fast decode + batched apply, per CPU-second of a thread %.0f events (1 thread), %.0f (%d)\n",
+           cpu1, cpuT, threads);
+    printf("  memory, fast decode + batched apply, 1 thread     %12.0f events/s\n", feed1);
+    printf("  memory, cJSON + cs_sig_decode + apply, 1 thread   %12.0f events/s (peer: %.1fx)\n", cjson1,
+           cjson1 > 0 ? rep1 / cjson1 : 0);
+    printf("  memory, cJSON parse alone, 1 thread               %12.0f events/s (ceiling of any cJSON replay)\n",
+           parse1);
+    if (appliedC != nreplay || appliedF != nreplay || applied1 != nreplay || appliedT != nreplay)
+        printf("  WARNING: applied %llu / %llu / %llu / %llu of %zu\n", (unsigned long long)appliedC,
+               (unsigned long long)appliedF, (unsigned long long)applied1, (unsigned long long)appliedT, nreplay);
     for (size_t i = 0; i < nreplay; i++) free(js[i]);
     free(js);
     free(x.arena);
@@ -414,9 +588,12 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"signals\",\"updates_per_s_per_core\":%.0f,\"updates_per_s_per_core_%zu\":%.0f,"
            "\"single_call_updates_per_s_%zu\":%.0f,\"naive_updates_per_s_%zu\":%.0f,\"speedup_vs_naive\":%.1f,\"bytes_per_account\":%.1f,"
            "\"bytes_per_account_at\":%zu,\"account_record_bytes\":%zu,\"replay_events_per_s\":%.0f,"
-           "\"replay_threads\":%d,\"replay_events_per_s_1thread\":%.0f,\"cjson_parse_only_per_s\":%.0f,"
-           "\"target_updates\":2000000,\"target_bytes\":512,\"target_replay\":1000000}\n",
+           "\"replay_threads\":%d,\"replay_events_per_s_1thread\":%.0f,\"replay_events_per_cpu_s\":%.0f,\"replay_mem_fast_per_s\":%.0f,"
+           "\"replay_cjson_per_s\":%.0f,\"cjson_parse_only_per_s\":%.0f,"
+           "\"snapshot_bytes_per_account\":%.1f,\"snapshot_encode_ms\":%.0f,\"snapshot_restore_ms\":%.0f,"
+           "\"snapshot_at\":%zu,\"target_updates\":2000000,\"target_bytes\":512,\"target_replay\":1000000}\n",
            ups_min, first_accounts, ups_first, first_accounts, single_ups, first_accounts, naive_ups, naive_ups > 0 ? ups_first / naive_ups : 0,
-           bytes_pa, last_accounts, cs_sig_account_size(), repT, threads, rep1, parse1);
+           bytes_pa, last_accounts, cs_sig_account_size(), repT, threads, rep1, cpuT, feed1, cjson1, parse1, snap_bpa,
+           snap_save_ms, snap_restore_ms, snap_at);
     return 0;
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/signals.sh — the signals engine (src/signals): updates per second per
 # core with pre-decoded events (parsing excluded) at 100 k and 1 M accounts,
-# bytes per account at 1 M accounts, the daily sweep's cost per account, and
-# replay throughput with JSON parsing included (cJSON + decode + apply), on 1
-# and 2 threads. Peers in the same run: a naive engine that rescans each
-# account's event list on every event, one cs_sig_apply call per event (no
-# batch prefetch), and cJSON parse alone (the ceiling of any cJSON replay).
+# bytes per account at 1 M accounts, the daily sweep's cost per account,
+# snapshot size / encode / restore time, and replay throughput with parsing
+# included (embedded log read + fast decode + batched apply), on 1 and 2
+# threads. Peers in the same run: a naive engine that rescans each account's
+# event list on every event, one cs_sig_apply call per event (no batch
+# prefetch), the cJSON replay path, and cJSON parse alone.
 # Design targets (DESIGN-BRIEF §6): >= 2,000,000 updates/s/core; <= 512 bytes
 # per account; replay >= 1,000,000 events/s.
 #

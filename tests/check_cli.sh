@@ -62,6 +62,12 @@ err=$("$bin" serve --config "$tmp/bad.yaml" --data "$tmp/d" 2>&1)
 n=$((n + 1))
 if [[ "$err" == *"bad.yaml:2:3: unknown key \"log.partitons\""* ]]; then echo "ok $n - config error names file:line:column"
 else echo "not ok $n - config error names file:line:column: $err"; failed=1; fi
+printf 'signals:\n  engagement_drop:\n    ratio: 1.5\n' > "$tmp/badsig.yaml"
+err=$("$bin" serve --config "$tmp/badsig.yaml" --data "$tmp/d" 2>&1); rc=$?
+n=$((n + 1))
+if [[ $rc -ne 0 && "$err" == *"badsig.yaml:3:12: signals.engagement_drop.ratio: expected a number in"* ]]; then
+  echo "ok $n - a bad signals threshold stops serve, naming the key"
+else echo "not ok $n - a bad signals threshold stops serve, naming the key (rc $rc): $err"; failed=1; fi
 t "simulate: unreachable target" 1 "$bin" simulate --target http://127.0.0.1:1 --duration 0.1
 echo "1..$n"
 exit $failed

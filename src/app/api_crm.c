@@ -17,6 +17,7 @@
 
 #include "app/app.h"
 #include "core/logging.h"
+#include "routing/router.h"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
@@ -199,6 +200,10 @@ static const char *field_rule(int obj, const cs_kv *kv, const char **field)
     if (obj == CS_OBJ_REP && strcmp(kv->name, "capacity") == 0 && strtoll(v, NULL, 10) < 0)
         return "must not be negative";
     if (strcmp(kv->name, "name") == 0 && !*v) return "must not be empty";
+    if (obj == CS_OBJ_REP) {
+        const char *why = cs_route_rep_check(kv->name, v); /* territory, working_hours, timezone, pools, weight */
+        if (why) return why;
+    }
     if (strlen(v) > 65536) return "longer than 65536 bytes";
     return NULL;
 }
@@ -302,6 +307,75 @@ static void write_object(cs_app *app, int obj, const char *path_id, const cs_htt
     cs_buf_json_str(&resp->body, eid);
     cs_buf_adds(&resp->body, ",\"id\":");
     cs_buf_json_str(&resp->body, id);
+    cs_buf_printf(&resp->body, ",\"partition\":%d,\"offset\":%lld}", m.partition, (long long)m.offset);
+}
+
+/* ---- POST /api/v1/leads/{id}/accept -------------------------------------
+ * Appends LeadAccepted (pipeline/admin.c applies it: the lead's SLA stops).
+ * 404 when no such lead, 409 when it is not routed and waiting (already
+ * accepted, queued, re-routed meanwhile is fine: still routed); body
+ * optional {"rep": "<id>"}: only the owner may accept. 202 with the event. */
+void cs_api_lead_accept(void *a, const cs_http_req *req, cs_http_resp *resp)
+{
+    cs_app *app = a;
+    static _Thread_local cs_lead l; /* ~10 KiB: not on an HTTP thread's stack */
+    int rc = app->store->ops->lead_get(app->store, req->param, &l);
+    if (rc == 1) return cs_http_error(resp, 404, "not_found", "no lead with this id", "id");
+    if (rc < 0) return store_unavailable(resp);
+    cJSON *body = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : cJSON_CreateObject();
+    const cJSON *rep = cJSON_GetObjectItemCaseSensitive(body, "rep");
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        return cs_http_error(resp, 400, "invalid_json", "the body must be empty or one JSON object", NULL);
+    }
+    for (const cJSON *it = body->child; it; it = it->next)
+        if (strcmp(it->string, "rep") != 0) {
+            cJSON_Delete(body);
+            return cs_http_error(resp, 422, "invalid_field", "not a field of an accept (expected rep)", "rep");
+        }
+    if (rep && !cJSON_IsString(rep)) {
+        cJSON_Delete(body);
+        return cs_http_error(resp, 422, "invalid_field", "rep: expected a string", "rep");
+    }
+    if (strcmp(l.status, "routed") != 0) {
+        cJSON_Delete(body);
+        return cs_http_error(resp, 409, "not_acceptable",
+                             strcmp(l.status, "accepted") == 0 ? "the lead is already accepted"
+                                                               : "the lead is not routed to a rep",
+                             "status");
+    }
+    if (rep && strcmp(rep->valuestring, l.owner) != 0) {
+        cJSON_Delete(body);
+        return cs_http_error(resp, 409, "not_owner", "only the lead's owner can accept it", "rep");
+    }
+    char eid[48], ts[40];
+    new_event_id(eid, sizeof eid);
+    cs_fmt_time_ms(req->received_us, ts, sizeof ts);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event_id", eid);
+    cJSON_AddStringToObject(ev, "type", "LeadAccepted");
+    cJSON_AddStringToObject(ev, "object_id", l.id);
+    cJSON_AddStringToObject(ev, "timestamp", ts);
+    cJSON_AddItemToObject(ev, "properties", body); /* ev owns body */
+    char *value = cJSON_PrintUnformatted(ev);
+    cJSON_Delete(ev);
+    /* Keyed like the lead's event: "lead:<id>" (the leads lane reads it in order with the lead). */
+    char key[200];
+    snprintf(key, sizeof key, "lead:%s", l.id);
+    cs_msg m = {.key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value),
+                .ts_us = req->received_us};
+    rc = app->bus->ops->produce(app->bus, CS_TOPIC_EVENTS, &m, 1);
+    cJSON_free(value);
+    if (rc != 0) {
+        resp->retry_after = 1;
+        return cs_http_error(resp, 503, "log_unavailable", "the event log could not take the write; retry later",
+                             NULL);
+    }
+    resp->status = 202;
+    cs_buf_adds(&resp->body, "{\"event_id\":");
+    cs_buf_json_str(&resp->body, eid);
+    cs_buf_adds(&resp->body, ",\"id\":");
+    cs_buf_json_str(&resp->body, l.id);
     cs_buf_printf(&resp->body, ",\"partition\":%d,\"offset\":%lld}", m.partition, (long long)m.offset);
 }
 

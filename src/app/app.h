@@ -74,6 +74,7 @@ void cs_api_alerts(void *app, const cs_http_req *req, cs_http_resp *resp);    /*
 void cs_api_tasks(void *app, const cs_http_req *req, cs_http_resp *resp);     /* GET /api/v1/tasks */
 void cs_api_contacts(void *app, const cs_http_req *req, cs_http_resp *resp);  /* GET /api/v1/contacts */
 void cs_api_audit(void *app, const cs_http_req *req, cs_http_resp *resp);     /* GET /api/v1/audit?object=&id= */
+void cs_api_lead_accept(void *app, const cs_http_req *req, cs_http_resp *resp); /* POST /api/v1/leads/{id}/accept */
 
 /* Subcommands (argv[0] is the subcommand name). Return the exit status. */
 int cs_cmd_serve(int argc, char **argv);

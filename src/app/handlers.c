@@ -189,12 +189,17 @@ static const char *req_header(void *req, const char *name)
     return cs_http_header(req, name);
 }
 
+static void req_each_header(void *req, void (*cb)(void *cbarg, const char *name, const char *value), void *cbarg)
+{
+    cs_http_each_header(req, cb, cbarg);
+}
+
 static void h_cloudevents(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
     if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
-    resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, (void *)req, &resp->body,
+    resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, req_each_header, (void *)req, &resp->body,
                                          &resp->retry_after);
 }
 
@@ -272,7 +277,14 @@ static void lead_json(cs_buf *b, const cs_lead *l)
     json_opt_str(b, "route_reason", l->route_reason);
     cs_buf_printf(b, ",\"route_latency_ms\":%.3f", l->route_latency_ms);
     json_opt_str(b, "created_at", l->created_at);
-    cs_buf_printf(b, ",\"partition\":%d,\"offset\":%lld}", l->partition, (long long)l->offset);
+    cs_buf_printf(b, ",\"partition\":%d,\"offset\":%lld", l->partition, (long long)l->offset);
+    /* Routing (src/routing): the explanation is JSON the router wrote. */
+    json_opt_str(b, "domain", l->domain);
+    json_opt_str(b, "accepted_at", l->accepted_at);
+    json_opt_str(b, "sla_due_at", l->sla_due_at);
+    cs_buf_adds(b, ",\"route_explanation\":");
+    cs_buf_adds(b, l->route_explanation[0] == '{' ? l->route_explanation : "null");
+    cs_buf_adds(b, "}");
 }
 
 static void h_lead_get(void *a, const cs_http_req *req, cs_http_resp *resp)
@@ -342,6 +354,7 @@ const cs_http_route cs_app_routes[] = {
     {"POST", "/v1/cloudevents", h_cloudevents},
     {"GET", "/api/v1/leads", h_leads},
     {"GET", "/api/v1/leads/{id}", h_lead_get},
+    {"POST", "/api/v1/leads/{id}/accept", cs_api_lead_accept},
     /* CRM objects: src/app/api_crm.c */
     {"GET", "/api/v1/accounts", cs_api_accounts},
     {"POST", "/api/v1/accounts", cs_api_accounts},

@@ -10,8 +10,10 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <yaml.h>
+#include <cjson/cJSON.h>
 
 #include "core/util.h"
+#include "signals/sigconfig.h"
 
 /* outbound.destinations (config_outbound.c) */
 int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *name, cs_config *cfg, char *err,
@@ -19,7 +21,7 @@ int cs_config_load_dests(yaml_document_t *doc, yaml_node_t *seq, const char *nam
 void cs_config_free_dests(cs_config *cfg);
 
 /* K_DUR: a duration in seconds, written as N, Ns, Nm, Nh or Nd. */
-enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS };
+enum kind { K_STR, K_INT, K_LONG, K_DUR, K_REPS, K_KEYS, K_DESTS, K_SIGNALS };
 
 struct key {
     const char *path;
@@ -42,7 +44,7 @@ static const struct key keys[] = {
     {"kafka.session_timeout_ms", K_LONG, OFF(kafka_session_timeout_ms), 1000, 3600000, "10000", "With `bus: kafka://…`: a pipeline process that stops heartbeating for this long (killed, stalled) loses its partitions to the other members of the group (`session.timeout.ms`; the broker bounds it by `group.min/max.session.timeout.ms`)."},
     {"kafka.rebalance_timeout_ms", K_LONG, OFF(kafka_rebalance_timeout_ms), 1000, 3600000, "60000", "With `bus: kafka://…`: how long a member may take to finish and commit its batch of partitions being moved to another member (`max.poll.interval.ms`); past it the member is expelled from the group."},
     {"http", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "HTTP listen address HOST:PORT (port 0 picks a free one)."},
-    {"http_threads", K_INT, OFF(http_threads), 1, 64, "4", "HTTP worker threads."},
+    {"http_threads", K_INT, OFF(http_threads), 0, 64, "0", "HTTP worker threads; 0 = one thread per connection (bounded by http.max_connections), so a request waiting on its fsync holds up no other connection (docs/BENCHMARKS.md \"ingest\")."},
     {"http.listen", K_STR, OFF(http_addr), 0, 0, "127.0.0.1:8080", "The listen address when `http` is written as a mapping of `listen` and the limits below (same meaning as `http: HOST:PORT`)."},
     {"http.header_timeout", K_DUR, OFF(http_header_timeout_s), 0, 3600, "10s", "A request's header section must be complete within this of the connection opening (a later request on a keep-alive connection: of the previous answer plus `http.idle_timeout`), else the connection is closed (slowloris); 0 = no limit."},
     {"http.body_timeout", K_DUR, OFF(http_body_timeout_s), 0, 3600, "30s", "A request's body must be complete within this of its headers, else the connection is closed; 0 = no limit."},
@@ -69,10 +71,19 @@ static const struct key keys[] = {
     {"metrics.enabled", K_STR, OFF(metrics_enabled), 0, 0, "true", "`true` or `false`: collect the metrics of GET /metrics (false exists to measure their cost: make bench-metrics)."},
     {"rules", K_STR, OFF(rules_path), 0, 0, "config/rules.yaml", "Rules file (docs/RULES.md); loaded at start when present, reloaded on SIGHUP and POST /api/v1/rules/reload (a bad file keeps the old rules)."},
     {"pipeline.batch_max_ms", K_LONG, OFF(pipeline_batch_max_ms), 1, 60000, "100", "Latency bound of one batch: a worker stops adding events to its batch after this long and commits (with pipeline.batch_max_events, whichever comes first). A batch never waits for events: what is in the log is applied at once."},
+    {"pipeline.snapshot_every_events", K_LONG, OFF(pipeline_snapshot_every), 0, 1L << 40, "100000", "A partition's signals state is snapshotted into the store (in the batch's transaction, with its offset) every this many events; a restart, a consumer-group takeover or a poison retry restores the snapshot and replays only the log after it. 0 = never (rebuild from the log's start). A snapshot is ~300 bytes per account of the partition."},
     {"pipeline.workers", K_LONG, OFF(pipeline_workers), 0, 256, "0", "Account workers: threads that each own a share of the `events` partitions (partition p goes to worker p mod N), each with its own store connection; 0 = one per core, at most one per partition. The leads lane is one more thread. Results do not depend on the count."},
     {"pipeline.poison_attempts", K_LONG, OFF(pipeline_poison_attempts), 1, 100, "3", "How many times the pipeline applies an event that fails (a rule that evaluates to an error on it) before it goes to the events DLQ with reason `rule_error`; its partition then moves on."},
     {"pipeline.max_lag", K_LONG, OFF(pipeline_max_lag), 0, 1L << 40, "1000000", "Backpressure: when the pipeline is this many events behind the log, ingest answers 503 with Retry-After and /readyz reports not ready; 0 = no bound."},
-    {"routing.reps", K_REPS, OFF(reps), 0, 0, "[]", "Reps for round-robin lead routing: list of {id, name, email}."},
+    {"routing.reps", K_REPS, OFF(reps), 0, 0, "[]", "Reps for lead routing: list of {id, name, email} and optionally the routing attributes of a rep object (docs/RULES.md): pools, territory, capacity, weight, timezone, working_hours, out_of_office. A rep object with the same id (REST) overrides them."},
+    {"routing.strategy", K_STR, OFF(routing_strategy), 0, 0, "round_robin", "Default lead routing (when no rule's route_lead fires): `round_robin`, `weighted_round_robin`, `account_owner` (the matched account's owner first) or `territory` (only reps whose territory covers the lead). docs/RULES.md."},
+    {"routing.pool", K_STR, OFF(routing_pool), 0, 0, "", "Default routing: the pool of reps to choose from; empty = every rep."},
+    {"routing.match_account", K_STR, OFF(routing_match_account), 0, 0, "false", "Default routing: `true` to give a lead to the owner of its account (account_id, else an account whose domain is the email's) when that owner is eligible."},
+    {"routing.territory", K_STR, OFF(routing_territory), 0, 0, "false", "Default routing: `true` to consider only reps whose territory (countries, regions, segments, plan_tiers) covers the lead."},
+    {"routing.working_hours", K_STR, OFF(routing_working_hours), 0, 0, "false", "Default routing: `true` to consider only reps inside their working hours (their timezone)."},
+    {"routing.max_open_leads", K_LONG, OFF(routing_max_open_leads), 0, 1000000, "0", "Default routing: skip reps with this many open (routed, not accepted) leads; 0 = only each rep's own capacity."},
+    {"routing.fallback", K_STR, OFF(routing_fallback), 0, 0, "unassigned", "Default routing: the queue a lead goes to (status `queued`) when no rep is eligible."},
+    {"routing.sla", K_DUR, OFF(routing_sla_s), 0, 366L * 86400, "0", "Default routing: a routed lead must be accepted (POST /api/v1/leads/{id}/accept) within this much of the rep's working time, else it is re-routed and an alert raised; 0 = no SLA."},
     {"outbound.poll_ms", K_INT, OFF(outbound_poll_ms), 1, 60000, "100", "How often an idle outbound lane asks the outbox again (ms); a pipeline commit that writes outbox rows wakes it at once."},
     {"outbound.lease_ms", K_LONG, OFF(outbound_lease_ms), 1000, 86400000, "60000", "How long a claimed delivery stays leased beyond the lane's worst wait (ms); a dispatcher that dies mid-delivery loses its claims after it."},
     {"outbound.destinations", K_DESTS, OFF(destinations), 0, 0, "[]", "Webhook and Slack destinations (docs/OUTBOUND.md): list of {name ([a-zA-Z0-9_.-], <= 63), kind (webhook or slack), url (http:// or https://), secrets ([whsec_...], two during a rotation; webhook), concurrency, rate_per_s, burst, queue_max, connect_timeout_ms, timeout_ms, allow_private (true to reach loopback/private addresses), retry_horizon (duration, 3d), backoff_base_ms, backoff_max_ms, max_attempts, max_response}. The dispatcher runs only when there is one."},
@@ -81,6 +92,7 @@ static const struct key keys[] = {
     {"warehouse.batch_max_events", K_LONG, OFF(wh_batch_max), 1, 1000000, "10000", "Most events per warehouse batch: one PostgreSQL transaction, or one partition's files and manifest line (a batch also ends at 16 MiB of rows)."},
     {"warehouse.flush_interval_ms", K_LONG, OFF(wh_flush_ms), 0, 3600000, "1000", "PostgreSQL: a batch smaller than `warehouse.batch_max_events` is written once this long has passed since the last one (ms)."},
     {"warehouse.file_interval_ms", K_LONG, OFF(wh_file_ms), 0, 86400000, "60000", "Files: likewise (ms); each flush writes at least one file per partition with new events, so this sets the file count."},
+    {"signals", K_SIGNALS, OFF(signals), 0, 0, "(below)", "Signal definitions and their thresholds (docs/SIGNALS.md): the `signals.*` keys below."},
     {"backtest.timeout_ms", K_LONG, OFF(backtest_timeout_ms), 1000, 86400000, "300000", "Longest a backtest (POST /api/v1/backtest, `crmstream backtest`) may run: its dry pipeline replays the whole log into a scratch store; past this it is stopped, its store removed, and the answer is 503."},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -156,7 +168,7 @@ void cs_config_defaults(cs_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS)
+        if (keys[i].kind != K_REPS && keys[i].kind != K_KEYS && keys[i].kind != K_DESTS && keys[i].kind != K_SIGNALS)
             apply_scalar(cfg, &keys[i], keys[i].dflt);
     cfg->fsync_policy = CS_FSYNC_ALWAYS;
 }
@@ -179,11 +191,19 @@ void cs_config_free(cs_config *cfg)
         free(cfg->reps[i].id);
         free(cfg->reps[i].name);
         free(cfg->reps[i].email);
+        free(cfg->reps[i].attrs);
     }
+    free(cfg->routing_strategy);
+    free(cfg->routing_pool);
+    free(cfg->routing_match_account);
+    free(cfg->routing_territory);
+    free(cfg->routing_working_hours);
+    free(cfg->routing_fallback);
     free(cfg->reps);
     free(cfg->unknown_types);
     for (size_t i = 0; i < cfg->nwrite_keys; i++) free(cfg->write_keys[i].name);
     free(cfg->write_keys);
+    cs_sig_settings_free(cfg->signals);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -204,6 +224,49 @@ static int fail(struct ctx *c, yaml_node_t *n, const char *fmt, const char *a, c
     return -1;
 }
 
+/* A YAML node as JSON: plain scalars that read as numbers or true/false
+ * keep that type, everything else is a string. */
+static cJSON *yaml_json(yaml_document_t *doc, yaml_node_t *n, int depth)
+{
+    if (!n || depth > 8) return NULL;
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *v = (const char *)n->data.scalar.value;
+        if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+            if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) return cJSON_CreateBool(v[0] == 't');
+            char *end;
+            errno = 0;
+            double d = strtod(v, &end);
+            if (*v && !*end && !errno) return cJSON_CreateNumber(d);
+        }
+        return cJSON_CreateString(v);
+    }
+    cJSON *j = n->type == YAML_SEQUENCE_NODE ? cJSON_CreateArray() : cJSON_CreateObject();
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+            cJSON *e = yaml_json(doc, yaml_document_get_node(doc, *it), depth + 1);
+            if (!e) return cJSON_Delete(j), NULL;
+            cJSON_AddItemToArray(j, e);
+        }
+    } else {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(doc, p->key);
+            cJSON *e = yaml_json(doc, yaml_document_get_node(doc, p->value), depth + 1);
+            if (!e || k->type != YAML_SCALAR_NODE) return cJSON_Delete(e), cJSON_Delete(j), NULL;
+            cJSON_AddItemToObject(j, (const char *)k->data.scalar.value, e);
+        }
+    }
+    return j;
+}
+
+static int is_rep_attr(const char *k)
+{
+    static const char *const names[] = {"pools", "territory", "capacity", "weight", "timezone", "working_hours",
+                                        "out_of_office", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcmp(k, names[i]) == 0) return 1;
+    return 0;
+}
+
 static int load_reps(struct ctx *c, yaml_node_t *seq)
 {
     if (seq->type != YAML_SEQUENCE_NODE)
@@ -214,11 +277,24 @@ static int load_reps(struct ctx *c, yaml_node_t *seq)
         if (rep->type != YAML_MAPPING_NODE)
             return fail(c, rep, "routing.reps: each rep is a mapping with id, name, email%s%s", "", "");
         cs_rep_cfg r = {0};
+        cJSON *attrs = NULL;
         for (yaml_node_pair_t *p = rep->data.mapping.pairs.start; p < rep->data.mapping.pairs.top; p++) {
             yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
             yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
             const char *ks = (const char *)k->data.scalar.value;
+            if (k->type == YAML_SCALAR_NODE && is_rep_attr(ks)) {
+                cJSON *j = yaml_json(c->doc, v, 0);
+                if (!j) {
+                    free(r.id), free(r.name), free(r.email), cJSON_Delete(attrs);
+                    return fail(c, v, "routing.reps: %s: nested too deeply%s", ks, "");
+                }
+                if (!attrs) attrs = cJSON_CreateObject();
+                cJSON_DeleteItemFromObjectCaseSensitive(attrs, ks);
+                cJSON_AddItemToObject(attrs, ks, j);
+                continue;
+            }
             if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE) {
+                cJSON_Delete(attrs);
                 free(r.id), free(r.name), free(r.email);
                 return fail(c, v, "routing.reps: rep fields must be strings%s%s", "", "");
             }
@@ -227,19 +303,25 @@ static int load_reps(struct ctx *c, yaml_node_t *seq)
                          : strcmp(ks, "email") == 0 ? &r.email
                                                     : NULL;
             if (!dst) {
-                free(r.id), free(r.name), free(r.email);
-                return fail(c, k, "routing.reps: unknown rep field \"%s\"%s (expected id, name, email)", ks, "");
+                free(r.id), free(r.name), free(r.email), cJSON_Delete(attrs);
+                return fail(c, k, "routing.reps: unknown rep field \"%s\"%s (expected id, name, email, pools, territory, capacity, weight, timezone, working_hours, out_of_office)", ks, "");
             }
             set_str(dst, (const char *)v->data.scalar.value);
         }
+        if (attrs) {
+            char *t = cJSON_PrintUnformatted(attrs);
+            r.attrs = cs_strdup(t);
+            cJSON_free(t);
+            cJSON_Delete(attrs);
+        }
         if (!r.id || !*r.id) {
-            free(r.id), free(r.name), free(r.email);
+            free(r.id), free(r.name), free(r.email), free(r.attrs);
             return fail(c, rep, "routing.reps: a rep needs an id%s%s", "", "");
         }
         for (size_t i = 0; i < cfg->nreps; i++)
             if (strcmp(cfg->reps[i].id, r.id) == 0) {
                 int rc = fail(c, rep, "routing.reps: duplicate rep id \"%s\"%s", r.id, "");
-                free(r.id), free(r.name), free(r.email);
+                free(r.id), free(r.name), free(r.email), free(r.attrs);
                 return rc;
             }
         if (!r.name) r.name = cs_strdup(r.id);
@@ -348,6 +430,8 @@ static int walk(struct ctx *c, yaml_node_t *map, const char *prefix)
             if (load_reps(c, v)) return -1;
         } else if (found && found->kind == K_DESTS) {
             if (cs_config_load_dests(c->doc, v, c->name, c->cfg, c->err, c->errlen)) return -1;
+        } else if (found && found->kind == K_SIGNALS) {
+            if (cs_sig_settings_yaml(&c->cfg->signals, c->doc, v, c->name, c->err, c->errlen)) return -1;
         } else if (found && found->kind == K_KEYS) {
             if (load_keys(c, v)) return -1;
         } else if (found && !(is_section && v->type == YAML_MAPPING_NODE)) {
@@ -394,6 +478,20 @@ int cs_config_load_string(cs_config *cfg, const char *name, const char *text, ch
             snprintf(err, errlen, "%s: bus: expected embedded or kafka://host:port[,host:port], got \"%s\"", name, cfg->bus);
             rc = -1;
         }
+        const char *const bools[][2] = {{"routing.match_account", cfg->routing_match_account},
+                                        {"routing.territory", cfg->routing_territory},
+                                        {"routing.working_hours", cfg->routing_working_hours}};
+        for (size_t i = 0; rc == 0 && i < 3; i++)
+            if (strcmp(bools[i][1], "true") != 0 && strcmp(bools[i][1], "false") != 0) {
+                snprintf(err, errlen, "%s: %s: expected true or false, got \"%s\"", name, bools[i][0], bools[i][1]);
+                rc = -1;
+            }
+        const char *rs = cfg->routing_strategy;
+        if (rc == 0 && strcmp(rs, "round_robin") != 0 && strcmp(rs, "weighted_round_robin") != 0 &&
+            strcmp(rs, "account_owner") != 0 && strcmp(rs, "territory") != 0) {
+            snprintf(err, errlen, "%s: routing.strategy: expected round_robin, weighted_round_robin, account_owner or territory, got \"%s\"", name, rs);
+            rc = -1;
+        }
         if (rc == 0 && strcmp(cfg->metrics_enabled, "true") != 0 && strcmp(cfg->metrics_enabled, "false") != 0) {
             snprintf(err, errlen, "%s: metrics.enabled: expected true or false, got \"%s\"", name, cfg->metrics_enabled);
             rc = -1;
@@ -436,4 +534,5 @@ void cs_config_reference(FILE *out)
     fprintf(out, "| key | default | meaning |\n|---|---|---|\n");
     for (size_t i = 0; i < NKEYS; i++)
         fprintf(out, "| `%s` | `%s` | %s |\n", keys[i].path, keys[i].dflt, keys[i].doc);
+    cs_sig_config_reference(out);
 }

@@ -18,6 +18,8 @@ typedef struct cs_rep_cfg {
     char *id;
     char *name;
     char *email;
+    char *attrs;   /* routing attributes as a JSON object (pools, territory, capacity, weight,
+                      timezone, working_hours, out_of_office), or NULL */
 } cs_rep_cfg;
 
 /* A write key (auth.write_keys). Only the SHA-256 of the key is kept: a key
@@ -78,12 +80,20 @@ typedef struct cs_config {
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
     long   pipeline_workers;    /* pipeline.workers (0: one per core) */
+    long   pipeline_snapshot_every; /* pipeline.snapshot_every_events (0: never) */
     long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
     long   pipeline_poison_attempts; /* pipeline.poison_attempts */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
     char  *rules_path;          /* rules: the rules file */
     cs_rep_cfg *reps;           /* routing.reps */
     size_t nreps;
+    /* The default lead-routing policy (routing.*; src/routing, docs/RULES.md). */
+    char  *routing_strategy;    /* round_robin | weighted_round_robin | account_owner | territory */
+    char  *routing_pool;        /* "" = every rep */
+    char  *routing_match_account, *routing_territory, *routing_working_hours; /* "true" | "false" */
+    long   routing_max_open_leads; /* 0 = only the reps' capacity */
+    char  *routing_fallback;    /* queue when nobody is eligible */
+    long   routing_sla_s;       /* routing.sla (seconds; 0 = none) */
     int    outbound_poll_ms;    /* outbound.poll_ms */
     long   outbound_lease_ms;   /* outbound.lease_ms */
     cs_dest_cfg *destinations;  /* outbound.destinations */
@@ -94,6 +104,7 @@ typedef struct cs_config {
     long   wh_flush_ms;         /* warehouse.flush_interval_ms (PostgreSQL) */
     long   wh_file_ms;          /* warehouse.file_interval_ms (files) */
     long   backtest_timeout_ms; /* backtest.timeout_ms */
+    struct cs_sig_settings *signals; /* signals: (signals/sigconfig.h); NULL = the defaults */
 } cs_config;
 
 /* Fill defaults (no reps). */

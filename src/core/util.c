@@ -4,6 +4,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,27 @@ int64_t cs_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t clock_offset_us;
+static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
+
+static void clock_init(void)
+{
+    const char *e = getenv("CRMSTREAM_CLOCK_OFFSET_S");
+    if (e && *e) __atomic_store_n(&clock_offset_us, (int64_t)strtoll(e, NULL, 10) * 1000000, __ATOMIC_RELAXED);
+}
+
+int64_t cs_clock_us(void)
+{
+    pthread_once(&clock_once, clock_init);
+    return cs_now_us() + __atomic_load_n(&clock_offset_us, __ATOMIC_RELAXED);
+}
+
+void cs_clock_set_offset_us(int64_t offset_us)
+{
+    pthread_once(&clock_once, clock_init);
+    __atomic_store_n(&clock_offset_us, offset_us, __ATOMIC_RELAXED);
 }
 
 int64_t cs_mono_us(void)

@@ -43,6 +43,13 @@ char *cs_buf_steal(cs_buf *b);
 int64_t cs_now_us(void);
 /* Monotonic microseconds (for deadlines and durations). */
 int64_t cs_mono_us(void);
+/* The injectable clock for timers that decide something (lead SLA
+ * deadlines: the leads lane passes it to cs_routing_sla_sweep): wall time
+ * plus an offset that tests set, with cs_clock_set_offset_us or, for a
+ * whole server, the environment variable CRMSTREAM_CLOCK_OFFSET_S (seconds,
+ * read at the first call). Thread-safe. */
+int64_t cs_clock_us(void);
+void cs_clock_set_offset_us(int64_t offset_us);
 
 /* "2026-11-27T10:00:00.123Z" (millisecond precision, UTC); buf >= 32 bytes. */
 void cs_fmt_time_ms(int64_t us, char *buf, size_t len);

@@ -101,6 +101,26 @@ const char *cs_http_header(const cs_http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+struct each_header {
+    void (*cb)(void *cbarg, const char *name, const char *value);
+    void *cbarg;
+};
+
+static enum MHD_Result each_header_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct each_header *e = cls;
+    if (key) e->cb(e->cbarg, key, value ? value : "");
+    return MHD_YES;
+}
+
+void cs_http_each_header(const cs_http_req *req, void (*cb)(void *cbarg, const char *name, const char *value),
+                         void *cbarg)
+{
+    struct each_header e = {cb, cbarg};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, each_header_cb, &e);
+}
+
 static int match(const char *pattern, const char *path, char *param, size_t n, int *has_param)
 {
     const char *brace = strstr(pattern, "{id}");
@@ -110,7 +130,8 @@ static int match(const char *pattern, const char *path, char *param, size_t n, i
     if (strncmp(pattern, path, pre) != 0) return 0;
     const char *seg = path + pre;
     size_t len = strcspn(seg, "/");
-    if (len == 0 || seg[len] != '\0' || len >= n) return 0;
+    /* what follows {id} in the pattern ("" or e.g. "/accept") ends the path */
+    if (len == 0 || strcmp(seg + len, brace + 4) != 0 || len >= n) return 0;
     memcpy(param, seg, len);
     param[len] = '\0';
     *has_param = 1;
@@ -153,6 +174,16 @@ static int content_length_over(const char *cl, size_t max)
         v = v * 10 + (unsigned)(*cl - '0');
     }
     return v > (unsigned long long)max;
+}
+
+/* A Content-Length already known not to be over the limit, as a size to
+ * reserve: its leading digits (0 when there are none). */
+static size_t content_length_hint(const char *cl)
+{
+    while (*cl == ' ' || *cl == '\t') cl++;
+    size_t v = 0;
+    for (; *cl >= '0' && *cl <= '9'; cl++) v = v * 10 + (size_t)(*cl - '0');
+    return v;
 }
 
 /* Offset of the first byte of s that is not strict UTF-8 (no overlongs, no
@@ -312,6 +343,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* Refuse an announced oversize body before reading any of it. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && content_length_over(cl, h->o.max_body)) rs->too_large = 1;
+        else if (cl) cs_buf_reserve(&rs->body, content_length_hint(cl)); /* one allocation, no regrowth */
         rs->answered = rs->status_early || rs->too_large;
         if (rs->status_early == 404)
             return send_error(conn, 404, "not_found", "no such endpoint");
@@ -419,10 +451,13 @@ cs_http *cs_http_start(const cs_http_opts *o, char *err, size_t errlen)
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     h->conns.next = h->conns.prev = &h->conns;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* threads 0: a thread per connection (a request waiting on its fsync
+     * holds up no other connection); else a pool of that many epoll threads. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                     (o->threads > 0 ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL);
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)((flags & MHD_USE_THREAD_PER_CONNECTION) ? 0 : o->threads),
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_timeout_s,
                             MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)(h->o.max_connections ? h->o.max_connections : 1000000),

@@ -44,7 +44,7 @@ typedef struct cs_http_route {
 
 typedef struct cs_http_opts {
     const char          *addr;        /* HOST:PORT; port 0 = any free port */
-    int                  threads;
+    int                  threads;     /* pool size; 0 = a thread per connection */
     size_t               max_body;
     /* Connection limits (0 = the default in brackets; docs/API.md "Limits"):
      * header_timeout_s [10]: a request's header section must be complete
@@ -76,6 +76,9 @@ void cs_http_stop(cs_http *h);
 
 const char *cs_http_query(const cs_http_req *req, const char *key);
 const char *cs_http_header(const cs_http_req *req, const char *name);
+/* Every request header in arrival order: cb(cbarg, name, value). */
+void cs_http_each_header(const cs_http_req *req, void (*cb)(void *cbarg, const char *name, const char *value),
+                         void *cbarg);
 
 /* Convenience: set a JSON error answer. */
 void cs_http_error(cs_http_resp *resp, int status, const char *code, const char *message,

@@ -81,6 +81,10 @@ void cs_batch_reject(cs_batch *b, size_t index, const cs_verr *err);
  * payload hash uses it instead of a derived timestamp). */
 void cs_batch_add(cs_batch *b, size_t index, const cJSON *obj, int has_client_ts, int64_t client_ts_us,
                   cs_field_map map, void *map_arg);
+/* The same for an event whose fields a mapping set one by one (Segment):
+ * cs_event_check instead of cs_event_validate. */
+void cs_batch_add_event(cs_batch *b, size_t index, cs_event *ev, int has_client_ts, int64_t client_ts_us,
+                        cs_field_map map, void *map_arg);
 /* Dedupe, append, answer. Returns the HTTP status. */
 int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after);
 

@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "ingest/batch.h"
+#include "ingest/jsonarena.h"
 #include "ingest/ingest.h"
 #include "ingest/jsoncheck.h"
 
@@ -38,8 +39,9 @@ enum mode { M_STRUCTURED, M_BATCH, M_BINARY, M_SHAPE };
 static const char *const ce_known[] = {"id",      "source", "specversion", "type", "datacontenttype",
                                        "dataschema", "subject", "time",     "data", "data_base64"};
 
-/* Extensions read from ce-* headers in binary mode (the HTTP layer offers a
- * lookup by name, not a walk over all headers: see docs/API.md). */
+/* The ce-* headers read in binary mode when the caller cannot walk all
+ * headers (cs_ingest_cloudevents with each NULL); with a walk, every ce-*
+ * header is an attribute. */
 static const char *const bin_attrs[] = {"id",      "source",    "specversion", "type",     "time",
                                         "subject", "dataschema", "accountid",  "userid",   "productarea",
                                         "plantier", "partitionkey", "traceparent"};
@@ -360,35 +362,65 @@ static size_t pct_decode(const char *s, char *out)
     return o;
 }
 
-/* The event as a JSON object built from the ce-* headers; data (owned by
- * the caller's tree) is attached by reference. Sets *bad to the attribute
- * when a decoded value is not UTF-8 or holds a NUL. */
-static cJSON *from_headers(cs_ingest_header_fn header, void *harg, const cJSON *data, const char **bad)
+struct hdr_walk {
+    cJSON      *ce;
+    const char *bad;
+    char        badname[72];
+};
+
+/* One ce-<name> header as attribute <name> (lowercased: header names are
+ * case-insensitive), percent-decoded. The first of repeated headers wins. */
+static void add_header_attr(struct hdr_walk *w, const char *hname, const char *v)
 {
-    cJSON *ce = cJSON_CreateObject();
-    *bad = NULL;
-    for (size_t i = 0; i < sizeof bin_attrs / sizeof bin_attrs[0]; i++) {
-        char h[48];
-        snprintf(h, sizeof h, "ce-%s", bin_attrs[i]);
-        const char *v = header(harg, h);
-        if (!v) continue;
-        char *d = cs_malloc(strlen(v) + 1);
-        size_t dn = pct_decode(v, d);
-        if (strlen(d) != dn || cs_utf8_invalid_at(d, dn) >= 0) {
-            if (!*bad) *bad = bin_attrs[i];
-        } else {
-            cJSON_AddStringToObject(ce, bin_attrs[i], d);
+    char nm[72];
+    size_t n = 0;
+    for (const char *c = hname + 3; *c && n + 1 < sizeof nm; c++) nm[n++] = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    nm[n] = '\0';
+    if (!n || cJSON_GetObjectItemCaseSensitive(w->ce, nm)) return;
+    char *d = cs_malloc(strlen(v) + 1);
+    size_t dn = pct_decode(v, d);
+    if (strlen(d) != dn || cs_utf8_invalid_at(d, dn) >= 0) {
+        if (!w->bad) {
+            snprintf(w->badname, sizeof w->badname, "%s", nm);
+            w->bad = w->badname;
         }
-        free(d);
+    } else {
+        cJSON_AddStringToObject(w->ce, nm, d);
     }
-    if (data) cJSON_AddItemReferenceToObject(ce, "data", (cJSON *)data);
-    return ce;
+    free(d);
+}
+
+static void on_header(void *arg, const char *name, const char *value)
+{
+    if (strncasecmp(name, "ce-", 3) == 0) add_header_attr(arg, name, value);
+}
+
+/* The event as a JSON object built from the ce-* headers; data (owned by
+ * the caller's tree) is attached by reference. Sets bad (w->badname) to the
+ * attribute when a decoded value is not UTF-8 or holds a NUL. */
+static cJSON *from_headers(cs_ingest_header_fn header, cs_ingest_each_header_fn each, void *harg,
+                           const cJSON *data, struct hdr_walk *w)
+{
+    w->ce = cJSON_CreateObject();
+    w->bad = NULL;
+    if (each) {
+        each(harg, on_header, w);
+    } else {
+        for (size_t i = 0; i < sizeof bin_attrs / sizeof bin_attrs[0]; i++) {
+            char h[48];
+            snprintf(h, sizeof h, "ce-%s", bin_attrs[i]);
+            const char *v = header(harg, h);
+            if (v) add_header_attr(w, h, v);
+        }
+    }
+    if (data) cJSON_AddItemReferenceToObject(w->ce, "data", (cJSON *)data);
+    return w->ce;
 }
 
 /* -------------------------------------------------------------- request */
 
-int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header, void *harg,
-                          cs_buf *resp, int *retry_after)
+static int cloudevents_run(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header,
+                           cs_ingest_each_header_fn each, void *harg, cs_buf *resp, int *retry_after)
 {
     cs_ingest_body body;
     cJSON *root = NULL, *bin = NULL;
@@ -479,7 +511,7 @@ int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_he
     b.meta.write_key = body.key ? body.key->name : NULL;
     if (mode == M_BINARY) {
         cs_verr err;
-        const char *bad;
+        struct hdr_walk w;
         if (root && !cJSON_IsNull(root) && !cJSON_IsObject(root)) {
             verr(&err, "wrong_type", "data",
                  "must be a JSON object (the request body in binary mode; its fields become properties)%s", "");
@@ -491,10 +523,10 @@ int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_he
             memcpy(err.field, f2, sizeof f2);
             cs_batch_reject(&b, 0, &err);
         } else {
-            bin = from_headers(header, harg, cJSON_IsObject(root) ? root : NULL, &bad);
-            if (bad) {
-                char f[64];
-                verr(&err, "invalid_value", fname(1, bad, f, sizeof f),
+            bin = from_headers(header, each, harg, cJSON_IsObject(root) ? root : NULL, &w);
+            if (w.bad) {
+                char f[96];
+                verr(&err, "invalid_value", fname(1, w.bad, f, sizeof f),
                      "is not valid UTF-8 once percent-decoded%s", "");
                 cs_batch_reject(&b, 0, &err);
             } else {
@@ -510,8 +542,18 @@ int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_he
     status = cs_batch_finish(&b, resp, retry_after);
     cs_batch_free(&b);
 out:
-    cJSON_Delete(bin);
-    cJSON_Delete(root);
+    cs_json_arena_delete(bin);
+    cs_json_arena_delete(root);
     cs_ingest_body_free(&body);
+    return status;
+}
+
+/* The request's cJSON trees live in this thread's arena (jsonarena.h). */
+int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header,
+                          cs_ingest_each_header_fn each, void *harg, cs_buf *resp, int *retry_after)
+{
+    cs_json_arena_begin();
+    int status = cloudevents_run(ing, req, header, each, harg, resp, retry_after);
+    cs_json_arena_end();
     return status;
 }

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
+
+#include "ingest/jsonw.h"
 
 static int set_err(cs_verr *err, const char *code, const char *field, const char *fmt, const char *a)
 {
@@ -60,6 +63,8 @@ static int valid_type_name(const char *t)
     return 1;
 }
 
+static int check_props(cs_event *ev, cs_verr *err);
+
 static const char *const known_fields[] = {"event_id", "type",      "account_id", "user_id",
                                            "timestamp", "product_area", "plan_tier", "properties",
                                            "context",  "integrations"};
@@ -107,12 +112,51 @@ int cs_event_validate(const cJSON *obj, int64_t received_us, cs_event *ev, cs_ve
     } else {
         ev->ts_us = received_us;
     }
+    if (check_props(ev, err)) return -1;
+    return get_str(obj, "account_id", "account_id", !cs_event_is_lead(ev->type), CS_ID_MAX, &ev->account_id, err);
+}
 
-    /* Per-type required properties (design brief §5). */
+/* A string field already read: required, and at most max bytes. */
+static int chk_str(const char *v, const char *path, int required, size_t max, cs_verr *err)
+{
+    if (!v) return required ? set_err(err, "missing_field", path, "%s is required%s", "") : 0;
+    size_t n = strlen(v);
+    if (n == 0 && required) return set_err(err, "invalid_value", path, "%s must not be empty%s", "");
+    if (n > max) return set_err(err, "invalid_value", path, "%s is longer than the limit%s", "");
+    return 0;
+}
+
+int cs_event_check(cs_event *ev, cs_verr *err)
+{
+    if (chk_str(ev->event_id, "event_id", 1, CS_ID_MAX, err)) return -1;
+    if (chk_str(ev->type, "type", 1, CS_TYPE_MAX, err)) return -1;
+    if (!valid_type_name(ev->type))
+        return set_err(err, "invalid_value", "type",
+                       "%s must start with a letter and hold only letters, digits and _.:-%s", "");
+    if (chk_str(ev->user_id, "user_id", 0, CS_ID_MAX, err)) return -1;
+    if (chk_str(ev->product_area, "product_area", 0, CS_ID_MAX, err)) return -1;
+    if (chk_str(ev->plan_tier, "plan_tier", 0, CS_ID_MAX, err)) return -1;
+    if (check_props(ev, err)) return -1;
+    return chk_str(ev->account_id, "account_id", !cs_event_is_lead(ev->type), CS_ID_MAX, err);
+}
+
+/* Per-type required properties (design brief §5); sets lead_domain. */
+static int check_props(cs_event *ev, cs_verr *err)
+{
     const char *email = NULL, *s;
     static const cJSON empty = {0};
     const cJSON *p = ev->properties ? ev->properties : &empty;
     int lead = cs_event_is_lead(ev->type);
+    /* The canonical plan tier and product area (design brief §5) where an
+     * SDK can only send properties (Segment track): lifted when the event
+     * has none of its own. */
+    const cJSON *pv;
+    if (!ev->plan_tier && cJSON_IsString(pv = cJSON_GetObjectItemCaseSensitive(p, "plan_tier")) &&
+        strlen(pv->valuestring) <= CS_ID_MAX)
+        ev->plan_tier = pv->valuestring;
+    if (!ev->product_area && cJSON_IsString(pv = cJSON_GetObjectItemCaseSensitive(p, "product_area")) &&
+        strlen(pv->valuestring) <= CS_ID_MAX)
+        ev->product_area = pv->valuestring;
     if (lead) {
         if (get_str(p, "email", "properties.email", 1, 254, &email, err)) return -1;
         const char *at = strrchr(email, '@');
@@ -139,7 +183,6 @@ int cs_event_validate(const cJSON *obj, int64_t received_us, cs_event *ev, cs_ve
     } else if (strcmp(ev->type, "TrialActivated") == 0) {
         if (get_num(p, "trial_days", "properties.trial_days", err)) return -1;
     }
-    if (get_str(obj, "account_id", "account_id", !lead, CS_ID_MAX, &ev->account_id, err)) return -1;
     return 0;
 }
 
@@ -150,39 +193,78 @@ const char *cs_event_key(const cs_event *ev, char *buf, size_t len)
     return buf;
 }
 
-static void add_field(cs_buf *out, const char *name, const char *v)
+/* ,"name":"value" (the event's own fields: cs_buf_json_str's escaping). */
+static void add_field(cs_buf *out, const char *key, size_t klen, const char *v)
 {
     if (!v) return;
-    cs_buf_printf(out, ",\"%s\":", name);
-    cs_buf_json_str(out, v);
+    cs_buf_add(out, key, klen);
+    cs_jw_str(out, v);
 }
+#define ADD_FIELD(out, lit, v) add_field(out, lit, sizeof lit - 1, v)
 
-static void add_json(cs_buf *out, const char *name, const cJSON *v)
+/* Where cs_event_serialize's fixed fields landed, for the hashes. */
+struct spans {
+    size_t id_off, id_len;   /* the event_id string literal, quotes included */
+    size_t ts_key;           /* the start of ,"timestamp":" */
+    size_t ts_end;           /* just past the timestamp's closing quote */
+    size_t src;              /* the start of ,"source":" */
+};
+
+static void serialize(const cs_event *ev, const char *source, int64_t received_us, cs_buf *out, struct spans *sp)
 {
-    if (!v) return;
-    char *s = cJSON_PrintUnformatted(v);
-    cs_buf_printf(out, ",\"%s\":%s", name, s);
-    cJSON_free(s);
+    char ts[25];
+    cs_buf_reserve(out, 512);
+    cs_buf_add(out, "{\"event_id\":", 12);
+    sp->id_off = out->len;
+    cs_jw_str(out, ev->event_id);
+    sp->id_len = out->len - sp->id_off;
+    ADD_FIELD(out, ",\"type\":", ev->type);
+    ADD_FIELD(out, ",\"account_id\":", ev->account_id);
+    ADD_FIELD(out, ",\"user_id\":", ev->user_id);
+    cs_jw_time_ms(ev->ts_us, ts);
+    sp->ts_key = out->len;
+    ADD_FIELD(out, ",\"timestamp\":", ts);
+    sp->ts_end = out->len;
+    ADD_FIELD(out, ",\"product_area\":", ev->product_area);
+    ADD_FIELD(out, ",\"plan_tier\":", ev->plan_tier);
+    if (ev->prop_name || ev->prop_category) {
+        cs_buf_add(out, ",\"properties\":{", 15);
+        int first = 1;
+        if (ev->prop_name) {
+            cs_buf_add(out, "\"name\":", 7);
+            cs_jw_value_str(out, ev->prop_name);
+            first = 0;
+        }
+        if (ev->prop_category) {
+            cs_buf_add(out, first ? "\"category\":" : ",\"category\":", first ? 11 : 12);
+            cs_jw_value_str(out, ev->prop_category);
+            first = 0;
+        }
+        cs_jw_members(out, NULL, ev->properties, first);
+        cs_buf_add(out, "}", 1);
+    } else if (ev->properties) {
+        cs_buf_add(out, ",\"properties\":", 14);
+        cs_jw_value(out, ev->properties);
+    }
+    if (ev->context_base && ev->context_base->child) {
+        cs_buf_add(out, ",\"context\":{", 12);
+        cs_jw_members(out, ev->context_base, ev->context, 1);
+        cs_buf_add(out, "}", 1);
+    } else if (ev->context) {
+        cs_buf_add(out, ",\"context\":", 11);
+        cs_jw_value(out, ev->context);
+    }
+    sp->src = out->len;
+    ADD_FIELD(out, ",\"source\":", source);
+    cs_jw_time_ms(received_us, ts);
+    ADD_FIELD(out, ",\"received_at\":", ts);
+    cs_buf_add(out, "}", 1);
 }
 
 void cs_event_serialize(const cs_event *ev, const char *source, int64_t received_us, cs_buf *out)
 {
-    char ts[40];
-    cs_buf_adds(out, "{\"event_id\":");
-    cs_buf_json_str(out, ev->event_id);
-    add_field(out, "type", ev->type);
-    add_field(out, "account_id", ev->account_id);
-    add_field(out, "user_id", ev->user_id);
-    cs_fmt_time_ms(ev->ts_us, ts, sizeof ts);
-    add_field(out, "timestamp", ts);
-    add_field(out, "product_area", ev->product_area);
-    add_field(out, "plan_tier", ev->plan_tier);
-    add_json(out, "properties", ev->properties);
-    add_json(out, "context", ev->context);
-    add_field(out, "source", source);
-    cs_fmt_time_ms(received_us, ts, sizeof ts);
-    add_field(out, "received_at", ts);
-    cs_buf_adds(out, "}");
+    struct spans sp;
+    serialize(ev, source, received_us, out, &sp);
 }
 
 int cs_event_type_known(const char *type)
@@ -200,38 +282,30 @@ void cs_event_serialize_full(const cs_event *ev, const cs_event_meta *m, cs_buf 
                              uint64_t *payload)
 {
     size_t start = out->len;
-    cs_event_serialize(ev, m->source, m->received_us, out);
-    /* Spans of the bytes just written (see cs_event_serialize's field order):
-     *   {"event_id":"..." ... ,"timestamp":"<24>" ... ,"source":... }
-     * A JSON string never holds a raw ",\"" sequence (quotes are escaped),
-     * so the first ,"timestamp":" is the top-level one, and the last
-     * ,"source":" is ours (it follows properties and context). */
-    const char *b = out->data + start, *e = out->data + out->len;
-    const char *idp = b + strlen("{\"event_id\":");
-    const char *idend = idp + 1;
-    while (*idend != '"') idend += *idend == '\\' ? 2 : 1;
-    idend++;
-    XXH128_hash_t h = XXH3_128bits(idp, (size_t)(idend - idp));
+    struct spans sp;
+    serialize(ev, m->source, m->received_us, out, &sp);
+    const char *b = out->data;
+    XXH128_hash_t h = XXH3_128bits(b + sp.id_off, sp.id_len);
     id_fp[0] = h.high64, id_fp[1] = h.low64;
-    static const char tsk[] = ",\"timestamp\":\"", srck[] = ",\"source\":\"";
-    const char *ts = memmem(b, (size_t)(e - b), tsk, sizeof tsk - 1);
-    const char *tsend = (const char *)memchr(ts + sizeof tsk - 1, '"', (size_t)(e - ts) - (sizeof tsk - 1)) + 1;
-    const char *src = NULL;
-    for (const char *p = tsend; (p = memmem(p, (size_t)(e - p), srck, sizeof srck - 1)); p++) src = p;
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_64bits_reset(st);
-    XXH3_64bits_update(st, b, (size_t)(ts - b));
-    char cts[40] = "-";
-    if (m->has_client_ts) cs_fmt_time_ms(m->client_ts_us, cts, sizeof cts);
-    XXH3_64bits_update(st, cts, strlen(cts));
-    XXH3_64bits_update(st, tsend, (size_t)(src - tsend));
-    uint64_t ph = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
+    /* The payload hash: the canonical bytes up to the ingest metadata
+     * (source, received_at), with the timestamp replaced by the client's
+     * own time ("-" when none). */
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, b + start, sp.ts_key - start);
+    char cts[25] = "-";
+    if (m->has_client_ts) cs_jw_time_ms(m->client_ts_us, cts);
+    XXH3_64bits_update(&st, cts, strlen(cts));
+    XXH3_64bits_update(&st, b + sp.ts_end, sp.src - sp.ts_end);
+    uint64_t ph = XXH3_64bits_digest(&st);
     if (ph == 0) ph = 1; /* 0 means "unknown" in the dedupe window */
     *payload = ph;
     out->len--; /* reopen the object */
-    if (m->write_key) add_field(out, "write_key", m->write_key);
-    cs_buf_printf(out, ",\"payload_hash\":\"%016llx\"}", (unsigned long long)ph);
+    if (m->write_key) ADD_FIELD(out, ",\"write_key\":", m->write_key);
+    char tail[36] = ",\"payload_hash\":\"";
+    for (int i = 0; i < 16; i++) tail[17 + i] = "0123456789abcdef"[(ph >> (60 - 4 * i)) & 15];
+    tail[33] = '"', tail[34] = '}';
+    cs_buf_add(out, tail, 35);
 }
 
 int cs_event_dedupe_keys(const char *v, size_t len, uint64_t id_fp[2], uint64_t *payload)

@@ -38,10 +38,22 @@ typedef struct cs_event {
     const cJSON *properties;  /* object or NULL */
     const cJSON *context;     /* object or NULL */
     char        lead_domain[128]; /* email domain, for leads with no account */
+    /* Merged in when serialized, for senders whose event is spread over
+     * several places (Segment): context_base's keys that context does not
+     * hold are written first in "context"; prop_name/prop_category (when
+     * set and not already in properties) first in "properties". */
+    const cJSON *context_base;
+    const char  *prop_name, *prop_category;
 } cs_event;
 
 /* Validate obj as a native event. Returns 0, or -1 with err set. */
 int cs_event_validate(const cJSON *obj, int64_t received_us, cs_event *ev, cs_verr *err);
+
+/* The rules on an event whose fields are already set (by cs_event_validate,
+ * or field by field by a mapping such as Segment's): required fields and
+ * their lengths, the type's name, the per-type properties, the lead's email
+ * domain. Returns 0, or -1 with err set. */
+int cs_event_check(cs_event *ev, cs_verr *err);
 
 /* The partition key: account_id, or "domain:<email domain>" for a lead with
  * no account yet. */

@@ -12,6 +12,7 @@
 #include "http/errors.h"
 #include "ingest/batch.h"
 #include "ingest/body.h"
+#include "ingest/jsonarena.h"
 #include "ingest/jsoncheck.h"
 #include "metrics/catalog.h"
 
@@ -49,6 +50,7 @@ int cs_ingest_init(cs_ingest *ing, cs_bus *bus, const cs_config *cfg, char *err,
 {
     memset(ing, 0, sizeof *ing);
     cs_metrics_catalog_init();
+    cs_json_arena_install(); /* before the server's threads use cJSON */
     ing->bus = bus;
     ing->cfg = cfg;
     cs_auth_init(&ing->auth, cfg);
@@ -212,6 +214,12 @@ void cs_batch_init(cs_batch *b, cs_ingest *ing, const char *source, const char *
     cs_metric_inc(cs_m.events_received, l, total);
     cs_buf_init(&b->vals);
     cs_buf_init(&b->rej);
+    /* Room for the whole request up front (bounded by max_batch_events):
+     * growing a large buffer by realloc cost more than writing into it. */
+    size_t hint = total < 4096 ? total : 4096;
+    cs_buf_reserve(&b->vals, hint * 512);
+    b->cap = hint ? hint : 1;
+    b->items = cs_malloc(b->cap * sizeof *b->items);
 }
 
 void cs_batch_free(cs_batch *b)
@@ -244,15 +252,36 @@ static void verr(cs_verr *err, const char *code, const char *field, const char *
     snprintf(err->message, sizeof err->message, "%s", msg);
 }
 
+static void reject_mapped(cs_batch *b, size_t index, cs_verr *err, cs_field_map map, void *map_arg);
+static void queue(cs_batch *b, size_t index, cs_event *evp, int has_client_ts, int64_t client_ts_us,
+                  cs_field_map map, void *map_arg);
+
 void cs_batch_add(cs_batch *b, size_t index, const cJSON *obj, int has_client_ts, int64_t client_ts_us,
                   cs_field_map map, void *map_arg)
 {
-    const cs_config *cfg = b->ing->cfg;
     cs_event ev;
+    cs_verr err;
+    if (cs_event_validate(obj, b->meta.received_us, &ev, &err) != 0) return reject_mapped(b, index, &err, map, map_arg);
+    queue(b, index, &ev, has_client_ts, client_ts_us, map, map_arg);
+}
+
+void cs_batch_add_event(cs_batch *b, size_t index, cs_event *ev, int has_client_ts, int64_t client_ts_us,
+                        cs_field_map map, void *map_arg)
+{
+    cs_verr err;
+    if (cs_event_check(ev, &err) != 0) return reject_mapped(b, index, &err, map, map_arg);
+    queue(b, index, ev, has_client_ts, client_ts_us, map, map_arg);
+}
+
+/* The checks against the policy, the canonical bytes, the queue. */
+static void queue(cs_batch *b, size_t index, cs_event *evp, int has_client_ts, int64_t client_ts_us,
+                  cs_field_map map, void *map_arg)
+{
+    const cs_config *cfg = b->ing->cfg;
+    const cs_event ev = *evp;
     cs_verr err;
     char msg[200];
     int64_t recv = b->meta.received_us;
-    if (cs_event_validate(obj, recv, &ev, &err) != 0) goto reject;
     if (cfg->reject_unknown_types && !cs_event_type_known(ev.type)) {
         snprintf(msg, sizeof msg, "type \"%.64s\" is not a known type (ingest.unknown_types: reject)", ev.type);
         verr(&err, "unknown_type", "type", msg);
@@ -295,10 +324,20 @@ void cs_batch_add(cs_batch *b, size_t index, const cJSON *obj, int has_client_ts
     it->off = start;
     it->len = b->vals.len - start;
     const char *key = cs_event_key(&ev, it->key, sizeof it->key);
-    if (key != it->key) snprintf(it->key, sizeof it->key, "%s", key);
+    if (key != it->key) {
+        size_t kl = strnlen(key, sizeof it->key - 1);
+        memcpy(it->key, key, kl);
+        it->key[kl] = '\0';
+    }
     b->n++;
     return;
 reject:
+    reject_mapped(b, index, &err, map, map_arg);
+}
+
+static void reject_mapped(cs_batch *b, size_t index, cs_verr *errp, cs_field_map map, void *map_arg)
+{
+    cs_verr err = *errp;
     if (map && err.field[0]) {
         char f[sizeof err.field];
         map(err.field, f, sizeof f, map_arg);
@@ -408,10 +447,16 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
             goto out;
         }
         if (d && nmsg) cs_dedupe_resolve(d, owner, (const uint64_t(*)[2])claimed, nmsg, 1);
+        /* One counter update per type label, not per event. */
         for (size_t k = 0; k < nmsg; k++) {
+            if (!types[k]) continue;
+            const char *t = types[k];
+            size_t cnt = 0;
+            for (size_t j = k; j < nmsg; j++)
+                if (types[j] == t || (types[j] && strcmp(types[j], t) == 0)) cnt++, types[j] = NULL;
             char l[96];
-            snprintf(l, sizeof l, "source=\"%s\",type=\"%s\"", b->meta.source, types[k]);
-            cs_metric_inc(cs_m.events_accepted, l, 1);
+            snprintf(l, sizeof l, "source=\"%s\",type=\"%s\"", b->meta.source, t);
+            cs_metric_inc(cs_m.events_accepted, l, cnt);
         }
         accepted += nmsg;
         ntodo = nbusy;

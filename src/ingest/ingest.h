@@ -73,10 +73,18 @@ int cs_ingest_segment(cs_ingest *ing, const char *call, const cs_ingest_req *req
  * library. */
 typedef const char *(*cs_ingest_header_fn)(void *arg, const char *name);
 
+/* Every request header in turn, cb(cbarg, name, value): how binary-mode
+ * CloudEvents take each ce-* header as an attribute. */
+typedef void (*cs_ingest_each_header_fn)(void *arg, void (*cb)(void *cbarg, const char *name, const char *value),
+                                         void *cbarg);
+
 /* POST /v1/cloudevents: CloudEvents 1.0 in structured, batch or binary
- * mode (docs/API.md "CloudEvents"). Same answer as cs_ingest_native. */
-int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header, void *header_arg,
-                          cs_buf *resp, int *retry_after);
+ * mode (docs/API.md "CloudEvents"). header looks one header up; each
+ * (may be NULL: then only a fixed list of ce-* headers is read) walks them
+ * all, so every ce-* header becomes an attribute. Same answer as
+ * cs_ingest_native. */
+int cs_ingest_cloudevents(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_header_fn header,
+                          cs_ingest_each_header_fn each, void *header_arg, cs_buf *resp, int *retry_after);
 
 /* 1 for the types ingest also appends to the leads lane's topic
  * (LeadCreated, DemoRequested, TrialActivated). */

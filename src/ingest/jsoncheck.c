@@ -23,27 +23,53 @@ static int cmp_key(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* path holds the dotted path to v (truncated when long). */
-static int walk(const cJSON *v, int depth, int max_depth, long max_keys, char *path, size_t plen, cs_verr *err)
+/* The way from the checked value down to v: one frame per level, on the
+ * stack; the dotted path is only written out when there is an error. */
+struct frame {
+    const struct frame *up;
+    const char         *key;    /* object member, or NULL: */
+    int                 index;  /* array element */
+};
+
+static void path_of(const struct frame *f, char *path, size_t plen)
+{
+    const struct frame *chain[CS_JSON_SYNTAX_MAX_DEPTH + 2];
+    size_t n = 0;
+    for (; f && n < sizeof chain / sizeof chain[0]; f = f->up) chain[n++] = f;
+    size_t at = 0;
+    path[0] = '\0';
+    while (n-- > 0 && at + 1 < plen) {
+        const struct frame *c = chain[n];
+        if (c->key) snprintf(path + at, plen - at, "%s%s", at ? "." : "", c->key);
+        else snprintf(path + at, plen - at, "[%d]", c->index);
+        at += strlen(path + at);
+    }
+}
+
+static int walk(const cJSON *v, const struct frame *here, int depth, int max_depth, long max_keys, char *path,
+                size_t plen, cs_verr *err)
 {
     if (depth > max_depth) {
         char msg[96];
         snprintf(msg, sizeof msg, "nesting is deeper than the limit of %d", max_depth);
+        path_of(here, path, plen);
         return err_at(err, "too_deep", path, msg);
     }
-    if (cJSON_IsObject(v)) {
+    int obj = cJSON_IsObject(v);
+    if (obj) {
         long n = 0;
         for (const cJSON *c = v->child; c; c = c->next) n++;
         if (n > max_keys) {
             char msg[128];
             snprintf(msg, sizeof msg, "an object with %ld keys; the limit is %ld", n, max_keys);
+            path_of(here, path, plen);
             return err_at(err, "too_many_keys", path, msg);
         }
         const char *dup = NULL;
         if (n <= 16) {
             for (const cJSON *a = v->child; a && !dup; a = a->next)
                 for (const cJSON *b = a->next; b; b = b->next)
-                    if (strcmp(a->string, b->string) == 0) {
+                    if (a->string[0] == b->string[0] && strcmp(a->string, b->string) == 0) {
                         dup = a->string;
                         break;
                     }
@@ -57,20 +83,17 @@ static int walk(const cJSON *v, int depth, int max_depth, long max_keys, char *p
             free(keys);
         }
         if (dup) {
-            size_t at = strlen(path);
-            snprintf(path + at, plen - at, "%s%s", at ? "." : "", dup);
+            struct frame f = {here, dup, 0};
+            path_of(&f, path, plen);
             return err_at(err, "duplicate_key", path, "the key appears more than once in its object");
         }
     }
-    if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) return 0;
-    size_t at = strlen(path);
+    if (!obj && !cJSON_IsArray(v)) return 0;
     int index = 0;
     for (const cJSON *c = v->child; c; c = c->next, index++) {
-        if (cJSON_IsObject(v)) snprintf(path + at, plen - at, "%s%s", at ? "." : "", c->string);
-        else snprintf(path + at, plen - at, "[%d]", index);
-        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && walk(c, depth + 1, max_depth, max_keys, path, plen, err))
-            return -1;
-        path[at] = '\0';
+        if (!cJSON_IsObject(c) && !cJSON_IsArray(c)) continue;
+        struct frame f = {here, obj ? c->string : NULL, index};
+        if (walk(c, &f, depth + 1, max_depth, max_keys, path, plen, err)) return -1;
     }
     return 0;
 }
@@ -78,7 +101,7 @@ static int walk(const cJSON *v, int depth, int max_depth, long max_keys, char *p
 int cs_json_check(const cJSON *v, int depth0, int max_depth, long max_keys, cs_verr *err)
 {
     char path[96] = "";
-    return walk(v, depth0, max_depth, max_keys, path, sizeof path, err);
+    return walk(v, NULL, depth0, max_depth, max_keys, path, sizeof path, err);
 }
 
 long cs_json_too_deep_at(const char *s, size_t len, int max)

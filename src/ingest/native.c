@@ -11,6 +11,7 @@
 #include "core/logging.h"
 #include "http/errors.h"
 #include "ingest/batch.h"
+#include "ingest/jsonarena.h"
 #include "ingest/event.h"
 #include "ingest/ingest.h"
 #include "ingest/jsoncheck.h"
@@ -80,7 +81,7 @@ static int decode(cs_ingest *ing, const char *body, size_t len, cJSON ***items, 
     return 0;
 }
 
-int cs_ingest_native(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int *retry_after)
+static int native_run(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int *retry_after)
 {
     cs_ingest_body body;
     int status = cs_ingest_open(ing, req, &body, resp);
@@ -118,9 +119,18 @@ int cs_ingest_native(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int
     status = cs_batch_finish(&b, resp, retry_after);
     cs_batch_free(&b);
 out:
-    for (size_t i = 0; i < nroots; i++) cJSON_Delete(roots[i]);
+    for (size_t i = 0; i < nroots; i++) cs_json_arena_delete(roots[i]);
     free(roots);
     free(items);
     cs_ingest_body_free(&body);
+    return status;
+}
+
+/* The request's cJSON trees live in this thread's arena (jsonarena.h). */
+int cs_ingest_native(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int *retry_after)
+{
+    cs_json_arena_begin();
+    int status = native_run(ing, req, resp, retry_after);
+    cs_json_arena_end();
     return status;
 }

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ingest/batch.h"
+#include "ingest/jsonarena.h"
 #include "ingest/ingest.h"
 #include "ingest/jsoncheck.h"
 
@@ -185,9 +186,14 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
         return cs_batch_reject(b, index, &err);
     }
 
-    cJSON *ev = cJSON_CreateObject();
+    /* The native event, field by field: pointers into the message's tree,
+     * nothing built or copied (the batch context and a page's name and
+     * category are merged when the canonical bytes are written). */
+    cs_event ev;
+    memset(&ev, 0, sizeof ev);
     const cJSON *mid = get(msg, "messageId");
-    if (mid) cJSON_AddItemReferenceToObject(ev, "event_id", (cJSON *)mid);
+    int mid_bad = mid && !cJSON_IsNull(mid) && !cJSON_IsString(mid); /* said after the mapping's own errors */
+    if (cJSON_IsString(mid)) ev.event_id = mid->valuestring;
     char tbuf[CS_TYPE_MAX * 2];
     const char *type = call == C_IDENTIFY ? "ContactIdentified"
                        : call == C_GROUP  ? "AccountGrouped"
@@ -198,37 +204,27 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
         const cJSON *e = get(msg, "event");
         if (!e || cJSON_IsNull(e)) {
             verr(&err, "missing_field", "event", "is required for a track call");
-            cJSON_Delete(ev);
             return cs_batch_reject(b, index, &err);
         }
         if (!cJSON_IsString(e)) {
             verr(&err, "wrong_type", "event", "must be a string");
-            cJSON_Delete(ev);
             return cs_batch_reject(b, index, &err);
         }
         normalize_type(e->valuestring, tbuf, sizeof tbuf);
         type = tbuf;
     }
-    cJSON_AddStringToObject(ev, "type", type);
+    ev.type = type;
 
     /* Context: the message's own keys win over the batch's. */
-    cJSON *mctx = NULL;
-    if (cJSON_IsObject(batch_ctx) && batch_ctx->child) {
-        mctx = cJSON_CreateObject();
-        for (const cJSON *c = batch_ctx->child; c; c = c->next)
-            if (!get(ctx, c->string)) cJSON_AddItemReferenceToObject(mctx, c->string, (cJSON *)c);
-        if (cJSON_IsObject(ctx))
-            for (const cJSON *c = ctx->child; c; c = c->next) cJSON_AddItemReferenceToObject(mctx, c->string, (cJSON *)c);
-        cJSON_AddItemToObject(ev, "context", mctx);
-    } else if (cJSON_IsObject(ctx)) {
-        cJSON_AddItemReferenceToObject(ev, "context", (cJSON *)ctx);
-    }
-    const cJSON *allctx = mctx ? mctx : ctx;
+    const cJSON *base = cJSON_IsObject(batch_ctx) && batch_ctx->child ? batch_ctx : NULL;
+    ev.context_base = base;
+    ev.context = cJSON_IsObject(ctx) ? ctx : NULL;
 
     char abuf[48], ubuf[48];
     const char *acc = NULL, *user = NULL;
-    const char *acc_field = NULL;
-    const cJSON *cands[3] = {get(allctx, "groupId"), get(msg, "groupId"), get(props, "account_id")};
+    const cJSON *gid = get(ctx, "groupId");
+    if (!gid && base) gid = get(base, "groupId");
+    const cJSON *cands[3] = {gid, get(msg, "groupId"), get(props, "account_id")};
     const char *names[3] = {"context.groupId", "groupId", traits ? "traits.account_id" : "properties.account_id"};
     if (call == C_GROUP) { /* a group call is about the group it names */
         const cJSON *t = cands[0];
@@ -240,48 +236,38 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
         if (!cands[i] || cJSON_IsNull(cands[i])) continue;
         if (id_string(cands[i], abuf, sizeof abuf, &acc) != 0) {
             verr(&err, "wrong_type", names[i], "must be a string");
-            cJSON_Delete(ev);
             return cs_batch_reject(b, index, &err);
         }
-        acc_field = names[i];
     }
-    (void)acc_field;
-    if (acc) cJSON_AddStringToObject(ev, "account_id", acc);
+    ev.account_id = acc;
     const cJSON *uid = get(msg, "userId");
     if (!uid || cJSON_IsNull(uid)) uid = get(msg, "anonymousId");
     if (id_string(uid, ubuf, sizeof ubuf, &user) != 0) {
         verr(&err, "wrong_type", "userId", "must be a string");
-        cJSON_Delete(ev);
         return cs_batch_reject(b, index, &err);
     }
-    if (user) cJSON_AddStringToObject(ev, "user_id", user);
-    if (has_client) {
-        char when_s[40];
-        cs_fmt_time_ms(when, when_s, sizeof when_s);
-        cJSON_AddStringToObject(ev, "timestamp", when_s);
+    ev.user_id = user;
+    if (mid_bad) {
+        verr(&err, "wrong_type", "messageId", "must be a string");
+        return cs_batch_reject(b, index, &err);
     }
+    /* Millisecond precision, as the canonical timestamp keeps it. */
+    if (has_client) when = (when >= 0 ? when / 1000 : (when - 999) / 1000) * 1000;
+    ev.ts_us = has_client ? when : b->meta.received_us;
+    ev.has_ts = has_client;
+    ev.properties = cJSON_IsObject(props) ? props : NULL;
     if (call == C_PAGE || call == C_SCREEN) {
         /* The page/screen name and category are properties of the view. */
         const cJSON *nm = get(msg, "name"), *cat = get(msg, "category");
-        if ((cJSON_IsString(nm) && !get(props, "name")) || (cJSON_IsString(cat) && !get(props, "category"))) {
-            cJSON *p2 = cJSON_CreateObject();
-            if (cJSON_IsString(nm) && !get(props, "name")) cJSON_AddStringToObject(p2, "name", nm->valuestring);
-            if (cJSON_IsString(cat) && !get(props, "category"))
-                cJSON_AddStringToObject(p2, "category", cat->valuestring);
-            if (cJSON_IsObject(props))
-                for (const cJSON *c = props->child; c; c = c->next) cJSON_AddItemReferenceToObject(p2, c->string, (cJSON *)c);
-            cJSON_AddItemToObject(ev, "properties", p2);
-            props = NULL;
-        }
+        if (cJSON_IsString(nm) && !get(props, "name")) ev.prop_name = nm->valuestring;
+        if (cJSON_IsString(cat) && !get(props, "category")) ev.prop_category = cat->valuestring;
     }
-    if (cJSON_IsObject(props)) cJSON_AddItemReferenceToObject(ev, "properties", (cJSON *)props);
     struct map_arg ma = {call};
-    cs_batch_add(b, index, ev, has_client, client, field_map, &ma);
-    cJSON_Delete(ev);
+    cs_batch_add_event(b, index, &ev, has_client, client, field_map, &ma);
 }
 
-int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req *req, cs_buf *resp,
-                      int *retry_after)
+static int segment_run(cs_ingest *ing, const char *call_name, const cs_ingest_req *req, cs_buf *resp,
+                       int *retry_after)
 {
     cs_ingest_body body;
     cJSON *root = NULL;
@@ -377,7 +363,17 @@ int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req
     status = cs_batch_finish(&b, resp, retry_after);
     cs_batch_free(&b);
 out:
-    cJSON_Delete(root);
+    cs_json_arena_delete(root);
     cs_ingest_body_free(&body);
+    return status;
+}
+
+/* The request's cJSON trees live in this thread's arena (jsonarena.h). */
+int cs_ingest_segment(cs_ingest *ing, const char *call_name, const cs_ingest_req *req, cs_buf *resp,
+                      int *retry_after)
+{
+    cs_json_arena_begin();
+    int status = segment_run(ing, call_name, req, resp, retry_after);
+    cs_json_arena_end();
     return status;
 }

@@ -27,6 +27,8 @@ typedef struct cs_metrics_catalog {
     cs_metric *rules_reloads;       /* {result} */
     cs_metric *rule_errors;         /* rule evaluations that errored on an event */
     cs_metric *lane_records;        /* records the leads lane committed */
+    cs_metric *snapshot_bytes;      /* signals snapshots written (bytes) */
+    cs_metric *snapshot_seconds;    /* histogram: encode + put */
     cs_metric *dlq_events;          /* {reason} */
     cs_metric *webhook_deliveries;  /* {destination,status}: delivered | retry | dead */
     cs_metric *webhook_latency;     /* histogram {destination}: ingest -> delivered */
@@ -38,6 +40,10 @@ typedef struct cs_metrics_catalog {
     cs_metric *wh_batch_seconds;    /* histogram {destination} */
     cs_metric *bus_group_partitions; /* gauge {group}: partitions owned (bus join) */
     cs_metric *bus_group_changes;   /* {group,change}: assigned | revoked | lost */
+    cs_metric *json_arena_bytes;    /* gauge: ingest's per-thread cJSON arenas */
+    cs_metric *routing_decisions;   /* {via}: account_owner | round_robin | weighted_round_robin | fallback */
+    cs_metric *routing_sla;         /* {result}: rerouted | queued */
+    cs_metric *routing_reps_ignored; /* reps beyond CS_ROUTE_MAX_REPS in one decision */
 } cs_metrics_catalog;
 
 extern cs_metrics_catalog cs_m;

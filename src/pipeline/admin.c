@@ -17,12 +17,35 @@
 
 #include "core/logging.h"
 #include "pipeline/pipeline.h"
+#include "routing/router.h"
 
 int cs_pipeline_admin_object(const char *type)
 {
     if (strcmp(type, "AccountUpserted") == 0) return CS_OBJ_ACCOUNT;
     if (strcmp(type, "RepUpserted") == 0) return CS_OBJ_REP;
+    if (strcmp(type, "LeadAccepted") == 0) return CS_ADMIN_LEAD_ACCEPTED;
     return -1;
+}
+
+/*   {"event_id": "adm_…", "type": "LeadAccepted", "object_id": "<lead id>",
+ *    "timestamp": "<request time>", "properties": {"rep": "<rep id>"?}}
+ * The lead becomes accepted (its SLA stops) when it is routed and waiting,
+ * and rep (when given) is its owner; otherwise nothing changes (logged). */
+static int apply_accept(cs_store *st, int partition, const cs_rec *rec, const cJSON *ev, uint64_t *poison)
+{
+    const char *eid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "event_id"));
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "object_id"));
+    const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "timestamp"));
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
+    const cJSON *rep = cJSON_GetObjectItemCaseSensitive(props, "rep");
+    if (!id || !*id || !at || (rep && !cJSON_IsString(rep)) || cJSON_GetObjectItemCaseSensitive(ev, "payload_hash")) {
+        (*poison)++;
+        cs_error("pipeline", "invalid admin event skipped", "\"partition\":%d,\"offset\":%lld,\"field\":\"%s\"",
+                 partition, (long long)rec->offset, !id || !*id ? "object_id" : !at ? "timestamp" : "properties.rep");
+        return 0;
+    }
+    cs_cause cause = {.event_id = eid, .partition = partition, .offset = rec->offset, .rule_id = "api", .at = at};
+    return cs_routing_accept(st, id, rep ? rep->valuestring : NULL, &cause) < 0 ? -1 : 0;
 }
 
 int cs_pipeline_apply_admin(cs_store *st, int partition, const cs_rec *rec, const void *event, uint64_t *poison)
@@ -35,6 +58,7 @@ int cs_pipeline_apply_admin(cs_store *st, int partition, const cs_rec *rec, cons
         id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "account_id"));
     const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "timestamp"));
     int obj = type ? cs_pipeline_admin_object(type) : -1;
+    if (obj == CS_ADMIN_LEAD_ACCEPTED) return apply_accept(st, partition, rec, ev, poison);
     /* Only the API writes admin events. Ingest stamps every event it takes
      * with payload_hash, so one carrying it was sent by a client to the
      * ingest endpoints: refuse it rather than let ingest bypass the API's

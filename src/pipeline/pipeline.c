@@ -18,6 +18,7 @@
 #include "metrics/catalog.h"
 #include "routing/router.h"
 #include "signals/abuse.h"
+#include "signals/sigconfig.h"
 
 /* One thread: an account worker owning some `events` partitions (p mod
  * nworkers == id), or the leads lane (topic `leads`, partition 0). Each has
@@ -50,16 +51,21 @@ struct cs_worker {
     struct { int p; int64_t off; } *dead;
     size_t       ndead, capdead;
     /* Redrives applied in the current batch (the store sees them at commit). */
+    int64_t     *snap_at;     /* per partition: offset of its last snapshot */
     char       (*redriven)[64];
     size_t       nredriven, capredriven;
     /* The lane: ids of recent lead-lane records (a retried request can
      * append one twice), so each counts once. */
+    int64_t      next_sla_us;   /* the lane: next SLA sweep (wall clock) */
+    int64_t      next_relay_us; /* the lane: next relay of derived events */
     uint64_t    *seen;        /* two tables of LANE_SLOTS (lane_seen) */
     size_t       seen_pos;
     unsigned     seen_gen;
 };
 
 #define LANE_SEEN 65536
+#define SLA_SWEEP_US 1000000 /* the lane checks SLA deadlines once a second */
+#define RELAY_US 250000      /* and relays derived events four times a second */
 
 struct cs_pipeline {
     cs_bus          *bus;
@@ -291,7 +297,7 @@ static int worker_apply(cs_worker *w, int p, const cs_rec *rec)
             }
         }
     }
-    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[p], NULL, NULL};
+    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[p], NULL, NULL, pl->cfg};
     poison_msg[0] = 0;
     int rc = cs_pipeline_apply(w->st, pl->cfg, pl->sig[p], &r, p, rec, &w->poison);
     if (rc == CS_PIPELINE_POISON) {
@@ -401,24 +407,48 @@ static int rebuild_worker(cs_worker *w)
     cs_pipeline *pl = w->pl;
     char err[256];
     cs_sig_config sc;
-    cs_sig_config_defaults(&sc);
+    cs_sig_config_from(pl->cfg, &sc);
     int64_t t0 = cs_mono_us(), events = 0;
+    int restored = 0;
     if (load_dead(w)) return -1;
     for (int i = 0; i < w->nparts; i++) {
         int p = w->parts[i];
         cs_sig_engine_free(pl->sig[p]);
         pl->sig[p] = NULL;
         if (!pl->owned[p]) continue; /* another member's: no state here */
+        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+        /* The partition's last snapshot (committed with the offset it
+         * reflects), then the log from there; else the log from its start. */
+        int64_t snap_off = 0, from = -1;
+        void *data = NULL;
+        size_t len = 0;
+        int g = w->st->ops->snapshot_get ? w->st->ops->snapshot_get(w->st, CS_SNAPSHOT_SIGNALS, p, &snap_off, &data, &len)
+                                         : 1;
+        if (g < 0) return -1;
+        if (g == 0 && snap_off <= upto) {
+            int rc = 0;
+            pl->sig[p] = cs_sig_restore(&sc, data, len, &rc, err, sizeof err);
+            if (pl->sig[p]) {
+                from = snap_off;
+                restored++;
+            } else {
+                cs_warn("pipeline", "signals snapshot not usable: rebuilding from the log", "\"partition\":%d,\"error\":\"%s\"",
+                        p, err);
+            }
+        }
+        free(data);
+        w->snap_at[p] = from >= 0 ? from : 0;
+        if (from >= 0) goto replay;
         pl->sig[p] = cs_sig_engine_new(&sc, err, sizeof err);
         if (!pl->sig[p]) {
             cs_error("pipeline", "cannot create a signals engine", "\"error\":\"%s\"", err);
             return -1;
         }
-        int64_t from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
+        from = pl->bus->ops->start_offset ? pl->bus->ops->start_offset(pl->bus, CS_TOPIC_EVENTS, p) : 0;
         if (from > 0)
             cs_warn("pipeline", "signals rebuilt from the oldest retained offset: earlier events were deleted by retention",
                     "\"partition\":%d,\"from\":%lld", p, (long long)from);
-        int64_t upto = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
+    replay:;
         struct rebuild_ctx c = {w, p, upto, NULL, 0, 0};
         while (from < upto) {
             int n = pl->bus->ops->fetch(pl->bus, CS_TOPIC_EVENTS, p, from, 4096, on_rebuild, &c);
@@ -428,9 +458,9 @@ static int rebuild_worker(cs_worker *w)
         }
         free(c.seen);
     }
-    if (events)
-        cs_info("pipeline", "signals state rebuilt from the log", "\"worker\":%d,\"events\":%lld,\"ms\":%.1f", w->id,
-                (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
+    if (events || restored)
+        cs_info("pipeline", "signals state rebuilt", "\"worker\":%d,\"snapshots\":%d,\"events_replayed\":%lld,\"ms\":%.1f",
+                w->id, restored, (long long)events, (double)(cs_mono_us() - t0) / 1000.0);
     return 0;
 }
 
@@ -477,7 +507,7 @@ static int sweep_signals(cs_worker *w, int partition, int64_t offset)
     snprintf(id, sizeof id, "sweep-%d-%lld", partition, (long long)offset);
     int rc = cs_pipeline_write_signal_changes(w->st, &ch, id, partition, offset);
     /* Rules see sweep changes too (silence is a signal): once per account. */
-    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[partition], NULL, NULL};
+    cs_pipeline_rules r = {w->batch_rules, pl->cooldown[partition], NULL, NULL, pl->cfg};
     for (size_t i = 0; rc == 0 && i < ch.n; i++) {
         int first = 1;
         for (size_t k = 0; k < i && first; k++) first = strcmp(ch.v[k].account_id, ch.v[i].account_id) != 0;
@@ -543,8 +573,11 @@ static int lane_apply(cs_worker *w, const cs_rec *rec, int write)
         cJSON_Delete(ev);
         return 0;
     }
-    if (write && strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead(w->st, pl->cfg, 0, rec, ev);
-    cs_pipeline_rules r = {NULL, NULL, pl->abuse, pl->abuse_cd};
+    /* The rules in force choose the routing policy (a matching rule's
+     * route_lead action), else the config's routing.* policy. */
+    cs_pipeline_rules r = {w->batch_rules, NULL, pl->abuse, pl->abuse_cd, pl->cfg};
+    cs_lead_ctx lc = {&r};
+    if (write && strcmp(type, "LeadCreated") == 0) rc = cs_pipeline_apply_lead_ctx(w->st, pl->cfg, 0, rec, ev, &lc);
     if (rc == 0) rc = cs_pipeline_apply_abuse(w->st, &r, 0, rec, ev, write);
     cJSON_Delete(ev);
     return rc;
@@ -567,7 +600,7 @@ int cs_pipeline_lane_rebuild(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
     cs_abuse_config ac;
-    cs_abuse_config_defaults(&ac);
+    cs_abuse_config_from(pl->cfg, &ac);
     cs_abuse_free(pl->abuse);
     cs_cooldown_free(pl->abuse_cd);
     pl->abuse = cs_abuse_new(&ac);
@@ -611,6 +644,29 @@ static int on_rec(const cs_rec *rec, void *arg)
     }
     c->next = rec->offset + 1;
     return 0;
+}
+
+/* Every pipeline.snapshot_every_events events of a partition, its signals
+ * engine goes into the store in the batch's transaction, with the offset
+ * it reflects: a restart (or a consumer-group takeover, or a poison retry)
+ * restores it and replays only the log after it. */
+static int take_snapshot(cs_worker *w, int p, int64_t next)
+{
+    cs_pipeline *pl = w->pl;
+    long every = pl->cfg->pipeline_snapshot_every;
+    if (every <= 0 || !w->st->ops->snapshot_put || !pl->sig[p] || next - w->snap_at[p] < every) return 0;
+    cs_buf b;
+    cs_buf_init(&b);
+    int64_t t0 = cs_mono_us();
+    cs_sig_snapshot(pl->sig[p], &b);
+    int rc = w->st->ops->snapshot_put(w->st, CS_SNAPSHOT_SIGNALS, p, next, b.data, b.len);
+    if (rc == 0) {
+        w->snap_at[p] = next; /* a rollback re-reads it through resync */
+        cs_metric_inc(cs_m.snapshot_bytes, NULL, b.len);
+        cs_hist_observe(cs_metric_series(cs_m.snapshot_seconds, NULL), (double)(cs_mono_us() - t0) / 1e6);
+    }
+    cs_buf_free(&b);
+    return rc;
 }
 
 /* Commit the batch; observe the latencies its leads and signals had. */
@@ -673,7 +729,14 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (c.next == next[i]) continue;
         total += (size_t)(c.next - next[i]);
         next[i] = c.next;
+        if (!w->lane && take_snapshot(w, p, next[i])) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
+    }
+    if (w->lane && !pl->dry && cs_clock_us() >= w->next_sla_us) { /* dry run: none (wall clock) */
+        /* Routed leads not accepted in time: re-routed, alert raised
+         * (src/routing), once a second, in this transaction. */
+        if (cs_routing_sla_sweep(st, pl->cfg, cs_clock_us(), 100, NULL) < 0) goto fail;
+        w->next_sla_us = cs_clock_us() + SLA_SWEEP_US;
     }
     if (st->ops->commit(st)) goto fail;
     fault_point("after_commit");
@@ -706,7 +769,9 @@ fail:
 static int has_work(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
-    if (w->lane) return pl->lane_owned && avail_end(pl, CS_TOPIC_LEADS, 0) > pl->lane_next;
+    if (w->lane) /* dry run: no SLA sweeps (wall-clock effects, not the log's) */
+        return pl->lane_owned && (avail_end(pl, CS_TOPIC_LEADS, 0) > pl->lane_next ||
+                                  (!pl->dry && cs_clock_us() >= w->next_sla_us));
     for (int i = 0; i < w->nparts; i++)
         if (pl->owned[w->parts[i]] &&
             avail_end(pl, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
@@ -718,6 +783,13 @@ static int run_batch(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
     if (w->resync && resync_worker(w)) return -1;
+    /* A dry run never relays: that would append its derived events to the real log. */
+    if (w->lane && pl->lane_owned && !pl->dry && cs_clock_us() >= w->next_relay_us) {
+        /* Derived events (emit_event) from the outbox to the log: the lane
+         * holds the bus; at least once, a few times a second. */
+        if (cs_pipeline_relay_derived(w->st, pl->bus, cs_clock_us() / 1000, 256) < 0) return -1;
+        w->next_relay_us = cs_clock_us() + RELAY_US;
+    }
     if (!has_work(w)) return 0;
     int64_t t0 = cs_mono_us();
     nrouted = 0;
@@ -830,6 +902,7 @@ static void free_workers(cs_pipeline *pl)
         free(w->parts);
         free(w->dead);
         free(w->redriven);
+        free(w->snap_at);
         free(w->seen);
     }
     free(pl->w);
@@ -982,6 +1055,7 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
             w->seen = cs_calloc(2 * LANE_SLOTS, sizeof *w->seen);
         } else {
             w->parts = cs_malloc((size_t)bus->partitions * sizeof *w->parts);
+            w->snap_at = cs_calloc((size_t)bus->partitions, sizeof *w->snap_at);
             for (int p = i; p < bus->partitions; p += pl->nw) w->parts[w->nparts++] = p;
         }
     }

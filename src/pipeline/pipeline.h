@@ -18,6 +18,8 @@
 #include "store/store.h"
 
 #define CS_CONSUMER_PIPELINE "pipeline"
+/* Name of the partitions' signals-engine snapshots in the store. */
+#define CS_SNAPSHOT_SIGNALS "signals"
 
 typedef struct cs_pipeline cs_pipeline;
 typedef struct cs_worker cs_worker;
@@ -118,6 +120,9 @@ typedef struct cs_pipeline_rules {
     cs_cooldown            *cooldown;
     struct cs_abuse        *abuse;          /* signup velocity (global: see abuse_apply.c) */
     cs_cooldown            *abuse_cooldown; /* one signup_abuse alert per domain per day */
+    /* Routing (assign_owner from a pool): the config whose routing.reps are
+     * candidates too; NULL = rep objects only. */
+    const cs_config        *cfg;
 } cs_pipeline_rules;
 
 /* Dead-letter an event the pipeline cannot apply (pipeline/dlq.c), in the
@@ -160,6 +165,27 @@ int cs_pipeline_apply_signals(cs_store *st, cs_sig_engine *sig, cs_pipeline_rule
 /* Leads (pipeline/leads_apply.c): a LeadCreated event becomes a lead row,
  * routed (src/routing), with audit rows. 0, or -1 on a store error. */
 int cs_pipeline_apply_lead(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec, const void *event);
+/* The same with the rules in force: the first route_lead action of a rule
+ * matching the lead event (event.*, lead.*) decides the routing policy;
+ * without one (or with rules NULL) the config's routing.* policy does.
+ * cs_pipeline_apply_lead(...) == cs_pipeline_apply_lead_ctx(..., NULL). */
+typedef struct cs_lead_ctx {
+    cs_pipeline_rules *rules;
+} cs_lead_ctx;
+int cs_pipeline_apply_lead_ctx(cs_store *st, const cs_config *cfg, int partition, const cs_rec *rec,
+                               const void *event, const cs_lead_ctx *ctx);
+/* Derived events (emit_event): rules_apply.c writes them to the outbox
+ * under this destination; cs_pipeline_relay_derived (emit_relay.c) claims
+ * up to max (<= 256) due rows, appends each to the events topic (keyed by
+ * its account_id, else "derived:<event_id>") and reports it delivered; a
+ * failed append is retried a second later. Call it where the bus is (the
+ * leads lane or serve). Rows relayed, or -1 on a store error. */
+#define CS_OUTBOX_DEST_LOG "log"
+int cs_pipeline_relay_derived(cs_store *st, cs_bus *bus, int64_t now_ms, int max);
+/* Rules evaluation without effects (rules_apply.c): the actions of rules
+ * matching an event, no cooldown applied. */
+size_t cs_pipeline_rules_hits(cs_pipeline_rules *r, const void *event, const char *account_id, int64_t ts_us,
+                              cs_rule_hit *hits, size_t max);
 /* Note that a lead was routed in this batch (its ingest time), for the
  * ingest -> routed latency observed at commit. */
 void cs_pipeline_note_routed(int64_t ingest_us);
@@ -174,6 +200,9 @@ int cs_pipeline_write_signal_changes(cs_store *st, const cs_sig_changes *ch, con
  * -1; and applying one (event is its parsed cJSON). 0, or -1 on a store
  * error; an invalid one is skipped and counted in *poison. */
 int cs_pipeline_admin_object(const char *type);
+/* What cs_pipeline_admin_object returns for "LeadAccepted" (not an object
+ * table: the lead's acceptance, src/routing). */
+#define CS_ADMIN_LEAD_ACCEPTED 100
 int cs_pipeline_apply_admin(cs_store *st, int partition, const cs_rec *rec, const void *event,
                             uint64_t *poison);
 

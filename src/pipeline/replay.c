@@ -78,6 +78,19 @@ int cs_pipeline_replay_move(cs_bus *bus, cs_store *st, const cs_replay_req *req,
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, res->v[i].partition, res->v[i].after))
             goto fail_tx;
     if (req->rebuild && st->ops->signals_clear(st, req->partition)) goto fail_tx;
+    /* Snapshots past the new position no longer describe the state there;
+     * --rebuild recomputes from nothing. */
+    for (int i = 0; i < res->n && st->ops->snapshot_put && st->ops->snapshot_get; i++) {
+        int64_t at;
+        void *data = NULL;
+        size_t len;
+        int g = st->ops->snapshot_get(st, CS_SNAPSHOT_SIGNALS, res->v[i].partition, &at, &data, &len);
+        free(data);
+        if (g < 0) goto fail_tx;
+        if (g == 0 && (req->rebuild || at > res->v[i].after) &&
+            st->ops->snapshot_put(st, CS_SNAPSHOT_SIGNALS, res->v[i].partition, 0, NULL, 0))
+            goto fail_tx;
+    }
     if (st->ops->commit(st)) goto fail_tx;
     /* The log's group offsets follow (retention keeps what is to be
      * replayed); the store's are the authority, so this is best effort. */

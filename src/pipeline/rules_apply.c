@@ -14,8 +14,11 @@
  *               rule can fire on the transition, not on every event after it
  *   lead.*      for LeadCreated / DemoRequested: email, company, domain,
  *               country, employee_count, source
- * Actions not carried out here yet (route_lead beyond round robin, webhook,
- * slack, emit_event, assign_owner) are counted as skipped in
+ * route_lead is carried out where the lead is routed (leads_apply.c, with
+ * the rules passed in cs_lead_ctx): here it is counted as result="lane".
+ * assign_owner sets account.owner (a rep id, or a pick from a pool through
+ * src/routing); emit_event writes the derived event to the outbox under
+ * destination "log" (see emit_event below). Anything else is counted as
  * crmstream_rule_actions_total{result="not_wired"}, never silently.
  */
 #include <cjson/cJSON.h>
@@ -27,6 +30,7 @@
 #include "core/logging.h"
 #include "metrics/catalog.h"
 #include "pipeline/pipeline.h"
+#include "routing/router.h"
 #include "rules/rules.h"
 
 struct rctx {
@@ -187,8 +191,118 @@ static void effect_id(char *out, size_t n, const char *prefix, const char *cause
     snprintf(out, n, "%s_%08x%08x", prefix, (uint32_t)cs_murmur2(k, l), cs_crc32c(0, k, l));
 }
 
+static int on_owner(const cs_row *row, void *arg)
+{
+    char *owner = arg;
+    int c = cs_obj_col(row->def, "owner");
+    snprintf(owner, 161, "%s", c > 0 && row->vals[c] ? row->vals[c] : "");
+    return 1;
+}
+
+/* assign_owner: the rep named (template), or one picked from a pool by
+ * the routing strategies (capacity, hours and out-of-office apply). */
+static int assign_owner(cs_store *st, const cs_action *a, cs_expr_env *env, struct rctx *c, const cs_config *cfg,
+                        int64_t ts_us, const cs_cause *cause, const char **label)
+{
+    char b[256];
+    const char *rep = render(a, "rep", env, b, sizeof b);
+    const cs_param *pool = cs_action_param(a, "pool");
+    if (!c->account_id || (!pool && (!rep || !*rep))) {
+        *label = "skipped";
+        return 0;
+    }
+    static _Thread_local cs_route_result r; /* 8 KiB: not on the stack; one per worker thread */
+    cs_route_policy p;
+    char owner[161];
+    if (pool) {
+        /* A pool gives an UNOWNED account an owner (so a replay, or the
+         * rule firing again, does not move it); rep: reassigns. */
+        struct { char owner[161]; } cur = {""};
+        int rc = st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "id", c->account_id, on_owner, &cur);
+        if (rc < 0) return -1;
+        if (rc == 0 && cur.owner[0]) {
+            *label = "already_owned";
+            return 0;
+        }
+        memset(&p, 0, sizeof p);
+        snprintf(p.rule_id, sizeof p.rule_id, "%s", a->rule_id);
+        snprintf(p.pool, sizeof p.pool, "%s", pool->text);
+        const cs_param *s = cs_action_param(a, "strategy");
+        p.strategy = s ? cs_route_strategy_parse(s->text) : CS_RS_ROUND_ROBIN;
+        if (p.strategy < 0) p.strategy = CS_RS_ROUND_ROBIN;
+        cs_route_policy_normalise(&p);
+        cs_config none;
+        memset(&none, 0, sizeof none);
+        cs_route_reps reps = {0};
+        char rot[160];
+        /* per partition: an account worker owns its partitions, so the pick
+         * does not depend on how many workers run */
+        snprintf(rot, sizeof rot, "routing.assign.%s.%s.p%d", p.weighted ? "wrr" : "rr", p.pool, cause->partition);
+        int64_t slot = 0;
+        if (st->ops->counter_get(st, rot, &slot) || cs_route_reps_load(st, cfg ? cfg : &none, &reps, 0)) {
+            cs_route_reps_free(&reps);
+            return -1;
+        }
+        cs_route_lead lead = {.account_id = c->account_id};
+        cs_route_decide(&p, &lead, reps.v, reps.n, ts_us, slot, NULL, 0, &r);
+        int found = r.owner != NULL;
+        if (found) snprintf(owner, sizeof owner, "%s", r.owner); /* r.owner points into reps */
+        cs_route_reps_free(&reps);
+        if (!found) {
+            *label = "no_eligible_rep";
+            return 0;
+        }
+        if (r.next_slot >= 0 && st->ops->counter_set(st, rot, r.next_slot)) return -1;
+    } else {
+        snprintf(owner, sizeof owner, "%.160s", rep);
+    }
+    cs_kv kv[1] = {{"owner", owner}};
+    return st->ops->obj_upsert(st, CS_OBJ_ACCOUNT, c->account_id, kv, 1, cause) < 0 ? -1 : 0;
+}
+
+/* emit_event: a derived event must reach the log to be replayable, and
+ * the pipeline holds no bus handle (it never writes the log). So the event
+ * is written, in this transaction, to the outbox under destination "log":
+ * the canonical event ({event_id, type, account_id, timestamp, properties,
+ * derived_from: {event_id, rule}}) with a deterministic event_id, so a
+ * replay writes the same row and a relay that appends it to the `events`
+ * topic twice is deduplicated by ingest's event_id window. The relay (claim
+ * dest "log" rows, produce them, report delivered) runs where a bus handle
+ * is: see docs/RULES.md "emit_event". */
+static int emit_event(cs_store *st, const cs_action *a, size_t idx, cs_expr_env *env, struct rctx *c,
+                      const char *cause_id, int64_t ts_us, const cs_cause *cause)
+{
+    const cs_param *t = cs_action_param(a, "type");
+    char eid[64], at[40], b[512];
+    effect_id(eid, sizeof eid, "drv", cause_id, c->account_id, a, idx);
+    cs_fmt_time_ms(ts_us, at, sizeof at);
+    cJSON *ev = cJSON_CreateObject(), *props = cJSON_CreateObject(), *from = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event_id", eid);
+    cJSON_AddStringToObject(ev, "type", t ? t->text : a->rule_id);
+    if (c->account_id) cJSON_AddStringToObject(ev, "account_id", c->account_id);
+    cJSON_AddStringToObject(ev, "timestamp", at);
+    for (size_t i = 0; i < a->nparams; i++) {
+        const cs_param *p = &a->params[i];
+        if (strncmp(p->key, "properties.", 11) != 0) continue;
+        const char *why = NULL;
+        if (p->tpl && cs_template_render(p->tpl, env, b, sizeof b, 0, &why) >= 0)
+            cJSON_AddStringToObject(props, p->key + 11, b);
+        else if (!p->tpl && p->text)
+            cJSON_AddStringToObject(props, p->key + 11, p->text);
+    }
+    cJSON_AddItemToObject(ev, "properties", props);
+    cJSON_AddStringToObject(from, "event_id", cause_id);
+    cJSON_AddStringToObject(from, "rule", a->rule_id);
+    cJSON_AddItemToObject(ev, "derived_from", from);
+    char *payload = cJSON_PrintUnformatted(ev);
+    cJSON_Delete(ev);
+    int rc = cs_outbox_enqueue(st, CS_OUTBOX_DEST_LOG, eid, payload, cause);
+    cJSON_free(payload);
+    return rc < 0 ? -1 : 0;
+}
+
 static int act(cs_store *st, const cs_rule_hit *h, size_t idx, cs_expr_env *env, struct rctx *c, const char *cause_id,
-               int partition, int64_t offset, int64_t ts_us)
+               int partition, int64_t offset, int64_t ts_us, const cs_config *cfg)
 {
     const cs_action *a = h->action;
     char at[40], id[64], b1[512], b2[512], b3[256], due[40];
@@ -290,6 +404,15 @@ static int act(cs_store *st, const cs_rule_hit *h, size_t idx, cs_expr_env *env,
         cJSON_free(payload);
         break;
     }
+    case CS_ACT_ROUTE_LEAD:
+        label = "lane"; /* leads_apply.c routes the lead */
+        break;
+    case CS_ACT_ASSIGN_OWNER:
+        rc = assign_owner(st, a, env, c, cfg, ts_us, &cause, &label);
+        break;
+    case CS_ACT_EMIT_EVENT:
+        rc = emit_event(st, a, idx, env, c, cause_id, ts_us, &cause);
+        break;
     default:
         label = "not_wired";
         break;
@@ -324,6 +447,16 @@ int cs_pipeline_apply_rules(cs_store *st, cs_pipeline_rules *r, cs_sig_engine *s
         return CS_PIPELINE_POISON;
     }
     for (size_t i = 0; i < n; i++)
-        if (act(st, &hits[i], i, &env, &c, cause_id, partition, rec ? rec->offset : -1, ts_us) < 0) return -1;
+        if (act(st, &hits[i], i, &env, &c, cause_id, partition, rec ? rec->offset : -1, ts_us, r->cfg) < 0) return -1;
     return 0;
+}
+
+size_t cs_pipeline_rules_hits(cs_pipeline_rules *r, const void *event, const char *account_id, int64_t ts_us,
+                              cs_rule_hit *hits, size_t max)
+{
+    if (!r || !r->rules) return 0;
+    struct rctx c = {.event = event, .account_id = account_id};
+    static _Thread_local cs_expr_env env;
+    cs_expr_env_init(&env, lookup, field, &c);
+    return cs_rules_eval(r->rules, &env, ts_us, NULL, hits, max, NULL);
 }

@@ -37,13 +37,14 @@ struct adef {
 };
 
 static const struct pdef p_route[] = {
-    {"strategy", CS_P_ENUM, 1, "round_robin|weighted_round_robin|account_owner|territory", "How the owner is chosen."},
-    {"pool", CS_P_STRING, 0, NULL, "Pool of reps to choose from (round robin strategies)."},
-    {"territory", CS_P_STRING, 0, NULL, "Territory table to match (strategy territory)."},
-    {"fallback", CS_P_STRING, 0, NULL, "Queue or pool when nobody is eligible."},
-    {"max_open_leads", CS_P_INT, 0, NULL, "Capacity cap: skip reps with this many open leads."},
-    {"working_hours", CS_P_BOOL, 0, NULL, "Only reps inside their working hours (true/false)."},
-    {"sla", CS_P_DURATION, 0, NULL, "Accept within this much working time, else re-route and alert."},
+    {"strategy", CS_P_ENUM, 1, "round_robin|weighted_round_robin|account_owner|territory", "How the owner is chosen: rotation, weighted rotation (rep weight), the matched account's owner first (then rotation), or only reps whose territory covers the lead (then rotation)."},
+    {"pool", CS_P_STRING, 0, NULL, "Pool of reps to choose from (reps list their pools); default: every rep."},
+    {"match_account", CS_P_BOOL, 0, NULL, "Give the lead to its account's owner first (account_id, else an account with the email's domain), when eligible."},
+    {"territory", CS_P_BOOL, 0, NULL, "Only reps whose territory (countries, regions, segments, plan_tiers) covers the lead."},
+    {"fallback", CS_P_STRING, 0, NULL, "Queue the lead goes to (status queued) when nobody is eligible (default unassigned)."},
+    {"max_open_leads", CS_P_INT, 0, NULL, "Capacity cap: skip reps with this many open (routed, not accepted) leads; a rep's own capacity applies too."},
+    {"working_hours", CS_P_BOOL, 0, NULL, "Only reps inside their working hours, in their time zone (true/false)."},
+    {"sla", CS_P_DURATION, 0, NULL, "Accept within this much of the rep's working time, else re-route to another rep and alert."},
     {NULL, 0, 0, NULL, NULL},
 };
 static const struct pdef p_assign[] = {

@@ -137,6 +137,10 @@ cs_abuse *cs_abuse_new(const cs_abuse_config *cfg)
         add_domain(&a->disposable, seed_disposable[i]);
     for (size_t i = 0; i < sizeof seed_free_mail / sizeof *seed_free_mail; i++)
         add_domain(&a->free_mail, seed_free_mail[i]);
+    for (size_t i = 0; i < cfg->n_disposable; i++) add_domain(&a->disposable, cfg->disposable[i]);
+    for (size_t i = 0; i < cfg->n_free_mail; i++) add_domain(&a->free_mail, cfg->free_mail[i]);
+    a->cfg.disposable = a->cfg.free_mail = NULL; /* borrowed for this call only */
+    a->cfg.n_disposable = a->cfg.n_free_mail = 0;
     return a;
 }
 

@@ -31,6 +31,12 @@ typedef struct cs_abuse_config {
     int      w_device;        /* 40 */
     int      flag_score;      /* flagged when score >= 50 */
     uint32_t max_keys;        /* velocity entries (1,048,576) */
+    /* extra domains added to the built-in lists by cs_abuse_new (borrowed
+     * for that call only; config signals.signup_abuse.*_domains) */
+    const char *const *disposable;
+    size_t             n_disposable;
+    const char *const *free_mail;
+    size_t             n_free_mail;
 } cs_abuse_config;
 
 void cs_abuse_config_defaults(cs_abuse_config *c);

@@ -144,7 +144,7 @@ int cs_sig_config_check(const cs_sig_config *c, char *err, size_t errlen)
         if (!c->key_features[i][0]) BAD("signals.key_features: empty name");
     if (c->activation_features < 1 || c->activation_features > CS_SIG_MAX_KEY_FEATURES)
         BAD("signals.activation.features: must be 1..%d", CS_SIG_MAX_KEY_FEATURES);
-    if (c->activation_days < 0 || c->activation_days > 3650) BAD("signals.activation.days: must be 0..3650");
+    if (c->activation_days < 0 || c->activation_days > 3650) BAD("signals.activation.within: must be 0..3650 days");
     if (c->trial_days_default < 1 || c->trial_days_default > 255) BAD("signals.trial_days_default: must be 1..255");
     if (!(c->drop_ratio > 0 && c->drop_ratio <= 1)) BAD("signals.engagement_drop.ratio: must be in (0, 1]");
     if (!(c->drop_min_baseline >= 0)) BAD("signals.engagement_drop.min_baseline: must be >= 0");

@@ -82,6 +82,8 @@ typedef struct cs_sig_event {
     enum cs_sig_tier plan_tier;    /* SubscriptionUpgraded: properties.plan_tier; else the event's plan_tier */
     int32_t          renewal_day;  /* properties.renewal_date as days since 1970-01-01, or CS_SIG_NO_DAY */
     int              trial_days;   /* TrialActivated: properties.trial_days (0 = default) */
+    const char      *type_name;    /* the event's "type" as written (borrowed, NOT NUL-terminated; set by */
+    size_t           type_len;     /* the decoders, for callers that filter by type; the engine ignores it) */
 } cs_sig_event;
 
 /* XXH3-64 of the bytes, never 0 (0 means "absent"). */

@@ -51,12 +51,6 @@ static void put_u8(cs_buf *b, uint8_t v)
     cs_buf_add(b, &v, 1);
 }
 
-static void put_u16(cs_buf *b, uint16_t v)
-{
-    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    cs_buf_add(b, x, 2);
-}
-
 static void put_u32(cs_buf *b, uint32_t v)
 {
     uint8_t x[4];
@@ -85,37 +79,60 @@ static uint32_t fbits(float f)
     return u;
 }
 
+static inline uint8_t *w64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); /* one store on little-endian hosts */
+    return p + 8;
+}
+
+static inline uint8_t *w32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    return p + 4;
+}
+
+static inline uint8_t *w16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    return p + 2;
+}
+
 /* The account's fixed record; filter = 0 leaves the write-filter fields out
- * (zeros), as the state hash wants. */
+ * (zeros), as the state hash wants. Built in a local array and appended at
+ * once (one buffer call per account, not one per field). */
 static void put_acct(cs_buf *b, const cs_sig_acct *a, int filter)
 {
-    put_u64(b, a->key);
-    put_u64(b, (uint64_t)a->first_us);
-    put_u64(b, (uint64_t)a->last_us);
-    put_u64(b, (uint64_t)a->trial_us);
-    put_u64(b, (uint64_t)a->plan_ts);
-    put_u64(b, (uint64_t)a->renew_ts);
-    put_u64(b, dbits(a->tail));
-    put_u64(b, a->feat[0]);
-    put_u64(b, a->feat[1]);
+    uint8_t r[REC_FIXED], *p = r;
+    p = w64(p, a->key);
+    p = w64(p, (uint64_t)a->first_us);
+    p = w64(p, (uint64_t)a->last_us);
+    p = w64(p, (uint64_t)a->trial_us);
+    p = w64(p, (uint64_t)a->plan_ts);
+    p = w64(p, (uint64_t)a->renew_ts);
+    p = w64(p, dbits(a->tail));
+    p = w64(p, a->feat[0]);
+    p = w64(p, a->feat[1]);
     for (int w = 0; w < SIG_USER_WEEKS; w++) {
-        put_u64(b, a->users[w][0]);
-        put_u64(b, a->users[w][1]);
+        p = w64(p, a->users[w][0]);
+        p = w64(p, a->users[w][1]);
     }
-    put_u32(b, (uint32_t)a->cursor);
-    put_u32(b, (uint32_t)a->renewal_day);
-    for (int i = 0; i < CS_SIG_MAX_KEY_FEATURES; i++) put_u32(b, (uint32_t)a->key_first[i]);
-    put_u32(b, a->events);
-    put_u32(b, filter ? fbits(a->usage_emit) : 0);
-    put_u32(b, filter ? fbits(a->health_emit) : 0);
-    for (int i = 0; i < SIG_RING_DAYS; i++) put_u16(b, a->units[i]);
-    cs_buf_add(b, a->tickets, SIG_TICKET_DAYS);
-    put_u8(b, a->plan_tier);
-    put_u8(b, a->trial_days);
-    put_u8(b, filter ? a->emit_flags : 0);
-    put_u8(b, filter ? a->stage_emit : 0);
-    put_u8(b, filter ? a->band_emit : 0);
-    put_u8(b, a->id_len);
+    p = w32(p, (uint32_t)a->cursor);
+    p = w32(p, (uint32_t)a->renewal_day);
+    for (int i = 0; i < CS_SIG_MAX_KEY_FEATURES; i++) p = w32(p, (uint32_t)a->key_first[i]);
+    p = w32(p, a->events);
+    p = w32(p, filter ? fbits(a->usage_emit) : 0);
+    p = w32(p, filter ? fbits(a->health_emit) : 0);
+    for (int i = 0; i < SIG_RING_DAYS; i++) p = w16(p, a->units[i]);
+    memcpy(p, a->tickets, SIG_TICKET_DAYS);
+    p += SIG_TICKET_DAYS;
+    *p++ = a->plan_tier;
+    *p++ = a->trial_days;
+    *p++ = filter ? a->emit_flags : 0;
+    *p++ = filter ? a->stage_emit : 0;
+    *p++ = filter ? a->band_emit : 0;
+    *p++ = a->id_len;
+    cs_buf_add(b, r, (size_t)(p - r)); /* == REC_FIXED: restore checks every record's length */
 }
 
 /* ---- state hash ----------------------------------------------------------- */

@@ -78,5 +78,20 @@ const struct cs_migration cs_postgres_migrations[] = {
      "  attempts BIGINT, first_failed_at TEXT, last_failed_at TEXT, payload TEXT, status TEXT,"
      "  cause_event_id TEXT, partition BIGINT, \"offset\" BIGINT, rule_id TEXT, at TEXT);"
      "CREATE INDEX dead_events_reason ON dead_events(reason);"},
+    /* 5 is routing's. Versions apply in ascending order whatever their
+     * place in this list (cs_migration_nth). */
+    {6, "state snapshots (signals engines per partition) with their log offsets",
+     "CREATE TABLE state_snapshots ("
+     "  name TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,"
+     "  data BYTEA NOT NULL, bytes BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now(),"
+     "  PRIMARY KEY (name, partition));"},
+    {5, "routing: lead explanation, acceptance, SLA; rep weight",
+     "ALTER TABLE leads ADD COLUMN domain TEXT;"
+     "ALTER TABLE leads ADD COLUMN route_explanation TEXT;"
+     "ALTER TABLE leads ADD COLUMN accepted_at TEXT;"
+     "ALTER TABLE leads ADD COLUMN sla_due_at TEXT;"
+     "CREATE INDEX leads_open ON leads(status, owner);"
+     "CREATE INDEX leads_sla ON leads(status, sla_due_at);"
+     "ALTER TABLE reps ADD COLUMN weight BIGINT;"},
 };
 const int cs_postgres_migrations_count = sizeof cs_postgres_migrations / sizeof cs_postgres_migrations[0];

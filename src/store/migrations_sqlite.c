@@ -74,5 +74,24 @@ const struct cs_migration cs_sqlite_migrations[] = {
      "  attempts INTEGER, first_failed_at TEXT, last_failed_at TEXT, payload TEXT, status TEXT,"
      "  cause_event_id TEXT, partition INTEGER, \"offset\" INTEGER, rule_id TEXT, at TEXT);"
      "CREATE INDEX dead_events_reason ON dead_events(reason);"},
+    /* 5 is routing's. Versions apply in ascending order whatever their
+     * place in this list (cs_migration_nth). */
+    {6, "state snapshots (signals engines per partition) with their log offsets",
+     "CREATE TABLE state_snapshots ("
+     "  name TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+     "  data BLOB NOT NULL, bytes INTEGER NOT NULL,"
+     "  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),"
+     "  PRIMARY KEY (name, partition));"},
+    /* Routing (src/routing, docs/RULES.md): the lead's domain, why it went
+     * where it went (JSON), its acceptance and SLA deadline; a rep's weight
+     * for weighted round robin. */
+    {5, "routing: lead explanation, acceptance, SLA; rep weight",
+     "ALTER TABLE leads ADD COLUMN domain TEXT;"
+     "ALTER TABLE leads ADD COLUMN route_explanation TEXT;"
+     "ALTER TABLE leads ADD COLUMN accepted_at TEXT;"
+     "ALTER TABLE leads ADD COLUMN sla_due_at TEXT;"
+     "CREATE INDEX leads_open ON leads(status, owner);"
+     "CREATE INDEX leads_sla ON leads(status, sla_due_at);"
+     "ALTER TABLE reps ADD COLUMN weight INTEGER;"},
 };
 const int cs_sqlite_migrations_count = sizeof cs_sqlite_migrations / sizeof cs_sqlite_migrations[0];

@@ -33,6 +33,7 @@ static const cs_col rep_cols[] = {
     {"id", CS_COL_TEXT, 0},        {"name", CS_COL_TEXT, 0},         {"email", CS_COL_TEXT, F},
     {"pools", CS_COL_JSON, 0},     {"territory", CS_COL_JSON, 0},    {"capacity", CS_COL_INT, 0},
     {"timezone", CS_COL_TEXT, F},  {"working_hours", CS_COL_JSON, 0}, {"out_of_office", CS_COL_BOOL, F},
+    {"weight", CS_COL_INT, 0},     /* migration 5: weighted round robin */
 };
 static const cs_col task_cols[] = {
     {"id", CS_COL_TEXT, 0},    {"account_id", CS_COL_TEXT, F}, {"lead_id", CS_COL_TEXT, F},
@@ -388,6 +389,20 @@ char *cs_obj_sql_get(const cs_objdef *d, char ph)
     cols(&b, d);
     cs_buf_printf(&b, " FROM %s WHERE id=", d->table);
     param(&b, ph, 1, "::text");
+    return cs_buf_steal(&b);
+}
+
+char *cs_obj_sql_find(const cs_objdef *d, char ph, int col)
+{
+    cs_buf b;
+    cs_buf_init(&b);
+    cs_buf_adds(&b, "SELECT seq,");
+    cols(&b, d);
+    cs_buf_printf(&b, " FROM %s WHERE ", d->table);
+    qcol(&b, d->cols[col].name);
+    cs_buf_adds(&b, "=");
+    param(&b, ph, 1, d->cols[col].type == CS_COL_TEXT ? "::text" : "::bigint");
+    cs_buf_adds(&b, " ORDER BY seq LIMIT 1");
     return cs_buf_steal(&b);
 }
 

@@ -34,6 +34,8 @@ char *cs_obj_sql_load(const cs_objdef *def, char ph);
 char *cs_obj_sql_save(const cs_objdef *def, char ph, int insert_only);
 char *cs_obj_sql_get(const cs_objdef *def, char ph);
 char *cs_obj_sql_list(const cs_objdef *def, char ph);
+/*   find:  SELECT seq, cols FROM t WHERE col=p1 ORDER BY seq LIMIT 1 (col from def) */
+char *cs_obj_sql_find(const cs_objdef *def, char ph, int col);
 /* Number of filter columns of def, and their parameter order. */
 int cs_obj_nfilters(const cs_objdef *def);
 

@@ -25,13 +25,14 @@
 #include "store/store.h"
 
 #define LEAD_COLS "seq,id,event_id,account_id,email,company,country,source,employee_count,status," \
-                  "owner,routed_at,route_reason,route_latency_ms,created_at,partition,\"offset\""
+                  "owner,routed_at,route_reason,route_latency_ms,created_at,partition,\"offset\"," \
+                  "domain,accepted_at,sla_due_at,route_explanation"
 #define SIG_COLS "account_id,name,value,at,cause_event_id,partition,\"offset\",rule_id"
 
 enum {
     S_OFF_GET, S_OFF_SET, S_CNT_GET, S_CNT_SET, S_LEAD_INS, S_AUDIT_INS, S_SIG_HIST, S_SIG_SET,
     S_LEAD_GET, S_LEAD_LIST, S_LEAD_BY_OWNER, S_SIG_LIST, S_SIG_HISTORY, S_AUDIT_LIST, S_SIG_CLR_HIST, S_SIG_CLR,
-    S_FIXED
+    S_LEAD_LOAD, S_LEAD_UPD, S_LEAD_OPEN, S_LEAD_SLA, S_FIXED
 };
 static const char *const fixed_sql[S_FIXED] = {
     /* FOR UPDATE: inside a batch it fences the partition (a second member
@@ -42,8 +43,10 @@ static const char *const fixed_sql[S_FIXED] = {
     [S_CNT_GET] = "SELECT value FROM counters WHERE name=$1",
     [S_CNT_SET] = "INSERT INTO counters(name,value) VALUES($1,$2) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
     [S_LEAD_INS] = "INSERT INTO leads(id,event_id,account_id,email,company,country,source,employee_count,"
-                   "status,owner,routed_at,route_reason,route_latency_ms,created_at,partition,\"offset\")"
-                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT DO NOTHING",
+                   "status,owner,routed_at,route_reason,route_latency_ms,created_at,partition,\"offset\","
+                   "domain,accepted_at,sla_due_at,route_explanation)"
+                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)"
+                   " ON CONFLICT DO NOTHING",
     [S_AUDIT_INS] = "INSERT INTO audit(object,object_id,field,old_value,new_value,cause_event_id,"
                     "partition,\"offset\",rule_id,at) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
     [S_SIG_HIST] = "INSERT INTO signal_history(" SIG_COLS ") VALUES($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
@@ -62,6 +65,12 @@ static const char *const fixed_sql[S_FIXED] = {
                      " ORDER BY seq LIMIT $4",
     [S_SIG_CLR_HIST] = "DELETE FROM signal_history WHERE $1::int < 0 OR partition = $1::int",
     [S_SIG_CLR] = "DELETE FROM signals WHERE $1::int < 0 OR partition = $1::int",
+    [S_LEAD_LOAD] = "SELECT " LEAD_COLS " FROM leads WHERE id=$1",
+    [S_LEAD_UPD] = "UPDATE leads SET status=$2,owner=$3,routed_at=$4,route_reason=$5,route_explanation=$6,"
+                   "accepted_at=$7,sla_due_at=$8 WHERE id=$1",
+    [S_LEAD_OPEN] = "SELECT owner, count(*) FROM leads WHERE status='routed' AND owner IS NOT NULL GROUP BY owner",
+    [S_LEAD_SLA] = "SELECT " LEAD_COLS " FROM leads WHERE status='routed' AND sla_due_at IS NOT NULL"
+                   " AND sla_due_at<=$1 ORDER BY sla_due_at, seq LIMIT $2",
 };
 /* Object statements follow the fixed ones: S_FIXED + obj * O_N + kind. */
 enum { O_LOAD, O_UPSERT, O_INSERT, O_GET, O_LIST, O_N };
@@ -297,12 +306,13 @@ static int pg_lead_ins(cs_store *st, const cs_lead *l)
     snprintf(lat, sizeof lat, "%.6f", l->route_latency_ms);
     snprintf(part, sizeof part, "%d", l->partition);
     snprintf(off, sizeof off, "%lld", (long long)l->offset);
-    const char *v[16] = {l->id,         l->event_id,     opt(l->account_id), l->email,
+    const char *v[20] = {l->id,         l->event_id,     opt(l->account_id), l->email,
                          opt(l->company), opt(l->country), opt(l->source),
                          l->employee_count >= 0 ? emp : NULL,
                          l->status,     opt(l->owner),   opt(l->routed_at), opt(l->route_reason),
-                         lat,           l->created_at,   part,              off};
-    int n = run_cmd(st, &p->w, S_LEAD_INS, 16, v, "lead_insert");
+                         lat,           l->created_at,   part,              off,
+                         opt(l->domain), opt(l->accepted_at), opt(l->sla_due_at), opt(l->route_explanation)};
+    int n = run_cmd(st, &p->w, S_LEAD_INS, 20, v, "lead_insert");
     return n < 0 ? -1 : n > 0;
 }
 
@@ -373,6 +383,79 @@ static int pg_signals_clear(cs_store *st, int partition)
     return run_cmd(st, &p->w, S_SIG_CLR, 1, v, "signals clear") < 0 ? -1 : 0;
 }
 
+/* Snapshots are rare (every N batches, and at start) and binary: unprepared
+ * statements with a binary bytea parameter and binary results. */
+static PGresult *snap_exec(cs_store *st, struct pgconn *pc, const char *sql, int n, const char *const *v,
+                           const int *lens, const int *fmts, const char *what)
+{
+    if (ready(st, pc)) return NULL;
+    PGresult *r = PQexecParams(pc->c, sql, n, NULL, v, lens, fmts, 1);
+    ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        pfail(st, pc, r, what);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int pg_snapshot_put(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
+                           size_t len)
+{
+    struct pg *p = st->impl;
+    if (len > CS_SNAPSHOT_MAX) {
+        st->retriable = 0;
+        snprintf(st->errmsg, sizeof st->errmsg, "snapshot_put: %zu bytes is over the %zu-byte limit", len,
+                 CS_SNAPSHOT_MAX);
+        return -1;
+    }
+    char ps[16], ns[24], bs[24];
+    snprintf(ps, sizeof ps, "%d", partition);
+    snprintf(ns, sizeof ns, "%lld", (long long)next_offset);
+    snprintf(bs, sizeof bs, "%zu", len);
+    const char *v[] = {name, ps, ns, len ? (const char *)data : "", bs};
+    int lens[] = {0, 0, 0, (int)len, 0};
+    int fmts[] = {0, 0, 0, 1, 0};
+    PGresult *r = snap_exec(st, &p->w,
+                            "INSERT INTO state_snapshots(name,partition,next_offset,data,bytes)"
+                            " VALUES($1,$2::int,$3::bigint,$4::bytea,$5::bigint)"
+                            " ON CONFLICT(name,partition) DO UPDATE SET next_offset=excluded.next_offset,"
+                            "data=excluded.data,bytes=excluded.bytes,at=now()",
+                            5, v, lens, fmts, "snapshot_put");
+    if (!r) return -1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_snapshot_get(cs_store *st, const char *name, int partition, int64_t *next_offset, void **data,
+                           size_t *len)
+{
+    struct pg *p = st->impl;
+    *data = NULL;
+    *len = 0;
+    *next_offset = 0;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", partition);
+    const char *v[] = {name, ps};
+    /* binary results: the offset comes back as text (a text column's binary
+     * form is its bytes), the data as raw bytes */
+    PGresult *r = snap_exec(st, &p->w,
+                            "SELECT next_offset::text, data FROM state_snapshots WHERE name=$1 AND partition=$2::int",
+                            2, v, NULL, NULL, "snapshot_get");
+    if (!r) return -1;
+    if (PQntuples(r) == 0 || PQgetlength(r, 0, 1) == 0) { /* none, or cleared */
+        PQclear(r);
+        return 1;
+    }
+    *next_offset = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    size_t n = (size_t)PQgetlength(r, 0, 1);
+    *data = cs_malloc(n ? n : 1);
+    if (n) memcpy(*data, PQgetvalue(r, 0, 1), n);
+    *len = n;
+    PQclear(r);
+    return 0;
+}
+
 /* ---- reader side (any thread; one session behind a mutex) --------------- */
 
 static PGresult *read_run(cs_store *st, int i, int n, const char *const *v, const char *what)
@@ -410,6 +493,61 @@ static void row_to_lead(const PGresult *r, int i, cs_lead *l)
     cpy(l->created_at, sizeof l->created_at, r, i, 14);
     l->partition = atoi(PQgetvalue(r, i, 15));
     l->offset = strtoll(PQgetvalue(r, i, 16), NULL, 10);
+    cpy(l->domain, sizeof l->domain, r, i, 17);
+    cpy(l->accepted_at, sizeof l->accepted_at, r, i, 18);
+    cpy(l->sla_due_at, sizeof l->sla_due_at, r, i, 19);
+    cpy(l->route_explanation, sizeof l->route_explanation, r, i, 20);
+}
+
+/* ---- routing: writer-side lead reads and updates ------------------------ */
+
+static int pg_lead_load(cs_store *st, const char *id, cs_lead *out)
+{
+    struct pg *p = st->impl;
+    const char *v[] = {id};
+    PGresult *r = run(st, &p->w, S_LEAD_LOAD, 1, v, "lead_load");
+    int ret = !r ? -1 : PQntuples(r) ? 0 : 1;
+    if (ret == 0) row_to_lead(r, 0, out);
+    PQclear(r);
+    return ret;
+}
+
+static int pg_lead_update(cs_store *st, const cs_lead *l)
+{
+    struct pg *p = st->impl;
+    const char *v[8] = {l->id, l->status, opt(l->owner), opt(l->routed_at), opt(l->route_reason),
+                        opt(l->route_explanation), opt(l->accepted_at), opt(l->sla_due_at)};
+    int n = run_cmd(st, &p->w, S_LEAD_UPD, 8, v, "lead_update");
+    return n < 0 ? -1 : n > 0;
+}
+
+static int pg_lead_open_counts(cs_store *st, void (*cb)(const char *, int64_t, void *), void *arg)
+{
+    struct pg *p = st->impl;
+    PGresult *r = run(st, &p->w, S_LEAD_OPEN, 0, NULL, "lead_open_counts");
+    for (int i = 0; r && i < PQntuples(r); i++) cb(PQgetvalue(r, i, 0), strtoll(PQgetvalue(r, i, 1), NULL, 10), arg);
+    int ret = r ? 0 : -1;
+    PQclear(r);
+    return ret;
+}
+
+static int pg_lead_sla_due(cs_store *st, const char *due, int limit, cs_lead_cb cb, void *arg)
+{
+    struct pg *p = st->impl;
+    char ls[16];
+    snprintf(ls, sizeof ls, "%d", limit);
+    const char *v[] = {due, ls};
+    PGresult *r = run(st, &p->w, S_LEAD_SLA, 2, v, "lead_sla_due");
+    int n = -1;
+    if (r) {
+        static _Thread_local cs_lead l; /* 10 KiB: not on the stack */
+        for (n = 0; n < PQntuples(r);) {
+            row_to_lead(r, n++, &l);
+            if (cb(&l, arg)) break;
+        }
+    }
+    PQclear(r);
+    return n;
 }
 
 static int pg_lead_get(cs_store *st, const char *id, cs_lead *out)
@@ -505,6 +643,54 @@ static int pg_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs
     int n = r ? emit_rows(r, obj, cb, arg) : -1;
     PQclear(r);
     pthread_mutex_unlock(&p->rmu);
+    return n;
+}
+
+/* Unprepared (PQexecParams): a lookup by a key column, in the transaction. */
+static int pg_obj_find_tx(cs_store *st, int obj, const char *col, const char *value, cs_row_cb cb, void *arg)
+{
+    struct pg *p = st->impl;
+    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
+    const cs_objdef *d = &cs_objdefs[obj];
+    int c = cs_obj_col(d, col);
+    if (c < 0 || (c > 0 && !(d->cols[c].flags & CS_COL_FILTER))) {
+        snprintf(st->errmsg, sizeof st->errmsg, "%s: not a key of %s", col, d->name);
+        st->retriable = 0;
+        return -1;
+    }
+    if (ready(st, &p->w)) return -1;
+    char *sql = cs_obj_sql_find(d, '$', c);
+    const char *v[] = {value};
+    PGresult *r = PQexecParams(p->w.c, sql, 1, NULL, v, NULL, NULL, 0);
+    free(sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pfail(st, &p->w, r, "object find");
+        PQclear(r);
+        return -1;
+    }
+    int n = emit_rows(r, obj, cb, arg);
+    PQclear(r);
+    return n ? 0 : 1;
+}
+
+/* The same list on the writer session, inside its transaction. */
+static int pg_obj_list_tx(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
+                          void *arg)
+{
+    struct pg *p = st->impl;
+    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
+    const cs_objdef *d = &cs_objdefs[obj];
+    const char *v[CS_OBJ_MAXCOLS + 2];
+    char as[24], ls[16];
+    int nfl = cs_obj_nfilters(d);
+    if (cs_obj_filter_params(st, d, f, nf, v + 1)) return -1;
+    snprintf(as, sizeof as, "%lld", (long long)after);
+    snprintf(ls, sizeof ls, "%d", limit);
+    v[0] = as;
+    v[nfl + 1] = ls;
+    PGresult *r = run(st, &p->w, OSTMT(obj, O_LIST), nfl + 2, v, "object list (tx)");
+    int n = r ? emit_rows(r, obj, cb, arg) : -1;
+    PQclear(r);
     return n;
 }
 
@@ -819,9 +1005,17 @@ static const struct cs_store_ops postgres_ops = {
     .obj_insert = pg_obj_insert,
     .signal_set = pg_signal_set,
     .signals_clear = pg_signals_clear,
+    .snapshot_put = pg_snapshot_put,
+    .snapshot_get = pg_snapshot_get,
     .lead_get = pg_lead_get,
     .lead_list = pg_lead_list,
     .lead_count_by_owner = pg_by_owner,
+    .lead_load = pg_lead_load,
+    .lead_update = pg_lead_update,
+    .lead_open_counts = pg_lead_open_counts,
+    .lead_sla_due = pg_lead_sla_due,
+    .obj_list_tx = pg_obj_list_tx,
+    .obj_find_tx = pg_obj_find_tx,
     .obj_get = pg_obj_get,
     .obj_list = pg_obj_list,
     .signal_list = pg_signal_list,
@@ -878,7 +1072,7 @@ static int exec_ok(PGconn *c, const char *sql, int nparams, const char *const *v
 static int migrate(PGconn *c, char *err, size_t errlen)
 {
     for (int i = 0; i < cs_postgres_migrations_count; i++) {
-        const struct cs_migration *m = &cs_postgres_migrations[i];
+        const struct cs_migration *m = cs_migration_nth(cs_postgres_migrations, cs_postgres_migrations_count, i);
         char ver[16];
         snprintf(ver, sizeof ver, "%d", m->version);
         const char *v[] = {ver, m->name};

@@ -19,8 +19,12 @@
 
 enum {
     W_BEGIN, W_COMMIT, W_ROLLBACK, W_OFF_GET, W_OFF_SET, W_CNT_GET, W_CNT_SET, W_LEAD_INS,
-    W_AUDIT_INS, W_SIG_HIST, W_SIG_SET, W_SIG_CLR_HIST, W_SIG_CLR, W_COUNT
+    W_AUDIT_INS, W_SIG_HIST, W_SIG_SET, W_SIG_CLR_HIST, W_SIG_CLR, W_LEAD_LOAD, W_LEAD_UPD, W_LEAD_OPEN,
+    W_LEAD_SLA, W_COUNT
 };
+#define LEAD_COLS "seq,id,event_id,account_id,email,company,country,source,employee_count,status," \
+                  "owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset," \
+                  "domain,accepted_at,sla_due_at,route_explanation"
 static const char *const wsql[W_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
     [W_COMMIT] = "COMMIT",
@@ -32,8 +36,9 @@ static const char *const wsql[W_COUNT] = {
     [W_CNT_SET] = "INSERT INTO counters(name,value) VALUES(?1,?2)"
                   " ON CONFLICT(name) DO UPDATE SET value=excluded.value",
     [W_LEAD_INS] = "INSERT INTO leads(id,event_id,account_id,email,company,country,source,employee_count,"
-                   "status,owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset)"
-                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+                   "status,owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset,"
+                   "domain,accepted_at,sla_due_at,route_explanation)"
+                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
                    " ON CONFLICT DO NOTHING",
     [W_AUDIT_INS] = "INSERT INTO audit(object,object_id,field,old_value,new_value,cause_event_id,"
                     "partition,offset,rule_id,at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -45,12 +50,16 @@ static const char *const wsql[W_COUNT] = {
                   "partition=excluded.partition,\"offset\"=excluded.\"offset\",rule_id=excluded.rule_id",
     [W_SIG_CLR_HIST] = "DELETE FROM signal_history WHERE ?1 < 0 OR partition = ?1",
     [W_SIG_CLR] = "DELETE FROM signals WHERE ?1 < 0 OR partition = ?1",
+    [W_LEAD_LOAD] = "SELECT " LEAD_COLS " FROM leads WHERE id=?1",
+    [W_LEAD_UPD] = "UPDATE leads SET status=?2,owner=?3,routed_at=?4,route_reason=?5,route_explanation=?6,"
+                   "accepted_at=?7,sla_due_at=?8 WHERE id=?1",
+    [W_LEAD_OPEN] = "SELECT owner, count(*) FROM leads WHERE status='routed' AND owner IS NOT NULL GROUP BY owner",
+    [W_LEAD_SLA] = "SELECT " LEAD_COLS " FROM leads WHERE status='routed' AND sla_due_at IS NOT NULL"
+                   " AND sla_due_at<=?1 ORDER BY sla_due_at, seq LIMIT ?2",
 };
 
 enum { R_LEAD_GET, R_LEAD_LIST, R_LEAD_BY_OWNER, R_SIG_LIST, R_SIG_HIST, R_AUDIT_LIST, R_COUNT };
 #define SIG_COLS "account_id,name,value,at,cause_event_id,partition,\"offset\",rule_id"
-#define LEAD_COLS "seq,id,event_id,account_id,email,company,country,source,employee_count,status," \
-                  "owner,routed_at,route_reason,route_latency_ms,created_at,partition,offset"
 static const char *const rsql[R_COUNT] = {
     [R_LEAD_GET] = "SELECT " LEAD_COLS " FROM leads WHERE id=?1",
     [R_LEAD_LIST] = "SELECT " LEAD_COLS " FROM leads WHERE seq>?1 ORDER BY seq LIMIT ?2",
@@ -64,7 +73,7 @@ static const char *const rsql[R_COUNT] = {
 };
 
 /* Per-object statements, built from the object table (objects.c). */
-enum { O_LOAD, O_UPSERT, O_INSERT, O_WCOUNT };
+enum { O_LOAD, O_UPSERT, O_INSERT, O_LISTW, O_WCOUNT };
 enum { O_GET, O_LIST, O_RCOUNT };
 
 struct sq {
@@ -73,6 +82,7 @@ struct sq {
     sqlite3_stmt   *ow[CS_OBJ_COUNT][O_WCOUNT], *or[CS_OBJ_COUNT][O_RCOUNT];
     pthread_mutex_t rmu;
     sqlite3_stmt   *xs[16];   /* the outbox's statements (X_*) */
+    sqlite3_stmt   *find[CS_OBJ_COUNT][CS_OBJ_MAXCOLS]; /* obj_find_tx, prepared on first use */
 };
 
 static int fail(cs_store *st, sqlite3 *db, const char *what)
@@ -188,6 +198,10 @@ static int sq_lead_ins(cs_store *st, const cs_lead *l)
     sqlite3_bind_text(s, 14, l->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 15, l->partition);
     sqlite3_bind_int64(s, 16, l->offset);
+    bind_opt(s, 17, l->domain);
+    bind_opt(s, 18, l->accepted_at);
+    bind_opt(s, 19, l->sla_due_at);
+    bind_opt(s, 20, l->route_explanation);
     if (step_done(st, s, "lead_insert")) return -1;
     return sqlite3_changes(q->w) > 0 ? 1 : 0;
 }
@@ -234,6 +248,75 @@ static void row_to_lead(sqlite3_stmt *s, cs_lead *l)
     col_text(s, 14, l->created_at, sizeof l->created_at);
     l->partition = sqlite3_column_int(s, 15);
     l->offset = sqlite3_column_int64(s, 16);
+    col_text(s, 17, l->domain, sizeof l->domain);
+    col_text(s, 18, l->accepted_at, sizeof l->accepted_at);
+    col_text(s, 19, l->sla_due_at, sizeof l->sla_due_at);
+    col_text(s, 20, l->route_explanation, sizeof l->route_explanation);
+}
+
+/* ---- routing: writer-side lead reads and updates ------------------------ */
+
+static int sq_lead_load(cs_store *st, const char *id, cs_lead *out)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_LEAD_LOAD];
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s), ret;
+    if (rc == SQLITE_ROW) row_to_lead(s, out), ret = 0;
+    else if (rc == SQLITE_DONE) ret = 1;
+    else ret = fail(st, q->w, "lead_load");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return ret;
+}
+
+static int sq_lead_update(cs_store *st, const cs_lead *l)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_LEAD_UPD];
+    sqlite3_bind_text(s, 1, l->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, l->status, -1, SQLITE_STATIC);
+    bind_opt(s, 3, l->owner);
+    bind_opt(s, 4, l->routed_at);
+    bind_opt(s, 5, l->route_reason);
+    bind_opt(s, 6, l->route_explanation);
+    bind_opt(s, 7, l->accepted_at);
+    bind_opt(s, 8, l->sla_due_at);
+    if (step_done(st, s, "lead_update")) return -1;
+    return sqlite3_changes(q->w) > 0 ? 1 : 0;
+}
+
+static int sq_lead_open_counts(cs_store *st, void (*cb)(const char *, int64_t, void *), void *arg)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_LEAD_OPEN];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *o = sqlite3_column_text(s, 0);
+        cb(o ? (const char *)o : "", sqlite3_column_int64(s, 1), arg);
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(st, q->w, "lead_open_counts");
+    sqlite3_reset(s);
+    return ret;
+}
+
+static int sq_lead_sla_due(cs_store *st, const char *due, int limit, cs_lead_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    sqlite3_stmt *s = q->ws[W_LEAD_SLA];
+    sqlite3_bind_text(s, 1, due, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 2, limit);
+    int n = 0, rc;
+    static _Thread_local cs_lead l; /* 10 KiB: not on the stack */
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        row_to_lead(s, &l);
+        n++;
+        if (cb(&l, arg)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->w, "lead_sla_due");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return n;
 }
 
 static int sq_lead_get(cs_store *st, const char *id, cs_lead *out)
@@ -374,11 +457,76 @@ static int sq_signals_clear(cs_store *st, int partition)
     return step_done(st, q->ws[W_SIG_CLR], "signals clear");
 }
 
+static int too_big(cs_store *st, size_t len)
+{
+    if (len <= CS_SNAPSHOT_MAX) return 0;
+    st->retriable = 0;
+    snprintf(st->errmsg, sizeof st->errmsg, "snapshot_put: %zu bytes is over the %zu-byte limit", len,
+             CS_SNAPSHOT_MAX);
+    return 1;
+}
+
+/* Snapshots are rare (every N batches, and at start): statements prepared per call. */
+static int sq_snapshot_put(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
+                           size_t len)
+{
+    struct sq *q = st->impl;
+    if (too_big(st, len)) return -1;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(q->w,
+                           "INSERT INTO state_snapshots(name,partition,next_offset,data,bytes) VALUES(?1,?2,?3,?4,?5)"
+                           " ON CONFLICT(name,partition) DO UPDATE SET next_offset=excluded.next_offset,"
+                           "data=excluded.data,bytes=excluded.bytes,at=strftime('%Y-%m-%dT%H:%M:%fZ','now')",
+                           -1, &s, NULL) != SQLITE_OK)
+        return fail(st, q->w, "snapshot_put");
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, partition);
+    sqlite3_bind_int64(s, 3, next_offset);
+    sqlite3_bind_blob64(s, 4, len ? data : "", (sqlite3_uint64)len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)len);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) fail(st, q->w, "snapshot_put");
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_snapshot_get(cs_store *st, const char *name, int partition, int64_t *next_offset, void **data,
+                           size_t *len)
+{
+    struct sq *q = st->impl;
+    *data = NULL;
+    *len = 0;
+    *next_offset = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(q->w, "SELECT next_offset,data FROM state_snapshots WHERE name=?1 AND partition=?2", -1,
+                           &s, NULL) != SQLITE_OK)
+        return fail(st, q->w, "snapshot_get");
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, partition);
+    int rc = sqlite3_step(s), ret;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 1) == 0) {
+        ret = 1; /* cleared */
+    } else if (rc == SQLITE_ROW) {
+        *next_offset = sqlite3_column_int64(s, 0);
+        const void *b = sqlite3_column_blob(s, 1);
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+        *data = cs_malloc(n ? n : 1);
+        if (n) memcpy(*data, b, n);
+        *len = n;
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = 1;
+    } else {
+        ret = fail(st, q->w, "snapshot_get");
+    }
+    sqlite3_finalize(s);
+    return ret;
+}
+
 /* Reader side: every read holds the reader mutex. */
 
 static int emit_rows(cs_store *st, sqlite3_stmt *s, int obj, cs_row_cb cb, void *arg, const char *what)
 {
-    struct sq *q = st->impl;
     const cs_objdef *d = &cs_objdefs[obj];
     const char *vals[CS_OBJ_MAXCOLS];
     int n = 0, rc;
@@ -388,7 +536,7 @@ static int emit_rows(cs_store *st, sqlite3_stmt *s, int obj, cs_row_cb cb, void 
         n++;
         if (cb(&row, arg)) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, q->r, what);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = fail(st, sqlite3_db_handle(s), what);
     reset(s);
     return n;
 }
@@ -423,6 +571,48 @@ static int sq_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs
     int n = emit_rows(st, s, obj, cb, arg, "object list");
     pthread_mutex_unlock(&q->rmu);
     return n;
+}
+
+static int sq_obj_find_tx(cs_store *st, int obj, const char *col, const char *value, cs_row_cb cb, void *arg)
+{
+    struct sq *q = st->impl;
+    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
+    const cs_objdef *d = &cs_objdefs[obj];
+    int c = cs_obj_col(d, col);
+    if (c < 0 || (c > 0 && !(d->cols[c].flags & CS_COL_FILTER))) {
+        snprintf(st->errmsg, sizeof st->errmsg, "%s: not a key of %s", col, d->name);
+        st->retriable = 0;
+        return -1;
+    }
+    if (!q->find[obj][c]) {
+        char *sql = cs_obj_sql_find(d, '?', c);
+        int rc = sqlite3_prepare_v3(q->w, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->find[obj][c], NULL);
+        free(sql);
+        if (rc != SQLITE_OK) return fail(st, q->w, "object find (prepare)");
+    }
+    sqlite3_stmt *s = q->find[obj][c];
+    sqlite3_bind_text(s, 1, value, -1, SQLITE_TRANSIENT);
+    int n = emit_rows(st, s, obj, cb, arg, "object find");
+    return n < 0 ? -1 : n == 0 ? 1 : 0;
+}
+
+/* The same list on the writer connection (no reader mutex: the writer is
+ * the pipeline's own), inside its transaction. */
+static int sq_obj_list_tx(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
+                          void *arg)
+{
+    struct sq *q = st->impl;
+    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
+    const cs_objdef *d = &cs_objdefs[obj];
+    const char *params[CS_OBJ_MAXCOLS];
+    if (cs_obj_filter_params(st, d, f, nf, params)) return -1;
+    int nfl = cs_obj_nfilters(d);
+    sqlite3_stmt *s = q->ow[obj][O_LISTW];
+    sqlite3_bind_int64(s, 1, after);
+    for (int k = 0; k < nfl; k++)
+        if (params[k]) sqlite3_bind_text(s, k + 2, params[k], -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, nfl + 2, limit);
+    return emit_rows(st, s, obj, cb, arg, "object list (tx)");
 }
 
 static int emit_signals(cs_store *st, sqlite3_stmt *s, cs_signal_cb cb, void *arg, const char *what)
@@ -780,6 +970,7 @@ static void sq_close(cs_store *st)
         for (int o = 0; o < CS_OBJ_COUNT; o++) {
             for (int i = 0; i < O_WCOUNT; i++) sqlite3_finalize(q->ow[o][i]);
             for (int i = 0; i < O_RCOUNT; i++) sqlite3_finalize(q->or[o][i]);
+            for (int i = 0; i < CS_OBJ_MAXCOLS; i++) sqlite3_finalize(q->find[o][i]);
         }
         sqlite3_close(q->w);
         sqlite3_close(q->r);
@@ -803,10 +994,18 @@ static const struct cs_store_ops sqlite_ops = {
     .lead_get = sq_lead_get,
     .lead_list = sq_lead_list,
     .lead_count_by_owner = sq_by_owner,
+    .lead_load = sq_lead_load,
+    .lead_update = sq_lead_update,
+    .lead_open_counts = sq_lead_open_counts,
+    .lead_sla_due = sq_lead_sla_due,
+    .obj_list_tx = sq_obj_list_tx,
+    .obj_find_tx = sq_obj_find_tx,
     .obj_upsert = sq_obj_upsert,
     .obj_insert = sq_obj_insert,
     .signal_set = sq_signal_set,
     .signals_clear = sq_signals_clear,
+    .snapshot_put = sq_snapshot_put,
+    .snapshot_get = sq_snapshot_get,
     .obj_get = sq_obj_get,
     .obj_list = sq_obj_list,
     .signal_list = sq_signal_list,
@@ -841,7 +1040,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
              err, errlen))
         return -1;
     for (int i = 0; i < cs_sqlite_migrations_count; i++) {
-        const struct cs_migration *m = &cs_sqlite_migrations[i];
+        const struct cs_migration *m = cs_migration_nth(cs_sqlite_migrations, cs_sqlite_migrations_count, i);
         sqlite3_stmt *s;
         sqlite3_prepare_v2(db, "SELECT 1 FROM schema_migrations WHERE version=?1", -1, &s, NULL);
         sqlite3_bind_int(s, 1, m->version);
@@ -909,8 +1108,8 @@ cs_store *cs_store_sqlite_open(const char *path, char *err, size_t errlen)
     for (int o = 0; o < CS_OBJ_COUNT; o++) {
         const cs_objdef *d = &cs_objdefs[o];
         char *sql[O_WCOUNT + O_RCOUNT] = {cs_obj_sql_load(d, '?'), cs_obj_sql_save(d, '?', 0),
-                                          cs_obj_sql_save(d, '?', 1), cs_obj_sql_get(d, '?'),
-                                          cs_obj_sql_list(d, '?')};
+                                          cs_obj_sql_save(d, '?', 1), cs_obj_sql_list(d, '?'),
+                                          cs_obj_sql_get(d, '?'), cs_obj_sql_list(d, '?')};
         int bad = 0;
         for (int i = 0; i < O_WCOUNT + O_RCOUNT; i++) {
             sqlite3 *db = i < O_WCOUNT ? q->w : q->r;

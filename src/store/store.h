@@ -15,6 +15,9 @@
 
 typedef struct cs_store cs_store;
 
+/* Bytes of a lead's routing explanation (JSON; the router keeps it under). */
+#define CS_ROUTE_EXPLANATION_MAX 8192
+
 typedef struct cs_lead {
     int64_t seq;              /* insertion order: the list cursor */
     char    id[160];
@@ -33,6 +36,11 @@ typedef struct cs_lead {
     char    created_at[40];   /* event time */
     int     partition;
     int64_t offset;
+    /* Routing (migration 5; src/routing, docs/RULES.md). */
+    char    domain[256];      /* the email's domain (lead-to-account matching) */
+    char    accepted_at[40];  /* "" until accepted (LeadAccepted) */
+    char    sla_due_at[40];   /* "" when no SLA runs; RFC 3339 UTC, ms (sortable) */
+    char    route_explanation[CS_ROUTE_EXPLANATION_MAX]; /* JSON; "" when none */
 } cs_lead;
 
 typedef struct cs_audit {
@@ -164,6 +172,10 @@ typedef struct cs_outbox_row {
 typedef int (*cs_outbox_cb)(const cs_outbox_row *row, void *arg);
 enum cs_outbox_report { CS_OUTBOX_DELIVERED, CS_OUTBOX_RETRY, CS_OUTBOX_DEAD, CS_OUTBOX_RELEASE };
 
+/* Largest state snapshot a store keeps (1 GiB: under PostgreSQL's bytea
+ * limit; a signals engine of 1,000,000 accounts snapshots to ~250 MB). */
+#define CS_SNAPSHOT_MAX ((size_t)1 << 30)
+
 struct cs_store_ops {
     const char *name;
     /* Pipeline (writer) side: one transaction per batch. */
@@ -205,6 +217,40 @@ struct cs_store_ops {
      * replay from the start recomputes it (`crmstream replay --rebuild`).
      * 0, or -1 on error. */
     int (*signals_clear)(cs_store *st, int partition);
+    /* State snapshots (e.g. name "signals": a partition's engine, in
+     * signals/snapshot.c's format), on the writer connection in the caller's
+     * transaction, so a snapshot commits atomically with the offsets it
+     * matches. next_offset: the first log offset NOT reflected in data.
+     * snapshot_put replaces the (name, partition) snapshot: 0 or -1; a put
+     * of len 0 clears it (`replay --rebuild`). snapshot_get: 0 found (*data
+     * is malloc'd, the caller frees it; *len > 0, *next_offset set), 1 none
+     * (or cleared), -1 error. A snapshot is at most
+     * CS_SNAPSHOT_MAX bytes (put refuses larger: -1, not retriable). */
+    int (*snapshot_put)(cs_store *st, const char *name, int partition, int64_t next_offset, const void *data,
+                        size_t len);
+    int (*snapshot_get)(cs_store *st, const char *name, int partition, int64_t *next_offset, void **data,
+                        size_t *len);
+
+    /* ---- routing (writer connection, in the caller's transaction) ---- */
+    /* A lead as the transaction sees it: 0 found, 1 not found, -1. */
+    int (*lead_load)(cs_store *st, const char *id, cs_lead *out);
+    /* Set status, owner, routed_at, route_reason, route_explanation,
+     * accepted_at, sla_due_at ("" = NULL) of lead l->id: 1 updated, 0 no such
+     * lead, -1. */
+    int (*lead_update)(cs_store *st, const cs_lead *l);
+    /* Open leads (status "routed", not accepted) per owner: cb(owner, n). */
+    int (*lead_open_counts)(cs_store *st, void (*cb)(const char *owner, int64_t n, void *arg), void *arg);
+    /* Routed leads whose sla_due_at <= due (RFC 3339 as stored), earliest
+     * first, at most limit. Count or -1. Do not write leads from cb: collect
+     * and write after. */
+    int (*lead_sla_due)(cs_store *st, const char *due, int limit, cs_lead_cb cb, void *arg);
+    /* The first row (by seq) of obj whose column col ("id" or a filter
+     * column) equals value, on the writer connection: 0 found (cb called
+     * once), 1 not found, -1. */
+    int (*obj_find_tx)(cs_store *st, int obj, const char *col, const char *value, cs_row_cb cb, void *arg);
+    /* obj_list on the writer connection: sees the transaction's writes. */
+    int (*obj_list_tx)(cs_store *st, int obj, int64_t after, int limit, const cs_kv *filters, size_t nfilters,
+                       cs_row_cb cb, void *arg);
 
     /* Reader side (any thread). */
     /* 0 found, 1 not found, -1 error. */

@@ -123,7 +123,8 @@ static void test_poison_isolated_then_redriven_once(void **state)
     snprintf(extra, sizeof extra, "%s/config.yaml", s.dir);
     FILE *cf = fopen(extra, "a");
     assert_non_null(cf);
-    fprintf(cf, "rules: %s\npipeline:\n  workers: 2\n  poison_attempts: 3\n", rpath);
+    /* Snapshots every 1,000 events: a poison retry restores one and replays after it. */
+    fprintf(cf, "rules: %s\npipeline:\n  workers: 2\n  poison_attempts: 3\n  snapshot_every_events: 1000\n", rpath);
     fclose(cf);
     assert_int_equal(th_start(&s), 0);
     /* 10,001 events of one account (one partition); number 5000 carries a
@@ -310,7 +311,7 @@ static void test_one_and_two_workers_give_identical_tables(void **state)
     th_server a, b;
     snprintf(extra, sizeof extra, "rules: %s\ningest:\n  max_age: 0\npipeline:\n  workers: 1\n", rules);
     th_init(&a, extra);
-    snprintf(extra, sizeof extra, "rules: %s\ningest:\n  max_age: 0\npipeline:\n  workers: 2\n", rules);
+    snprintf(extra, sizeof extra, "rules: %s\ningest:\n  max_age: 0\npipeline:\n  workers: 2\n  snapshot_every_events: 500\n", rules);
     th_init(&b, extra);
     assert_int_equal(th_start(&a), 0);
     /* A realistic world: leads, trials, usage, escalations, identify and
@@ -390,7 +391,10 @@ static void test_t11_kill_points(void **state)
     char rules[700], cwd[512], extra[1000];
     assert_non_null(getcwd(cwd, sizeof cwd));
     snprintf(rules, sizeof rules, "%s/config/rules.yaml", cwd);
-    snprintf(extra, sizeof extra, "rules: %s\npipeline:\n  workers: 2\n  batch_max_events: 10\n", rules);
+    /* Snapshots every 20 events: the restart after each kill restores
+     * them and replays the log after them. */
+    snprintf(extra, sizeof extra, "rules: %s\npipeline:\n  workers: 2\n  batch_max_events: 10\n  snapshot_every_events: 20\n",
+             rules);
     /* The uninterrupted run. */
     th_server ref;
     th_init(&ref, extra);
@@ -405,12 +409,14 @@ static void test_t11_kill_points(void **state)
         th_init(&s, extra);
         assert_int_equal(th_start(&s), 0);
         /* Pause, take every event durably, then arm the fault and let the
-         * pipeline run into it: its 5th batch dies at the point. */
+         * pipeline run into it: the 25th batch (of ~60, 10 events each, over
+         * the threads) dies at the point, after some partition has passed
+         * 20 events and so has a snapshot. */
         assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/pause", "", NULL), 200);
         post_stream(&s);
         th_stop(&s, SIGTERM);
         char fault[64];
-        snprintf(fault, sizeof fault, "%s:5", points[k]);
+        snprintf(fault, sizeof fault, "%s:25", points[k]);
         setenv("CRMSTREAM_FAULT", fault, 1);
         int started = th_start(&s);
         unsetenv("CRMSTREAM_FAULT");
@@ -438,7 +444,19 @@ static void test_t11_kill_points(void **state)
         assert_int_equal(count_rows(&s, "SELECT count(*) FROM (SELECT object, object_id, field, new_value, "
                                         "cause_event_id, rule_id FROM audit GROUP BY 1, 2, 3, 4, 5, 6 HAVING count(*) > 1)"),
                          0);
-        printf("# T11 %s: killed, restarted, effects identical\n", points[k]);
+        /* ... and the restart restored snapshots rather than the whole log. */
+        char logp[600], line[2048];
+        snprintf(logp, sizeof logp, "%s/serve.log", s.dir);
+        FILE *lf = fopen(logp, "r");
+        assert_non_null(lf);
+        int restored = 0;
+        while (fgets(line, sizeof line, lf)) {
+            const char *x = strstr(line, "\"snapshots\":");
+            if (x && x[12] >= '1' && x[12] <= '9') restored = 1;
+        }
+        fclose(lf);
+        assert_true(restored);
+        printf("# T11 %s: killed, restarted from snapshots, effects identical\n", points[k]);
         th_cleanup(&s);
     }
     th_cleanup(&ref);

@@ -115,6 +115,12 @@ static const char *hdr(void *arg, const char *name)
     return NULL;
 }
 
+/* The same list walked in order, as the HTTP layer walks a request's headers. */
+static void each_hdr(void *arg, void (*cb)(void *cbarg, const char *name, const char *value), void *cbarg)
+{
+    for (const char *const *h = arg; h && h[0]; h += 2) cb(cbarg, h[0], h[1]);
+}
+
 #define RECV 1795773600000000LL /* 2026-11-27T10:00:00Z */
 
 /* POST /v1/cloudevents; returns the status, *j the parsed answer. */
@@ -124,7 +130,7 @@ static int post(const char *const *headers, const char *auth, const char *body, 
     cs_buf_init(&resp);
     int ra = 0;
     cs_ingest_req r = {.body = body, .len = strlen(body), .authorization = auth, .received_us = RECV};
-    int st = cs_ingest_cloudevents(&ing, &r, hdr, (void *)headers, &resp, &ra);
+    int st = cs_ingest_cloudevents(&ing, &r, hdr, each_hdr, (void *)headers, &resp, &ra);
     *j = cJSON_Parse(resp.data);
     if (!*j) fail_msg("answer is not JSON: %s", resp.data);
     cs_buf_free(&resp);
@@ -378,6 +384,46 @@ static void test_binary_mode(void **state)
     teardown();
 }
 
+/* Binary mode takes every ce-* header as an attribute, whatever its name
+ * and case, not only a known list: extensions land in context.cloudevents. */
+static void test_binary_any_extension(void **state)
+{
+    (void)state;
+    setup(NULL);
+    cJSON *j;
+    const char *const h1[] = {"CE-SpecVersion", "1.0", "ce-id", "ext-1", "ce-source", "/svc", "ce-type",
+                              "TrialActivated", "ce-accountid", "acc_x", "Ce-TenantRegion", "eu%2Dwest",
+                              "ce-sequence", "42", "ce-traceparent", "00-abc-def-01", "X-Other", "ignored",
+                              "ce-sequence", "43" /* a repeated header: the first wins */, NULL};
+    assert_int_equal(post(h1, NULL, "", &j), 200);
+    assert_int_equal(num(j, "accepted"), 1);
+    cJSON_Delete(j);
+    cJSON *e = stored("/svc/ext-1");
+    assert_non_null(e);
+    const cJSON *env = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "context"), "cloudevents");
+    assert_string_equal(jstr(env, "tenantregion"), "eu-west"); /* lowercased name, percent-decoded value */
+    assert_string_equal(jstr(env, "sequence"), "42");
+    assert_string_equal(jstr(env, "traceparent"), "00-abc-def-01");
+    assert_null(cJSON_GetObjectItem(env, "x-other"));
+    assert_null(cJSON_GetObjectItem(env, "other"));
+    cJSON_Delete(e);
+    /* An extension name CloudEvents does not allow is an error naming it. */
+    const char *const h2[] = {"ce-specversion", "1.0", "ce-id", "ext-2", "ce-source", "/svc", "ce-type",
+                              "TrialActivated", "ce-accountid", "acc_x", "ce-tenant_region", "eu", NULL};
+    assert_int_equal(post(h2, NULL, "", &j), 422);
+    assert_string_equal(jstr(cJSON_GetObjectItem(j, "error"), "code"), "invalid_value");
+    assert_non_null(strstr(jstr(cJSON_GetObjectItem(j, "error"), "field"), "tenant_region"));
+    cJSON_Delete(j);
+    /* A bad value in an unlisted extension is named too. */
+    const char *const h3[] = {"ce-specversion", "1.0", "ce-id", "ext-3", "ce-source", "/svc", "ce-type",
+                              "TrialActivated", "ce-accountid", "acc_x", "ce-region", "%C3", NULL};
+    assert_int_equal(post(h3, NULL, "", &j), 422);
+    assert_string_equal(jstr(cJSON_GetObjectItem(j, "error"), "field"), "ce-region");
+    cJSON_Delete(j);
+    assert_int_equal(mb->n, 1);
+    teardown();
+}
+
 static void test_auth(void **state)
 {
     (void)state;
@@ -404,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_batch_mode),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_binary_mode),
+        cmocka_unit_test(test_binary_any_extension),
         cmocka_unit_test(test_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

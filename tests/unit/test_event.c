@@ -375,6 +375,36 @@ static void test_serialize_round_trip(void **state)
     cs_buf_free(&out);
 }
 
+/* plan_tier / product_area only in properties (all a Segment track call
+ * can carry) become the canonical fields; the event's own win. */
+static void test_tier_and_area_lifted_from_properties(void **state)
+{
+    (void)state;
+    cs_event ev;
+    cs_buf out;
+    cs_buf_init(&out);
+    cJSON *in = expect_valid("{\"event_id\":\"f1\",\"type\":\"FeatureUsed\",\"account_id\":\"a1\","
+                             "\"properties\":{\"feature\":\"x\",\"plan_tier\":\"trial\",\"product_area\":\"reports\"}}",
+                             &ev);
+    cs_event_serialize(&ev, "segment", RECEIVED_US, &out);
+    cJSON *back = cJSON_Parse(out.data);
+    assert_string_equal(jstr(back, "plan_tier"), "trial");
+    assert_string_equal(jstr(back, "product_area"), "reports");
+    cJSON_Delete(back);
+    cJSON_Delete(in);
+    in = expect_valid("{\"event_id\":\"f2\",\"type\":\"FeatureUsed\",\"account_id\":\"a1\",\"plan_tier\":\"pro\","
+                      "\"properties\":{\"feature\":\"x\",\"plan_tier\":\"trial\",\"product_area\":7}}",
+                      &ev);
+    cs_buf_reset(&out);
+    cs_event_serialize(&ev, "native", RECEIVED_US, &out);
+    back = cJSON_Parse(out.data);
+    assert_string_equal(jstr(back, "plan_tier"), "pro");
+    assert_null(cJSON_GetObjectItemCaseSensitive(back, "product_area")); /* not a string: not lifted */
+    cJSON_Delete(back);
+    cJSON_Delete(in);
+    cs_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_lead_without_account),
         cmocka_unit_test(test_lead_bad_email),
         cmocka_unit_test(test_serialize_round_trip),
+        cmocka_unit_test(test_tier_and_area_lifted_from_properties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

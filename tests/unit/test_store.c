@@ -32,6 +32,10 @@
 #include "core/logging.h"
 #include "core/util.h"
 #include "store/store.h"
+#include "core/config.h"
+#include "pipeline/pipeline.h"
+#include "routing/router.h"
+#include <cjson/cJSON.h>
 
 #include "pgserver.c"
 
@@ -698,6 +702,207 @@ static void test_sqlite_integrity_after_kill9(void **state)
     assert_int_equal(audit_count(f->st, "account", "lost_1", &x), 0);
 }
 
+/* State snapshots: binary blobs (every byte value, NULs included) round
+ * trip with their offset per (name, partition), replace in place, commit
+ * with the offsets of the same transaction and vanish with its rollback. */
+static void test_state_snapshots(void **state)
+{
+    struct fx *f = fx_new(state);
+    cs_store *st = f->st;
+    int64_t off;
+    void *data;
+    size_t len;
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 0, &off, &data, &len), 1);
+    assert_null(data);
+    size_t n = 300000;
+    unsigned char *blob = cs_malloc(n);
+    for (size_t i = 0; i < n; i++) blob[i] = (unsigned char)(i * 131 + (i >> 8));
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 1234, blob, n), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 1, 7, "\0\1\0", 3), 0);
+    assert_int_equal(st->ops->offset_set(st, "pipeline", "events", 0, 1234), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 0, &off, &data, &len), 0);
+    assert_int_equal(off, 1234);
+    assert_int_equal(len, n);
+    assert_memory_equal(data, blob, n);
+    free(data);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 1, &off, &data, &len), 0);
+    assert_int_equal(off, 7);
+    assert_int_equal(len, 3);
+    assert_memory_equal(data, "\0\1\0", 3);
+    free(data);
+    assert_int_equal(st->ops->snapshot_get(st, "abuse", 0, &off, &data, &len), 1);
+    /* replaced in place (len 0 clears); a rolled-back put leaves the committed one */
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 2000, "", 0), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 3000, blob, 10), 0);
+    st->ops->rollback(st);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 0, &off, &data, &len), 1); /* len 0: cleared */
+    assert_null(data);
+    /* over the limit: refused with a message, not retriable */
+    assert_int_equal(st->ops->snapshot_put(st, "signals", 0, 1, blob, CS_SNAPSHOT_MAX + 1), -1);
+    assert_false(st->retriable);
+    assert_non_null(strstr(st->errmsg, "limit"));
+    /* survives a reopen (migration 6 applied once) */
+    st->ops->close(st);
+    f->st = st = reopen(f);
+    assert_non_null(st);
+    assert_int_equal(st->ops->snapshot_get(st, "signals", 1, &off, &data, &len), 0);
+    assert_int_equal(off, 7);
+    free(data);
+    free(blob);
+}
+
+/* Routing's store ops (migration 5): the new lead columns, writer-side
+ * reads that see the transaction's writes, open-lead counts, SLA due
+ * leads, key lookups; then routing and an SLA sweep through src/routing. */
+struct rfound {
+    int  n;
+    char ids[4][200];
+};
+
+static int on_due_lead(const cs_lead *l, void *arg)
+{
+    struct rfound *r = arg;
+    if (r->n < 4) snprintf(r->ids[r->n], sizeof r->ids[0], "%s", l->id);
+    r->n++;
+    return 0;
+}
+
+static void on_open_count(const char *owner, int64_t n, void *arg)
+{
+    struct rfound *r = arg;
+    if (r->n < 4) snprintf(r->ids[r->n], sizeof r->ids[0], "%s=%lld", owner, (long long)n);
+    r->n++;
+}
+
+static int on_row_count(const cs_row *row, void *arg)
+{
+    (void)row;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void apply_lead_json(cs_store *st, const cs_config *cfg, const char *eid, const char *at)
+{
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"event_id\":\"%s\",\"type\":\"LeadCreated\",\"timestamp\":\"%s\",\"properties\":{\"email\":\"x@%s.io\"}}",
+             eid, at, eid);
+    cJSON *ev = cJSON_Parse(body);
+    int64_t t;
+    assert_int_equal(cs_parse_time(at, &t), 0);
+    cs_rec rec = {.offset = 1, .ts_us = t, .append_us = t, .value = body, .value_len = strlen(body)};
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(cs_pipeline_apply_lead(st, cfg, 0, &rec, ev), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    cJSON_Delete(ev);
+}
+
+static void test_routing_ops(void **state)
+{
+    struct fx *f = fx_new(state);
+    cs_store *st = f->st;
+    cs_lead l1 = make_lead("ld_r1", "e_r1"), l2 = make_lead("ld_r2", "e_r2"), l3 = make_lead("ld_r3", "e_r3");
+    snprintf(l1.domain, sizeof l1.domain, "acme.com");
+    snprintf(l1.route_explanation, sizeof l1.route_explanation, "{\"winner\":\"rep_a\",\"why\":\"it's; -- $1 \\\" \"}");
+    snprintf(l1.sla_due_at, sizeof l1.sla_due_at, "2026-11-30T14:30:00.000Z");
+    snprintf(l2.owner, sizeof l2.owner, "rep_b");
+    snprintf(l2.sla_due_at, sizeof l2.sla_due_at, "2026-11-30T14:10:00.000Z");
+    snprintf(l3.status, sizeof l3.status, "accepted");
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->lead_insert(st, &l1), 1);
+    assert_int_equal(st->ops->lead_insert(st, &l2), 1);
+    assert_int_equal(st->ops->lead_insert(st, &l3), 1);
+    static cs_lead out;
+    assert_int_equal(st->ops->lead_load(st, "ld_r1", &out), 0); /* inside the transaction */
+    assert_string_equal(out.route_explanation, l1.route_explanation);
+    assert_int_equal(st->ops->lead_load(st, "nope", &out), 1);
+    struct rfound r = {0};
+    assert_int_equal(st->ops->lead_open_counts(st, on_open_count, &r), 0);
+    assert_int_equal(r.n, 2); /* ld_r3 is accepted: not open */
+    assert_true((strcmp(r.ids[0], "rep_a=1") == 0 && strcmp(r.ids[1], "rep_b=1") == 0) ||
+                (strcmp(r.ids[1], "rep_a=1") == 0 && strcmp(r.ids[0], "rep_b=1") == 0));
+    memset(&r, 0, sizeof r);
+    assert_int_equal(st->ops->lead_sla_due(st, "2026-11-30T14:20:00.000Z", 10, on_due_lead, &r), 1);
+    assert_string_equal(r.ids[0], "ld_r2");
+    memset(&r, 0, sizeof r);
+    assert_int_equal(st->ops->lead_sla_due(st, "2026-11-30T14:30:00.000Z", 10, on_due_lead, &r), 2);
+    assert_string_equal(r.ids[0], "ld_r2"); /* earliest first */
+    assert_string_equal(r.ids[1], "ld_r1");
+    snprintf(l1.status, sizeof l1.status, "accepted");
+    snprintf(l1.accepted_at, sizeof l1.accepted_at, "2026-11-30T14:05:00.000Z");
+    l1.sla_due_at[0] = '\0';
+    assert_int_equal(st->ops->lead_update(st, &l1), 1);
+    cs_lead ghost = make_lead("ld_ghost", "e_ghost");
+    assert_int_equal(st->ops->lead_update(st, &ghost), 0);
+    /* key lookups and lists on the writer see this transaction's writes */
+    const cs_kv acc[] = {{"name", "Acme"}, {"domain", "acme.com"}, {"owner", "rep_a"}};
+    assert_true(st->ops->obj_upsert(st, CS_OBJ_ACCOUNT, "acc_r", acc, 3, &cause1) > 0);
+    struct got g = {0};
+    assert_int_equal(st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "domain", "acme.com", on_row, &g), 0);
+    assert_string_equal(gv(&g, "id"), "acc_r");
+    got_free(&g);
+    memset(&g, 0, sizeof g);
+    assert_int_equal(st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "id", "acc_r", on_row, &g), 0);
+    assert_string_equal(gv(&g, "owner"), "rep_a");
+    got_free(&g);
+    memset(&g, 0, sizeof g);
+    assert_int_equal(st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "domain", "nope.com", on_row, &g), 1);
+    assert_int_equal(st->ops->obj_find_tx(st, CS_OBJ_ACCOUNT, "name", "Acme", on_row, &g), -1); /* not a key */
+    got_free(&g);
+    const cs_kv rep[] = {{"weight", "3"}, {"pools", "[\"emea\"]"}};
+    assert_true(st->ops->obj_upsert(st, CS_OBJ_REP, "rep_w", rep, 2, &cause1) > 0);
+    int in_tx = 0, committed = 0;
+    assert_int_equal(st->ops->obj_list_tx(st, CS_OBJ_REP, 0, 100, NULL, 0, on_row_count, &in_tx), 1);
+    assert_int_equal(in_tx, 1);
+    assert_int_equal(st->ops->obj_list(st, CS_OBJ_REP, 0, 100, NULL, 0, on_row_count, &committed), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    assert_int_equal(st->ops->lead_get(st, "ld_r1", &out), 0);
+    assert_string_equal(out.status, "accepted");
+    assert_string_equal(out.accepted_at, "2026-11-30T14:05:00.000Z");
+    assert_string_equal(out.sla_due_at, "");
+    assert_string_equal(out.domain, "acme.com");
+    assert_string_equal(out.route_explanation, l1.route_explanation);
+
+    /* routing and the SLA sweep on this backend */
+    cs_config cfg;
+    char err[256];
+    cs_config_defaults(&cfg);
+    assert_int_equal(cs_config_load_string(&cfg, "t.yaml",
+                                            "routing:\n  sla: 30m\n  reps:\n    - {id: rep_x, capacity: 1}\n"
+                                            "    - {id: rep_y}\n",
+                                            err, sizeof err),
+                     0);
+    apply_lead_json(st, &cfg, "q1", "2026-11-30T14:00:00Z");
+    apply_lead_json(st, &cfg, "q2", "2026-11-30T14:00:01Z");
+    apply_lead_json(st, &cfg, "q3", "2026-11-30T14:00:02Z");
+    int64_t now;
+    assert_int_equal(cs_parse_time("2026-11-30T14:30:01Z", &now), 0);
+    cs_sla_stats ss;
+    assert_int_equal(st->ops->begin(st), 0);
+    /* due: ld_r2, q1, q2 (q3 is due a second later) */
+    assert_int_equal(cs_routing_sla_sweep(st, &cfg, now, 100, &ss), 3);
+    assert_int_equal(st->ops->commit(st), 0);
+    assert_int_equal(ss.rerouted, 3);
+    assert_int_equal(ss.queued, 0);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(st->ops->begin(st), 0);
+    assert_int_equal(st->ops->lead_open_counts(st, on_open_count, &r), 0);
+    assert_int_equal(st->ops->commit(st), 0);
+    /* candidates rep_x, rep_y (config), rep_w (object): ld_r2 -> rep_y, q1 -> rep_w, q2 -> rep_x */
+    char all[700];
+    snprintf(all, sizeof all, "|%s|%s|%s|", r.ids[0], r.ids[1], r.ids[2]);
+    assert_int_equal(r.n, 3);
+    assert_non_null(strstr(all, "|rep_x=1|"));
+    assert_non_null(strstr(all, "|rep_y=1|"));
+    assert_non_null(strstr(all, "|rep_w=2|"));
+    cs_config_free(&cfg);
+}
+
 static void test_open_rejects_unknown_store_specs(void **state)
 {
     (void)state;
@@ -714,7 +919,8 @@ static void test_open_rejects_unknown_store_specs(void **state)
     BOTH(test_pipeline_ops), BOTH(test_event_applied_twice_changes_nothing),                                  \
         BOTH(test_rollback_between_crm_write_and_offset), BOTH(test_upsert_audits_each_changed_field_with_cause), \
         BOTH(test_validation_names_the_field), BOTH(test_sql_metacharacters_round_trip),                     \
-        BOTH(test_signals_and_history), BOTH(test_lists_filters_and_cursor)
+        BOTH(test_signals_and_history), BOTH(test_lists_filters_and_cursor), BOTH(test_state_snapshots),  \
+        BOTH(test_routing_ops)
 
 static int pg_group_setup(void **state)
 {
