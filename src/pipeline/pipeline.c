@@ -101,7 +101,16 @@ struct cs_pipeline {
     int64_t         *dry_end;   /* per `events` partition */
     int64_t          dry_lane_end;
     int              dry_finished; /* threads that reached their ends */
+    /* Dry run, order across topics (live, leads come long after the reps
+     * and accounts they are routed among; a replay from 0 must keep that):
+     * the lane applies a record appended at T only once every `events`
+     * record appended before T is applied, and account workers apply a
+     * record appended at T only once the lane has passed T. dry_gate_us:
+     * append time of the lane's next record (INT64_MAX at its end). */
+    int64_t          dry_gate_us;
 };
+
+static int64_t dry_gate(cs_pipeline *pl);
 
 /* Dry run: the end a worker may read up to (the bus's end, capped by the
  * dry run's fixed end offsets). */
@@ -635,6 +644,10 @@ static int on_rec(const cs_rec *rec, void *arg)
 {
     struct fetch_ctx *c = arg;
     if (cs_mono_us() > c->deadline_us && (c->n || c->batch_n)) return 1; /* pipeline.batch_max_ms */
+    cs_pipeline *dpl = c->w->pl;
+    if (dpl->dry) { /* dry run: the cross-topic order (struct cs_pipeline) */
+        if (c->w->lane ? c->n >= 1 : rec->append_us >= __atomic_load_n(&dpl->dry_gate_us, __ATOMIC_ACQUIRE)) return 1;
+    }
     if (c->n++ == 0) fault_point("after_fetch");
     else if (c->n == 2) fault_point("mid_write");
     int rc = c->w->lane ? lane_apply(c->w, rec, 1) : worker_apply(c->w, c->partition, rec);
@@ -754,8 +767,9 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
          * monitoring). Best effort: a failure only delays retention. */
         if (next[i] != old && pl->bus->ops->commit && !pl->dry) pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, topic, p, next[i]);
         if (w->lane) __atomic_store_n(&pl->lane_next, next[i], __ATOMIC_RELAXED);
-        else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELAXED);
+        else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELEASE);
     }
+    if (w->lane && pl->dry) dry_gate(pl);
     if (!w->lane) __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
     fault_point("after_all");
     return (int)total;
@@ -769,6 +783,16 @@ fail:
 static int has_work(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
+    if (w->lane && pl->dry) { /* one record at a time, once the events before it are applied */
+        if (avail_end(pl, CS_TOPIC_LEADS, 0) <= pl->lane_next) return 0;
+        int64_t t = dry_gate(pl);
+        for (int p = 0; t != INT64_MAX && pl->bus->ops->offset_for_time && p < pl->bus->partitions; p++) {
+            int64_t need = pl->bus->ops->offset_for_time(pl->bus, CS_TOPIC_EVENTS, p, t);
+            if (need < 0 || need > pl->dry_end[p]) need = pl->dry_end[p];
+            if (__atomic_load_n(&pl->next[p], __ATOMIC_ACQUIRE) < need) return 0;
+        }
+        return 1;
+    }
     if (w->lane) /* dry run: no SLA sweeps (wall-clock effects, not the log's) */
         return pl->lane_owned && (avail_end(pl, CS_TOPIC_LEADS, 0) > pl->lane_next ||
                                   (!pl->dry && cs_clock_us() >= w->next_sla_us));
@@ -843,9 +867,17 @@ static void *worker(void *arg)
             backoff_ms = 10;
             continue;
         }
-        if (n == 0 && pl->dry) { /* dry run: idle means at its end offsets */
-            __atomic_add_fetch(&pl->dry_finished, 1, __ATOMIC_ACQ_REL);
-            break;
+        if (n == 0 && pl->dry) { /* dry run: done at its end offsets, else waiting on the other topic */
+            int done = 1;
+            if (w->lane) done = pl->lane_next >= pl->dry_lane_end;
+            for (int i = 0; !w->lane && i < w->nparts; i++)
+                done &= pl->next[w->parts[i]] >= pl->dry_end[w->parts[i]];
+            if (done) {
+                __atomic_add_fetch(&pl->dry_finished, 1, __ATOMIC_ACQ_REL);
+                break;
+            }
+            usleep(200);
+            continue;
         }
         if (n == CS_PIPELINE_POISON) continue; /* retried at once, without its effects */
         if (n < 0) {
@@ -1083,6 +1115,7 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
                  "events or belongs to another store", (long long)pl->lane_next);
         goto fail;
     }
+    if (pl->dry) dry_gate(pl);
     for (int i = 0; i <= pl->nw; i++) {
         if (pthread_create(&pl->w[i].thread, NULL, worker, &pl->w[i]) != 0) {
             snprintf(err, errlen, "cannot start a pipeline thread");
@@ -1125,6 +1158,23 @@ fail:
     free(pl->dry_end);
     free(pl);
     return NULL;
+}
+
+static int on_gate_rec(const cs_rec *rec, void *arg)
+{
+    *(int64_t *)arg = rec->append_us;
+    return 1;
+}
+
+/* Dry run: publish the append time of the lane's next record (the lane's
+ * thread, or start before the threads run). */
+static int64_t dry_gate(cs_pipeline *pl)
+{
+    int64_t t = INT64_MAX, next = __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
+    if (next < pl->dry_lane_end && pl->bus->ops->fetch(pl->bus, CS_TOPIC_LEADS, 0, next, 1, on_gate_rec, &t) < 1)
+        t = INT64_MIN; /* cannot read it now: hold the workers; retried after the lane's next batch */
+    __atomic_store_n(&pl->dry_gate_us, t, __ATOMIC_RELEASE);
+    return t;
 }
 
 cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)

@@ -404,11 +404,147 @@ static void test_backtest_differences(void **state)
     th_cleanup(&s);
 }
 
+/* Territory rules: DE and FR leads to the emea pool (rep_a), the rest to
+ * the row pool (rep_b). The candidate adds GB to emea: exactly the GB leads
+ * change owner, rep_b -> rep_a. */
+static const char terr_live[] =
+    "rules:\n"
+    "  - id: territory-emea\n"
+    "    when: event.type == \"LeadCreated\" && lead.country in [\"DE\", \"FR\"]\n"
+    "    actions:\n"
+    "      - route_lead: {strategy: round_robin, pool: emea}\n"
+    "  - id: territory-rest\n"
+    "    when: event.type == \"LeadCreated\"\n"
+    "    actions:\n"
+    "      - route_lead: {strategy: round_robin, pool: row}\n";
+
+static void lead_in(th_server *s, const char *id, const char *country, int minutes)
+{
+    char ts[40], body[400];
+    cs_fmt_time_ms(T0 + (int64_t)minutes * 60000000, ts, sizeof ts);
+    snprintf(body, sizeof body,
+             "{\"event_id\":\"%s\",\"type\":\"LeadCreated\",\"account_id\":\"acc_%s\",\"timestamp\":\"%s\","
+             "\"properties\":{\"email\":\"%s@example.com\",\"country\":\"%s\"}}",
+             id, id, ts, id, country);
+    assert_int_equal(th_req(s, "POST", "/v1/events", body, NULL), 200);
+}
+
+static void rep_pool(th_server *s, const char *id, const char *pool)
+{
+    char body[200];
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"pools\":[\"%s\"]}", id, pool);
+    int st = th_req(s, "POST", "/api/v1/reps", body, NULL);
+    assert_true(st == 200 || st == 202);
+}
+
+static void rerouted(const cJSON *j, char *out, size_t n)
+{
+    char items[16][200];
+    int k = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(cJSON_GetObjectItem(j, "leads"), "examples"))
+    {
+        assert_true(k < 16);
+        snprintf(items[k++], sizeof items[0], "%s:%s->%s", cJSON_GetObjectItem(e, "event_id")->valuestring,
+                 cJSON_GetObjectItem(e, "before")->valuestring, cJSON_GetObjectItem(e, "after")->valuestring);
+    }
+    for (int a = 0; a < k; a++)
+        for (int b = a + 1; b < k; b++)
+            if (strcmp(items[a], items[b]) > 0) {
+                char t[200];
+                memcpy(t, items[a], sizeof t);
+                memcpy(items[a], items[b], sizeof t);
+                memcpy(items[b], t, sizeof t);
+            }
+    out[0] = 0;
+    for (int a = 0; a < k; a++) {
+        if (a) strncat(out, " ", n - strlen(out) - 1);
+        strncat(out, items[a], n - strlen(out) - 1);
+    }
+}
+
+static void test_backtest_territory(void **state)
+{
+    (void)state;
+    T0 = cs_now_us() - 6 * 3600LL * 1000000;
+    th_server s;
+    char extra[400], rpath[300];
+    th_init(&s, NULL);
+    snprintf(rpath, sizeof rpath, "%s/rules.yaml", s.dir);
+    write_file(rpath, terr_live);
+    snprintf(extra, sizeof extra, "rules: %s\n", rpath);
+    FILE *f = fopen(strcat(strcpy((char[320]){0}, s.dir), "/config.yaml"), "a");
+    fputs(extra, f);
+    fclose(f);
+    unsetenv("CRMSTREAM_BACKTEST_HOLD");
+    assert_int_equal(th_start(&s), 0);
+    rep_pool(&s, "rep_a", "emea");
+    rep_pool(&s, "rep_b", "row");
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
+    static const struct {
+        const char *id, *country, *live;
+    } leads[] = {{"t1", "DE", "rep_a"}, {"t2", "GB", "rep_b"}, {"t3", "US", "rep_b"}, {"t4", "FR", "rep_a"},
+                 {"t5", "GB", "rep_b"}, {"t6", "US", "rep_b"}, {"t7", "GB", "rep_b"}};
+    for (int i = 0; i < 7; i++) lead_in(&s, leads[i].id, leads[i].country, 10 * (i + 1));
+    assert_int_equal(th_wait_caught_up(&s, 30000), 0);
+    assert_int_equal(th_wait_leads(&s, 7, 30000), 7);
+    /* what happened (live) */
+    cJSON *j;
+    assert_int_equal(th_req(&s, "GET", "/api/v1/leads?limit=100", NULL, &j), 200);
+    int seen = 0;
+    for (cJSON *it = cJSON_GetObjectItem(j, "items")->child; it; it = it->next)
+        for (int i = 0; i < 7; i++)
+            if (strcmp(cJSON_GetObjectItem(it, "event_id")->valuestring, leads[i].id) == 0) {
+                assert_string_equal(cJSON_GetObjectItem(it, "owner")->valuestring, leads[i].live);
+                seen++;
+            }
+    cJSON_Delete(j);
+    assert_int_equal(seen, 7);
+
+    /* The candidate: GB joins the emea territory. */
+    char cand[sizeof terr_live + 16], got[1024];
+    snprintf(cand, sizeof cand, "%s", terr_live);
+    char *at = strstr(cand, "[\"DE\", \"FR\"]");
+    assert_non_null(at);
+    at++; /* after the [ */
+    memmove(at + 6, at, strlen(at) + 1);
+    memcpy(at, "\"GB\", ", 6);
+    assert_non_null(strstr(cand, "[\"GB\", \"DE\", \"FR\"]"));
+    assert_int_equal(backtest(&s, cand, NULL, NULL, &j), 200);
+    assert_int_equal((int)num(j, "leads", "rerouted"), 3);
+    rerouted(j, got, sizeof got);
+    assert_string_equal(got, "t2:rep_b->rep_a t5:rep_b->rep_a t7:rep_b->rep_a");
+    assert_int_equal((int)num(j, "alerts", "added") + (int)num(j, "alerts", "removed"), 0);
+    assert_int_equal((int)num(j, "tasks", "added") + (int)num(j, "tasks", "removed"), 0);
+    cJSON_Delete(j);
+    /* A window around t5 (50 min): only it. */
+    char from[40], to[40];
+    cs_fmt_time_ms(T0 + 45LL * 60000000, from, sizeof from);
+    cs_fmt_time_ms(T0 + 55LL * 60000000, to, sizeof to);
+    assert_int_equal(backtest(&s, cand, from, to, &j), 200);
+    rerouted(j, got, sizeof got);
+    assert_string_equal(got, "t5:rep_b->rep_a");
+    cJSON_Delete(j);
+    /* The live rules themselves: nothing differs; the live leads kept their owners. */
+    assert_int_equal(backtest(&s, terr_live, NULL, NULL, &j), 200);
+    assert_int_equal((int)num(j, "leads", "rerouted"), 0);
+    cJSON_Delete(j);
+    assert_int_equal(th_req(&s, "GET", "/api/v1/leads?limit=100", NULL, &j), 200);
+    for (cJSON *it = cJSON_GetObjectItem(j, "items")->child; it; it = it->next)
+        for (int i = 0; i < 7; i++)
+            if (strcmp(cJSON_GetObjectItem(it, "event_id")->valuestring, leads[i].id) == 0)
+                assert_string_equal(cJSON_GetObjectItem(it, "owner")->valuestring, leads[i].live);
+    cJSON_Delete(j);
+    assert_int_equal(th_stop(&s, SIGTERM), 0);
+    th_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backtest_differences),
+        cmocka_unit_test(test_backtest_territory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
