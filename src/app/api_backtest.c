@@ -63,7 +63,24 @@ static void example(bt_cmp *c, cJSON *e)
     else cJSON_Delete(e);
 }
 
-/* Leads: owner by lead id (derived from the event id: the same in both). */
+struct first_owner {
+    char owner[160];
+    int  have;
+};
+
+static int on_owner_audit(const cs_audit *a, void *arg)
+{
+    struct first_owner *f = arg;
+    if (f->have || !a->field || strcmp(a->field, "owner") != 0) return 0;
+    snprintf(f->owner, sizeof f->owner, "%s", a->new_value ? a->new_value : "");
+    f->have = 1;
+    return 1;
+}
+
+/* Leads: owner by lead id (derived from the event id: the same in both).
+ * The live side's owner is the one its routing gave (the lead's first
+ * owner audit row): an SLA re-route later is a wall-clock effect the dry
+ * run does not make, and not a difference of the rules. */
 static int on_dry_lead(const cs_lead *l, void *arg)
 {
     bt_cmp *c = arg;
@@ -74,6 +91,14 @@ static int on_dry_lead(const cs_lead *l, void *arg)
     if (rc < 0) {
         c->failed = 1;
         return 1;
+    }
+    if (rc == 0 && strcmp(r.owner, l->owner) != 0) {
+        struct first_owner f = {"", 0};
+        if (c->real->ops->audit_list(c->real, "lead", l->id, 0, 16, on_owner_audit, &f) < 0) {
+            c->failed = 1;
+            return 1;
+        }
+        if (f.have) snprintf(r.owner, sizeof r.owner, "%s", f.owner);
     }
     if (rc == 0 && strcmp(r.owner, l->owner) == 0) return 0;
     c->rerouted++;
