@@ -324,6 +324,23 @@ static void remove_dir(const char *dir)
     if (rmdir(dir) != 0) cs_warn("backtest", "cannot remove the scratch directory", "\"dir\":\"%s\"", dir);
 }
 
+/* One backtest runs at a time, so any backtest-* directory already in the
+ * data dir was left by a server that died mid-run: remove it. */
+static void remove_stale(const char *data_dir)
+{
+    DIR *d = opendir(data_dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "backtest-", 9) != 0 || strlen(e->d_name) != 15) continue;
+        snprintf(p, sizeof p, "%s/%s", data_dir, e->d_name);
+        cs_warn("backtest", "removing a scratch directory left by an earlier run", "\"dir\":\"%s\"", p);
+        remove_dir(p);
+    }
+    closedir(d);
+}
+
 static int write_file(const char *path, const char *text, size_t len)
 {
     FILE *f = fopen(path, "w");
@@ -380,6 +397,7 @@ static void run(cs_app *app, const char *name, const char *text, size_t len, int
     for (int p = 0; p < P; p++)
         if (real->ops->offset_get(real, CS_CONSUMER_PIPELINE, CS_TOPIC_EVENTS, p, &end[p])) goto store_err;
     if (real->ops->offset_get(real, CS_CONSUMER_PIPELINE, CS_TOPIC_LEADS, 0, &lane_end)) goto store_err;
+    remove_stale(app->cfg.data_dir);
     snprintf(dir, sizeof dir, "%s/backtest-XXXXXX", app->cfg.data_dir);
     if (!mkdtemp(dir)) {
         snprintf(err, sizeof err, "cannot create %s: %s", dir, strerror(errno));

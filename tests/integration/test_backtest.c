@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -186,9 +187,12 @@ static char *pipeline_metrics(th_server *s)
     return cs_buf_steal(&out);
 }
 
+/* Scratch directories in the server's data dir (DATA = dir/data). */
 static int scratch_dirs(const char *dir)
 {
-    DIR *d = opendir(dir);
+    char data[400];
+    snprintf(data, sizeof data, "%s/data", dir);
+    DIR *d = opendir(data);
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
@@ -260,6 +264,15 @@ static void test_backtest_differences(void **state)
     assert_int_equal(th_count_leads(&s), 7);
     char *m0 = pipeline_metrics(&s);
 
+    /* A scratch directory left by a server that died mid-backtest is removed
+     * by the next one. */
+    char stale[400];
+    snprintf(stale, sizeof stale, "%s/data/backtest-Zz0123", s.dir);
+    assert_int_equal(mkdir(stale, 0755), 0);
+    strcat(stale, "/crm.sqlite");
+    write_file(stale, "left over");
+    assert_int_equal(scratch_dirs(s.dir), 1);
+
     /* Lower threshold: c2 and c5 would raise an alert and a task each. */
     cJSON *j;
     char got[1024];
@@ -281,6 +294,7 @@ static void test_backtest_differences(void **state)
     assert_int_equal((int)cJSON_GetObjectItem(j, "events")->valuedouble, 12);
     assert_int_equal((int)cJSON_GetObjectItem(j, "lead_events")->valuedouble, 7);
     cJSON_Delete(j);
+    assert_int_equal(scratch_dirs(s.dir), 0);
 
     /* A window [T0+5m, T0+200m) keeps c2 only. */
     char from[40], to[40];
