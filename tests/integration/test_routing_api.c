@@ -248,8 +248,70 @@ static void test_routing_through_the_api(void **state)
     th_cleanup(&s);
 }
 
+static int has_alert_kind(const cJSON *j, const void *arg)
+{
+    for (const cJSON *it = cJSON_GetObjectItem(j, "items")->child; it; it = it->next)
+        if (strcmp(jstr(it, "kind"), (const char *)arg) == 0) return 1;
+    return 0;
+}
+
+static int owner_not(const cJSON *j, const void *arg)
+{
+    const char *o = jstr(j, "owner");
+    return o && strcmp(o, (const char *)arg) != 0;
+}
+
+/* The SLA through a running server: a routed lead not accepted within the
+ * SLA is re-routed to another rep and an alert raised by the leads lane's
+ * sweep; its deadline survives a restart (it is in the store), and the
+ * clock is moved forward with CRMSTREAM_CLOCK_OFFSET_S, not waited for. An
+ * accepted lead is left alone. */
+static void test_sla_breach_reroutes_after_restart(void **state)
+{
+    (void)state;
+    th_server s;
+    th_init(&s, "routing:\n  sla: 10m\n");
+    assert_int_equal(th_start(&s), 0);
+    cJSON *l1 = lead(&s, "sla1", "ann@one.example", "DE");
+    cJSON *l2 = lead(&s, "sla2", "bob@two.example", "DE");
+    char owner1[64], id1[160], id2[160], path[300];
+    snprintf(owner1, sizeof owner1, "%s", jstr(l1, "owner"));
+    snprintf(id1, sizeof id1, "%s", jstr(l1, "id"));
+    snprintf(id2, sizeof id2, "%s", jstr(l2, "id"));
+    assert_non_null(jstr(l1, "sla_due_at"));
+    snprintf(path, sizeof path, "/api/v1/leads/%s/accept", id2);
+    assert_int_equal(th_req(&s, "POST", path, NULL, NULL), 202);
+    const char *acc[] = {"status", "accepted"};
+    snprintf(path, sizeof path, "/api/v1/leads/%s", id2);
+    cJSON_Delete(poll_get(&s, path, field_is, acc));
+    /* Within the SLA: nothing happens. */
+    assert_int_equal(th_req(&s, "GET", "/api/v1/alerts", NULL, NULL), 200);
+    th_stop(&s, SIGTERM);
+    /* 20 minutes later (the server's clock), after a restart. */
+    setenv("CRMSTREAM_CLOCK_OFFSET_S", "1200", 1);
+    int started = th_start(&s);
+    unsetenv("CRMSTREAM_CLOCK_OFFSET_S");
+    assert_int_equal(started, 0);
+    cJSON_Delete(poll_get(&s, "/api/v1/alerts", has_alert_kind, "lead_sla_breach"));
+    snprintf(path, sizeof path, "/api/v1/leads/%s", id1);
+    cJSON *r1 = poll_get(&s, path, owner_not, owner1);
+    assert_string_equal(jstr(r1, "status"), "routed");
+    snprintf(path, sizeof path, "/api/v1/leads/%s", id2);
+    cJSON *r2;
+    assert_int_equal(th_req(&s, "GET", path, NULL, &r2), 200);
+    assert_string_equal(jstr(r2, "status"), "accepted");
+    assert_string_equal(jstr(r2, "owner"), jstr(l2, "owner"));
+    cJSON_Delete(r1);
+    cJSON_Delete(r2);
+    cJSON_Delete(l1);
+    cJSON_Delete(l2);
+    th_stop(&s, SIGTERM);
+    th_cleanup(&s);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_routing_through_the_api)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_routing_through_the_api),
+                                       cmocka_unit_test(test_sla_breach_reroutes_after_restart)};
     return cmocka_run_group_tests_name("routing_api", tests, NULL, NULL);
 }
