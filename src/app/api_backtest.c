@@ -418,7 +418,7 @@ static void run(cs_app *app, const char *name, const char *text, size_t len, int
     pl = cs_pipeline_start_dry(app->bus, dry, &dc, end, lane_end, err, sizeof err);
     if (!pl) goto unavailable;
     int held = test_hold(deadline);
-    while (!held && !cs_pipeline_dry_done(pl) && cs_mono_us() < deadline) usleep(2000);
+    while (!held && !cs_pipeline_dry_done(pl) && cs_mono_us() < deadline) usleep(500);
     int done = !held && cs_pipeline_dry_done(pl);
     cs_pipeline_stop(pl);
     pl = NULL;

@@ -106,8 +106,12 @@ struct cs_pipeline {
      * the lane applies a record appended at T only once every `events`
      * record appended before T is applied, and account workers apply a
      * record appended at T only once the lane has passed T. dry_gate_us:
-     * append time of the lane's next record (INT64_MAX at its end). */
+     * append time of the lane's record at dry_gate_off (INT64_MAX at its
+     * end), published by the controlling thread (cs_pipeline_dry_done), so
+     * the lane and the workers only ever read forward (a Kafka reader
+     * restarts when asked for an offset it has passed). */
     int64_t          dry_gate_us;
+    int64_t          dry_gate_off;
 };
 
 static int64_t dry_gate(cs_pipeline *pl);
@@ -645,7 +649,7 @@ static int on_rec(const cs_rec *rec, void *arg)
     struct fetch_ctx *c = arg;
     if (cs_mono_us() > c->deadline_us && (c->n || c->batch_n)) return 1; /* pipeline.batch_max_ms */
     cs_pipeline *dpl = c->w->pl;
-    if (dpl->dry) { /* dry run: the cross-topic order (struct cs_pipeline) */
+    if (dpl->dry) { /* dry run: the cross-topic order (struct cs_pipeline); fetch limits keep it, this is a net */
         if (c->w->lane ? c->n >= 1 : rec->append_us >= __atomic_load_n(&dpl->dry_gate_us, __ATOMIC_ACQUIRE)) return 1;
     }
     if (c->n++ == 0) fault_point("after_fetch");
@@ -729,8 +733,19 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         }
         struct fetch_ctx c = {w, p, next[i], 0, 0, total, t0 + pl->cfg->pipeline_batch_max_ms * 1000};
         size_t max = budget - total;
-        if (pl->dry) { /* dry run: never past its end offsets */
+        if (pl->dry) { /* dry run: never past its end offsets, nor past the cross-topic gate */
             int64_t left = avail_end(pl, topic, p) - next[i];
+            if (w->lane) {
+                left = left > 1 ? 1 : left; /* one lead at a time (has_work checked its barrier) */
+            } else {
+                int64_t gate = __atomic_load_n(&pl->dry_gate_us, __ATOMIC_ACQUIRE), upto = avail_end(pl, topic, p);
+                if (gate == INT64_MIN) upto = next[i];
+                else if (gate != INT64_MAX && pl->bus->ops->offset_for_time) {
+                    int64_t o = pl->bus->ops->offset_for_time(pl->bus, topic, p, gate);
+                    if (o >= 0 && o < upto) upto = o;
+                }
+                if (upto - next[i] < left) left = upto - next[i];
+            }
             if (left <= 0) continue;
             if ((uint64_t)left < max) max = (size_t)left;
         }
@@ -769,7 +784,6 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (w->lane) __atomic_store_n(&pl->lane_next, next[i], __ATOMIC_RELAXED);
         else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELEASE);
     }
-    if (w->lane && pl->dry) dry_gate(pl);
     if (!w->lane) __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
     fault_point("after_all");
     return (int)total;
@@ -785,7 +799,9 @@ static int has_work(cs_worker *w)
     cs_pipeline *pl = w->pl;
     if (w->lane && pl->dry) { /* one record at a time, once the events before it are applied */
         if (avail_end(pl, CS_TOPIC_LEADS, 0) <= pl->lane_next) return 0;
-        int64_t t = dry_gate(pl);
+        if (__atomic_load_n(&pl->dry_gate_off, __ATOMIC_ACQUIRE) != pl->lane_next) return 0; /* not published yet */
+        int64_t t = __atomic_load_n(&pl->dry_gate_us, __ATOMIC_ACQUIRE);
+        if (t == INT64_MIN) return 0;
         for (int p = 0; t != INT64_MAX && pl->bus->ops->offset_for_time && p < pl->bus->partitions; p++) {
             int64_t need = pl->bus->ops->offset_for_time(pl->bus, CS_TOPIC_EVENTS, p, t);
             if (need < 0 || need > pl->dry_end[p]) need = pl->dry_end[p];
@@ -1115,7 +1131,10 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
                  "events or belongs to another store", (long long)pl->lane_next);
         goto fail;
     }
-    if (pl->dry) dry_gate(pl);
+    if (pl->dry) {
+        pl->dry_gate_off = -1;
+        dry_gate(pl);
+    }
     for (int i = 0; i <= pl->nw; i++) {
         if (pthread_create(&pl->w[i].thread, NULL, worker, &pl->w[i]) != 0) {
             snprintf(err, errlen, "cannot start a pipeline thread");
@@ -1166,14 +1185,18 @@ static int on_gate_rec(const cs_rec *rec, void *arg)
     return 1;
 }
 
-/* Dry run: publish the append time of the lane's next record (the lane's
- * thread, or start before the threads run). */
+/* Dry run: publish the append time of the lane's next record. Only the
+ * controlling thread calls it (start, cs_pipeline_dry_done), reading the
+ * leads topic forward with its own reader. */
 static int64_t dry_gate(cs_pipeline *pl)
 {
-    int64_t t = INT64_MAX, next = __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
+    int64_t next = __atomic_load_n(&pl->lane_next, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&pl->dry_gate_off, __ATOMIC_ACQUIRE) == next) return pl->dry_gate_us; /* up to date */
+    int64_t t = INT64_MAX;
     if (next < pl->dry_lane_end && pl->bus->ops->fetch(pl->bus, CS_TOPIC_LEADS, 0, next, 1, on_gate_rec, &t) < 1)
-        t = INT64_MIN; /* cannot read it now: hold the workers; retried after the lane's next batch */
+        t = INT64_MIN; /* cannot read it now: everybody holds; retried at the next call */
     __atomic_store_n(&pl->dry_gate_us, t, __ATOMIC_RELEASE);
+    if (t != INT64_MIN) __atomic_store_n(&pl->dry_gate_off, next, __ATOMIC_RELEASE);
     return t;
 }
 
@@ -1190,6 +1213,7 @@ cs_pipeline *cs_pipeline_start_dry(cs_bus *bus, cs_store *st, const cs_config *c
 
 int cs_pipeline_dry_done(cs_pipeline *pl)
 {
+    dry_gate(pl); /* the cross-topic gate follows the lane (struct cs_pipeline) */
     return __atomic_load_n(&pl->dry_finished, __ATOMIC_ACQUIRE) == pl->nw + 1;
 }
 

@@ -50,7 +50,9 @@ void cs_pipeline_stop(cs_pipeline *pl);
  * commits group offsets on the bus, never joins a consumer group, registers
  * no metric collector, and its threads count no metrics. Outbox rows stay
  * in st (nothing dispatches them). cs_pipeline_dry_done is 1 once every
- * thread reached its end; cs_pipeline_stop ends it either way. */
+ * thread reached its end; the caller must call it every millisecond or so
+ * (it also moves the run's cross-topic order gate forward, on the calling
+ * thread); cs_pipeline_stop ends it either way. */
 cs_pipeline *cs_pipeline_start_dry(cs_bus *bus, cs_store *st, const cs_config *cfg, const int64_t *events_end,
                                    int64_t leads_end, char *err, size_t errlen);
 int cs_pipeline_dry_done(cs_pipeline *pl);
