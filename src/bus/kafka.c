@@ -58,7 +58,7 @@
 #define TS_HEADER "cs_ts_us"
 #define MAX_GROUPS 8
 #define REFRESH_MS 100
-#define MAX_READERS 8
+#define MAX_READERS 64 /* reading threads: pipeline workers + lane, warehouse destinations, ingest start-up; a reader only prefetches the partitions its thread reads */
 #define READER_IDLE_US (5 * 1000000LL) /* stop an idle reader's prefetch */
 
 struct kpart {
@@ -83,8 +83,21 @@ struct ktopic {
  * partition would be restarted back and forth). */
 struct kcur {
     int     started;   /* consume_start done */
-    int64_t pos;       /* offset the partition's queue delivers next */
+    int64_t pos;       /* offset this reader delivers next (held, else queue) */
+    rd_kafka_message_t *held; /* the record a callback stopped at without
+                                 taking it (the pipeline's time budget): the
+                                 next fetch from its offset starts with it,
+                                 no restart of the queue */
 };
+
+/* Stop a reader's partition consumer (and drop a held record first:
+ * librdkafka waits for every message of a handle to be destroyed). */
+static void cur_stop(rd_kafka_topic_t *rkt, struct kcur *kp, int p)
+{
+    if (kp->held) rd_kafka_message_destroy(kp->held), kp->held = NULL;
+    if (kp->started) rd_kafka_consume_stop(rkt, p);
+    kp->started = 0;
+}
 
 struct kreader {
     int               used;
@@ -310,7 +323,7 @@ static void *watcher_main(void *arg)
             if (now - r->last_us > READER_IDLE_US)
                 for (int t = 0; t < NTOPICS; t++)
                     for (int p = 0; p < kb->topics[t].partitions; p++)
-                        if (r->cur[t][p].started) rd_kafka_consume_stop(r->rkt[t], p), r->cur[t][p].started = 0;
+                        cur_stop(r->rkt[t], &r->cur[t][p], p);
             pthread_mutex_unlock(&r->mu);
         }
         if (pthread_mutex_trylock(&kb->group_mu) == 0) { /* committed() may hold it for a round trip */
@@ -472,8 +485,7 @@ static int restart_at(struct kbus *kb, struct kreader *r, int ti, int p, int64_t
 {
     struct kcur *kp = &r->cur[ti][p];
     if (kp->started && kp->pos == from) return 0;
-    if (kp->started) rd_kafka_consume_stop(r->rkt[ti], p);
-    kp->started = 0;
+    cur_stop(r->rkt[ti], kp, p);
     if (rd_kafka_consume_start(r->rkt[ti], p, from) != 0) {
         char m[300];
         esc(m, sizeof m, rd_kafka_err2str(rd_kafka_last_error()));
@@ -509,7 +521,18 @@ static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, 
     if (!r) return -1;
     r->last_us = cs_mono_us();
     struct kcur *kp = &r->cur[ti][partition];
-    if (restart_at(kb, r, ti, partition, from) != 0) {
+    rd_kafka_message_t *first = NULL;
+    if (kp->held && kp->started) {
+        if (from == kp->held->offset) { /* what the last callback stopped at */
+            first = kp->held;
+            kp->held = NULL;
+        } else if (from == kp->held->offset + 1) { /* the caller took it after all */
+            rd_kafka_message_destroy(kp->held);
+            kp->held = NULL;
+            kp->pos = from; /* where the queue stands */
+        }
+    }
+    if (!first && restart_at(kb, r, ti, partition, from) != 0) {
         pthread_mutex_unlock(&r->mu);
         return -1;
     }
@@ -524,7 +547,8 @@ static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, 
             if (left <= 0) break;
             wait_ms = left > 100 ? 100 : (int)left;
         }
-        rd_kafka_message_t *m = rd_kafka_consume(r->rkt[ti], partition, wait_ms);
+        rd_kafka_message_t *m = first ? first : rd_kafka_consume(r->rkt[ti], partition, wait_ms);
+        first = NULL;
         if (!m) {
             if (n == 0 && !__atomic_load_n(&kb->stopping, __ATOMIC_ACQUIRE)) continue;
             break;
@@ -566,9 +590,14 @@ static int k_fetch(cs_bus *bus, const char *topic, int partition, int64_t from, 
         t->parts[partition].hw = max64(t->parts[partition].hw, kp->pos);
         pthread_mutex_unlock(&kb->mu);
         n++;
-        int stop = cb(&rec, arg);
+        if (cb(&rec, arg)) {
+            /* Stopped: whether the callback took this record shows in the
+             * next fetch's offset; keep it for a fetch from its offset. */
+            kp->held = m;
+            kp->pos = m->offset;
+            break;
+        }
         rd_kafka_message_destroy(m);
-        if (stop) break; /* the queue still stands at pos */
     }
     r->last_us = cs_mono_us();
     pthread_mutex_unlock(&r->mu);
@@ -591,7 +620,20 @@ static uint64_t k_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
     return s;
 }
 
+/* Every waiter returns (as on the embedded bus: the caller's own stop flag
+ * ends its loop, and a pipeline started again later on this bus waits
+ * normally). */
 static void k_wakeup(cs_bus *bus)
+{
+    struct kbus *kb = bus->impl;
+    pthread_mutex_lock(&kb->mu);
+    kb->seq++;
+    pthread_cond_broadcast(&kb->cond);
+    pthread_mutex_unlock(&kb->mu);
+}
+
+/* Closing: waiters return at once and fetches stop waiting for records. */
+static void k_stopping(cs_bus *bus)
 {
     struct kbus *kb = bus->impl;
     pthread_mutex_lock(&kb->mu);
@@ -951,7 +993,7 @@ static void k_close(cs_bus *bus)
             if (g) k_leave(bus, g);
             free(g);
         }
-        k_wakeup(bus);
+        k_stopping(bus);
         if (kb->prod) rd_kafka_flush(kb->prod, kb->timeout_ms);
         __atomic_store_n(&kb->stop, 1, __ATOMIC_RELEASE);
         if (kb->threads > 0) pthread_join(kb->poller, NULL);
@@ -961,7 +1003,7 @@ static void k_close(cs_bus *bus)
             if (!r->used) continue;
             for (int t = 0; t < NTOPICS; t++) {
                 for (int p = 0; p < kb->topics[t].partitions; p++)
-                    if (r->cur[t][p].started) rd_kafka_consume_stop(r->rkt[t], p);
+                    cur_stop(r->rkt[t], &r->cur[t][p], p);
                 rd_kafka_topic_destroy(r->rkt[t]);
                 free(r->cur[t]);
             }

@@ -93,6 +93,7 @@ struct cs_pipeline {
     int             *owned;
     int              lane_owned;
     int              grouped;
+    int              assigned;  /* the events group assigned at least once */
     /* ---- dry run (cs_pipeline_start_dry: the backtest) ----
      * Applies into a scratch store up to fixed end offsets, then its
      * threads exit: no group offsets (bus commit), no consumer group
@@ -1031,6 +1032,7 @@ static void on_events_change(void *arg, const int *owned, int n)
         }
     }
     pthread_rwlock_unlock(&pl->batch_lock);
+    __atomic_store_n(&pl->assigned, 1, __ATOMIC_RELEASE);
     cs_info("pipeline", "partitions assigned", "\"owned\":%d,\"gained\":%d,\"lost\":%d", n, gained, lost);
 }
 
@@ -1245,12 +1247,15 @@ void cs_pipeline_stop(cs_pipeline *pl)
 int64_t cs_pipeline_lag(cs_pipeline *pl)
 {
     int64_t lag = 0;
+    /* Until the consumer group first assigned, this member may owe every
+     * partition: count them all (not ready, backpressure as if alone). */
+    int all = pl->grouped && !__atomic_load_n(&pl->assigned, __ATOMIC_ACQUIRE);
     for (int p = 0; p < pl->bus->partitions; p++) {
-        if (!__atomic_load_n(&pl->owned[p], __ATOMIC_RELAXED)) continue; /* another member's to report */
+        if (!all && !__atomic_load_n(&pl->owned[p], __ATOMIC_RELAXED)) continue; /* another member's to report */
         int64_t next = __atomic_load_n(&pl->next[p], __ATOMIC_RELAXED);
         lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, p) - next;
     }
-    if (__atomic_load_n(&pl->lane_owned, __ATOMIC_RELAXED))
+    if (all || __atomic_load_n(&pl->lane_owned, __ATOMIC_RELAXED))
         lag += pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) - __atomic_load_n(&pl->lane_next, __ATOMIC_RELAXED);
     return lag;
 }

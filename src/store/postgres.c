@@ -624,8 +624,10 @@ static int pg_obj_get(cs_store *st, int obj, const char *id, cs_row_cb cb, void 
     return ret;
 }
 
-static int pg_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
-                       void *arg)
+/* The list statement's parameters and run, on the reader (tx = 0, under
+ * its mutex) or the writer session (tx = 1, inside its transaction). */
+static int list_run(cs_store *st, int tx, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
+                    void *arg)
 {
     struct pg *p = st->impl;
     if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
@@ -638,12 +640,19 @@ static int pg_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs
     snprintf(ls, sizeof ls, "%d", limit);
     v[0] = as;
     v[nfl + 1] = ls;
-    pthread_mutex_lock(&p->rmu);
-    PGresult *r = read_run(st, OSTMT(obj, O_LIST), nfl + 2, v, "object list");
+    if (!tx) pthread_mutex_lock(&p->rmu);
+    PGresult *r = tx ? run(st, &p->w, OSTMT(obj, O_LIST), nfl + 2, v, "object list (tx)")
+                     : read_run(st, OSTMT(obj, O_LIST), nfl + 2, v, "object list");
     int n = r ? emit_rows(r, obj, cb, arg) : -1;
     PQclear(r);
-    pthread_mutex_unlock(&p->rmu);
+    if (!tx) pthread_mutex_unlock(&p->rmu);
     return n;
+}
+
+static int pg_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
+                       void *arg)
+{
+    return list_run(st, 0, obj, after, limit, f, nf, cb, arg);
 }
 
 /* Unprepared (PQexecParams): a lookup by a key column, in the transaction. */
@@ -677,21 +686,7 @@ static int pg_obj_find_tx(cs_store *st, int obj, const char *col, const char *va
 static int pg_obj_list_tx(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
                           void *arg)
 {
-    struct pg *p = st->impl;
-    if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
-    const cs_objdef *d = &cs_objdefs[obj];
-    const char *v[CS_OBJ_MAXCOLS + 2];
-    char as[24], ls[16];
-    int nfl = cs_obj_nfilters(d);
-    if (cs_obj_filter_params(st, d, f, nf, v + 1)) return -1;
-    snprintf(as, sizeof as, "%lld", (long long)after);
-    snprintf(ls, sizeof ls, "%d", limit);
-    v[0] = as;
-    v[nfl + 1] = ls;
-    PGresult *r = run(st, &p->w, OSTMT(obj, O_LIST), nfl + 2, v, "object list (tx)");
-    int n = r ? emit_rows(r, obj, cb, arg) : -1;
-    PQclear(r);
-    return n;
+    return list_run(st, 1, obj, after, limit, f, nf, cb, arg);
 }
 
 static int emit_signals(const PGresult *r, cs_signal_cb cb, void *arg)

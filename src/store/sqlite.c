@@ -553,22 +553,29 @@ static int sq_obj_get(cs_store *st, int obj, const char *id, cs_row_cb cb, void 
     return n < 0 ? -1 : n == 0 ? 1 : 0;
 }
 
+/* A list statement (reader or writer side) bound and run: rows with seq >
+ * after matching the filters, at most limit. */
+static int list_run(cs_store *st, sqlite3_stmt *s, int obj, int64_t after, int limit, const cs_kv *f, size_t nf,
+                    cs_row_cb cb, void *arg, const char *what)
+{
+    const cs_objdef *d = &cs_objdefs[obj];
+    const char *params[CS_OBJ_MAXCOLS];
+    if (cs_obj_filter_params(st, d, f, nf, params)) return -1;
+    int nfl = cs_obj_nfilters(d);
+    sqlite3_bind_int64(s, 1, after);
+    for (int k = 0; k < nfl; k++)
+        if (params[k]) sqlite3_bind_text(s, k + 2, params[k], -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, nfl + 2, limit);
+    return emit_rows(st, s, obj, cb, arg, what);
+}
+
 static int sq_obj_list(cs_store *st, int obj, int64_t after, int limit, const cs_kv *f, size_t nf, cs_row_cb cb,
                        void *arg)
 {
     struct sq *q = st->impl;
     if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
-    const cs_objdef *d = &cs_objdefs[obj];
-    const char *params[CS_OBJ_MAXCOLS];
-    if (cs_obj_filter_params(st, d, f, nf, params)) return -1;
-    int nfl = cs_obj_nfilters(d);
     pthread_mutex_lock(&q->rmu);
-    sqlite3_stmt *s = q->or[obj][O_LIST];
-    sqlite3_bind_int64(s, 1, after);
-    for (int k = 0; k < nfl; k++)
-        if (params[k]) sqlite3_bind_text(s, k + 2, params[k], -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(s, nfl + 2, limit);
-    int n = emit_rows(st, s, obj, cb, arg, "object list");
+    int n = list_run(st, q->or[obj][O_LIST], obj, after, limit, f, nf, cb, arg, "object list");
     pthread_mutex_unlock(&q->rmu);
     return n;
 }
@@ -603,16 +610,7 @@ static int sq_obj_list_tx(cs_store *st, int obj, int64_t after, int limit, const
 {
     struct sq *q = st->impl;
     if (obj < 0 || obj >= CS_OBJ_COUNT) return -1;
-    const cs_objdef *d = &cs_objdefs[obj];
-    const char *params[CS_OBJ_MAXCOLS];
-    if (cs_obj_filter_params(st, d, f, nf, params)) return -1;
-    int nfl = cs_obj_nfilters(d);
-    sqlite3_stmt *s = q->ow[obj][O_LISTW];
-    sqlite3_bind_int64(s, 1, after);
-    for (int k = 0; k < nfl; k++)
-        if (params[k]) sqlite3_bind_text(s, k + 2, params[k], -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(s, nfl + 2, limit);
-    return emit_rows(st, s, obj, cb, arg, "object list (tx)");
+    return list_run(st, q->ow[obj][O_LISTW], obj, after, limit, f, nf, cb, arg, "object list (tx)");
 }
 
 static int emit_signals(cs_store *st, sqlite3_stmt *s, cs_signal_cb cb, void *arg, const char *what)

@@ -11,6 +11,12 @@
  *   - T11: the pipeline killed after fetch, mid-write, after the commit and
  *     after everything: 0 lost, 0 duplicate rows, signals equal to an
  *     uninterrupted run.
+ *
+ * One suite, two buses: every test runs on the embedded log, then again on
+ * a real Apache Kafka broker started here (`make deps` fetches it; without
+ * it the Kafka group SKIPs), except the worker-count test, which copies the
+ * embedded log's files (on Kafka the consumer-group test, test_kafka_group.c,
+ * covers processes sharing partitions).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -27,6 +33,50 @@
 #include <cmocka.h>
 
 #include "harness.c"
+#include "kafkaserver.c"
+
+/* The bus under test: NULL = embedded; else a Kafka broker's bootstrap. */
+static const char *kafka_boot;
+static tkafka broker;
+static char why_skip[512];
+static int topic_seq;
+
+/* th_init with the bus under test in the config (each server its own
+ * topics on Kafka). */
+static void pinit(th_server *s, const char *extra)
+{
+    char yaml[4096];
+    if (kafka_boot)
+        snprintf(yaml, sizeof yaml,
+                 "bus: kafka://%s\nkafka:\n  topic_prefix: t%d-%d-\n  timeout_ms: 15000\n  session_timeout_ms: 6000\n%s",
+                 kafka_boot, (int)getpid(), ++topic_seq, extra ? extra : "");
+    else
+        snprintf(yaml, sizeof yaml, "%s", extra ? extra : "");
+    th_init(s, yaml);
+}
+
+/* On Kafka, after a start: wait until this process owns every partition
+ * (a killed predecessor's are reassigned after the session timeout), so
+ * "caught up" means all of them. */
+static long metric(th_server *s, const char *series);
+static void owns_all(th_server *s)
+{
+    if (!kafka_boot) return;
+    for (int i = 0; i < 3000; i++) {
+        if (metric(s, "crmstream_bus_group_partitions{group=\"pipeline\"}") == 4 &&
+            metric(s, "crmstream_bus_group_partitions{group=\"pipeline-leads\"}") == 1)
+            return;
+        usleep(10000);
+    }
+    fail_msg("the consumer group did not assign every partition to %s", s->target);
+}
+
+static void skip_without_bus(void)
+{
+    if (kafka_boot || !why_skip[0]) return;
+    fprintf(stderr, "# SKIP: %s\n", why_skip);
+    skip();
+}
 
 static void write_file(const char *path, const char *text)
 {
@@ -117,7 +167,8 @@ static void test_poison_isolated_then_redriven_once(void **state)
     (void)state;
     th_server s;
     char extra[800], rpath[600];
-    th_init(&s, NULL);
+    skip_without_bus();
+    pinit(&s, NULL);
     snprintf(rpath, sizeof rpath, "%s/rules.yaml", s.dir);
     write_file(rpath, rules_bad);
     snprintf(extra, sizeof extra, "%s/config.yaml", s.dir);
@@ -212,6 +263,7 @@ static void test_poison_isolated_then_redriven_once(void **state)
      * dead-lettered offset and counts the redriven copy once. */
     th_stop(&s, SIGKILL);
     assert_int_equal(th_start(&s), 0);
+    owns_all(&s);
     assert_int_equal(th_wait_caught_up(&s, 60000), 0);
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM tasks WHERE rule_id='big-seats'"), 2001);
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM dead_events"), 1);
@@ -226,8 +278,10 @@ static void test_batch_bounded_by_time(void **state)
 {
     (void)state;
     th_server s;
-    th_init(&s, "pipeline:\n  workers: 1\n  batch_max_events: 100000\n  batch_max_ms: 1\n");
+    skip_without_bus();
+    pinit(&s, "pipeline:\n  workers: 1\n  batch_max_events: 100000\n  batch_max_ms: 1\n");
     assert_int_equal(th_start(&s), 0);
+    owns_all(&s);
     assert_int_equal(th_req(&s, "POST", "/api/v1/pipeline/pause", "", NULL), 200);
     cs_buf b;
     cs_buf_init(&b);
@@ -397,8 +451,10 @@ static void test_t11_kill_points(void **state)
              rules);
     /* The uninterrupted run. */
     th_server ref;
-    th_init(&ref, extra);
+    skip_without_bus();
+    pinit(&ref, extra);
     assert_int_equal(th_start(&ref), 0);
+    owns_all(&ref);
     post_stream(&ref);
     assert_int_equal(th_wait_caught_up(&ref, 60000), 0);
     th_stop(&ref, SIGTERM);
@@ -406,7 +462,7 @@ static void test_t11_kill_points(void **state)
     static const char *const points[] = {"after_fetch", "mid_write", "after_commit", "after_all"};
     for (int k = 0; k < 4; k++) {
         th_server s;
-        th_init(&s, extra);
+        pinit(&s, extra);
         assert_int_equal(th_start(&s), 0);
         /* Pause, take every event durably, then arm the fault and let the
          * pipeline run into it: the 25th batch (of ~60, 10 events each, over
@@ -432,6 +488,7 @@ static void test_t11_kill_points(void **state)
             s.pid = -1;
         }
         assert_int_equal(th_start(&s), 0);
+        owns_all(&s);
         assert_int_equal(th_wait_caught_up(&s, 60000), 0);
         th_stop(&s, SIGTERM);
         /* 0 lost, 0 duplicates: every effect equals the uninterrupted run. */
@@ -471,5 +528,16 @@ int main(void)
         cmocka_unit_test(test_one_and_two_workers_give_identical_tables),
         cmocka_unit_test(test_t11_kill_points),
     };
-    return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
+    int rc = cmocka_run_group_tests_name("pipeline_embedded", tests, NULL, NULL);
+    /* The same suite on Apache Kafka. */
+    const struct CMUnitTest on_kafka[] = {
+        cmocka_unit_test(test_poison_isolated_then_redriven_once),
+        cmocka_unit_test(test_batch_bounded_by_time),
+        cmocka_unit_test(test_t11_kill_points),
+    };
+    if (tkafka_start(&broker, why_skip, sizeof why_skip) == 0) kafka_boot = broker.bootstrap;
+    else if (!why_skip[0]) snprintf(why_skip, sizeof why_skip, "no Kafka broker");
+    rc |= cmocka_run_group_tests_name("pipeline_kafka", on_kafka, NULL, NULL);
+    tkafka_stop(&broker);
+    return rc;
 }
