@@ -40,6 +40,7 @@ helps evaluate --truth --target --json
 helps status --target --interval --once
 helps dlq list show redrive --target --all --destination --json
 helps verify warehouse --from --to --json --data --config
+helps backtest --rules --from --to --json --target
 t "no command" 2 "$bin"
 t "unknown command" 2 "$bin" frobnicate
 t "serve: unknown option" 2 "$bin" serve --nope
@@ -55,6 +56,10 @@ t "status: unreachable server" 1 "$bin" status --target http://127.0.0.1:1 --onc
 t "verify: no subject" 2 "$bin" verify
 t "verify: unknown subject" 2 "$bin" verify things
 t "verify: bad --from" 2 "$bin" verify warehouse --from yesterday
+t "backtest: --rules missing" 2 "$bin" backtest
+t "backtest: bad --from" 2 "$bin" backtest --rules x.yaml --from yesterday
+t "backtest: unreadable rules" 1 "$bin" backtest --rules /nonexistent/rules.yaml
+t "backtest: unreachable server" 1 "$bin" backtest --rules tests/check_cli.sh --target http://127.0.0.1:1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf 'log:\n  partitons: 8\n' > "$tmp/bad.yaml"
 t "serve: config with an unknown key fails at runtime" 1 "$bin" serve --config "$tmp/bad.yaml" --data "$tmp/d"

@@ -58,6 +58,9 @@ void cs_api_warehouse(void *app, const cs_http_req *req, cs_http_resp *resp);
 void cs_api_warehouse_pause(void *app, const cs_http_req *req, cs_http_resp *resp);
 void cs_api_warehouse_resume(void *app, const cs_http_req *req, cs_http_resp *resp);
 
+/* The backtest (api_backtest.c): POST /api/v1/backtest. */
+void cs_api_backtest(void *app, const cs_http_req *req, cs_http_resp *resp);
+
 extern const cs_http_route cs_app_routes[];
 extern const size_t cs_app_nroutes;
 
@@ -82,6 +85,7 @@ int cs_cmd_dlq(int argc, char **argv);
 int cs_cmd_evaluate(int argc, char **argv);
 int cs_cmd_replay(int argc, char **argv);   /* replay.c */
 int cs_cmd_verify(int argc, char **argv);   /* verify.c: crmstream verify warehouse */
+int cs_cmd_backtest(int argc, char **argv); /* backtest.c */
 
 /* limit (1..1000, default 100) and cursor query parameters of a list
  * endpoint; 0, or -1 with the 400 answer set (src/app/api_crm.c). */

@@ -376,5 +376,7 @@ const cs_http_route cs_app_routes[] = {
     {"GET", "/api/v1/warehouse", cs_api_warehouse},
     {"POST", "/api/v1/warehouse/pause", cs_api_warehouse_pause},
     {"POST", "/api/v1/warehouse/resume", cs_api_warehouse_resume},
+    /* Backtest: src/app/api_backtest.c */
+    {"POST", "/api/v1/backtest", cs_api_backtest},
 };
 const size_t cs_app_nroutes = sizeof cs_app_routes / sizeof cs_app_routes[0];

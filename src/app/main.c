@@ -25,6 +25,7 @@ static const char usage[] =
     "  dlq         list, show and redrive failed deliveries of a running server\n"
     "  replay      move the pipeline back (--from-offset N | --from-time T | --rebuild) and re-apply\n"
     "  verify      verify warehouse: counts per event type and day in each warehouse destination vs the log\n"
+    "  backtest    replay the log through candidate rules (no effects) and print what would differ\n"
     "  config-reference  print every configuration key with its default\n"
     "  metrics-reference print every metric with its type and labels\n"
     "  version     print the version\n"
@@ -77,6 +78,7 @@ int main(int argc, char **argv)
                 {"evaluate", cs_cmd_evaluate},
                 {"replay", cs_cmd_replay},
                 {"verify", cs_cmd_verify},
+                {"backtest", cs_cmd_backtest},
                 {"config-reference", cmd_config_reference},
                 {"metrics-reference", cmd_metrics_reference}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

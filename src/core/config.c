@@ -93,6 +93,7 @@ static const struct key keys[] = {
     {"warehouse.flush_interval_ms", K_LONG, OFF(wh_flush_ms), 0, 3600000, "1000", "PostgreSQL: a batch smaller than `warehouse.batch_max_events` is written once this long has passed since the last one (ms)."},
     {"warehouse.file_interval_ms", K_LONG, OFF(wh_file_ms), 0, 86400000, "60000", "Files: likewise (ms); each flush writes at least one file per partition with new events, so this sets the file count."},
     {"signals", K_SIGNALS, OFF(signals), 0, 0, "(below)", "Signal definitions and their thresholds (docs/SIGNALS.md): the `signals.*` keys below."},
+    {"backtest.timeout_ms", K_LONG, OFF(backtest_timeout_ms), 1000, 86400000, "300000", "Longest a backtest (POST /api/v1/backtest, `crmstream backtest`) may run: its dry pipeline replays the whole log into a scratch store; past this it is stopped, its store removed, and the answer is 503."},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -103,6 +103,7 @@ typedef struct cs_config {
     long   wh_batch_max;        /* warehouse.batch_max_events */
     long   wh_flush_ms;         /* warehouse.flush_interval_ms (PostgreSQL) */
     long   wh_file_ms;          /* warehouse.file_interval_ms (files) */
+    long   backtest_timeout_ms; /* backtest.timeout_ms */
     struct cs_sig_settings *signals; /* signals: (signals/sigconfig.h); NULL = the defaults */
 } cs_config;
 

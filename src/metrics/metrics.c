@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct cs_series {
     struct cs_metric *m;                         /* the family (for bounds) */
@@ -86,11 +87,53 @@ void cs_metrics_disable(int off)
     __atomic_store_n(&disabled, off, __ATOMIC_RELAXED);
 }
 
+static _Thread_local int muted; /* cs_metrics_mute_thread */
+
+/* Benchmarks only: CRMSTREAM_HIST_TRACE=FAMILY=PATH appends one line per
+ * observation of histogram FAMILY to PATH: "<labels> <value> <wall_us>"
+ * (wall_us: CLOCK_REALTIME when observed), so bench-e2e gets exact
+ * per-lead figures instead of bucket bounds. At most 10 million lines. */
+#define TRACE_MAX 10000000L
+static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
+static char trace_family[96];
+static FILE *trace_f;
+static long trace_lines;
+static pthread_mutex_t trace_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void trace_init(void)
+{
+    const char *e = getenv("CRMSTREAM_HIST_TRACE");
+    const char *eq = e ? strchr(e, '=') : NULL;
+    if (!eq || (size_t)(eq - e) >= sizeof trace_family) return;
+    memcpy(trace_family, e, (size_t)(eq - e));
+    trace_f = fopen(eq + 1, "a");
+    if (trace_f) setvbuf(trace_f, NULL, _IOLBF, 0);
+}
+
+static void trace_observe(const cs_series *s, double v)
+{
+    pthread_once(&trace_once, trace_init);
+    if (!trace_f || strcmp(s->m->name, trace_family) != 0) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&trace_mu);
+    if (trace_lines < TRACE_MAX) {
+        trace_lines++;
+        fprintf(trace_f, "%s %.9f %lld\n", s->labels, v, (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000);
+    }
+    pthread_mutex_unlock(&trace_mu);
+}
+
+void cs_metrics_mute_thread(int on)
+{
+    muted = on;
+}
+
 cs_series *cs_metric_series(cs_metric *m, const char *labels)
 {
     /* A family not registered yet (a component used without its init), or
      * collection switched off: no series, and every update is a no-op. */
-    if (!m || __atomic_load_n(&disabled, __ATOMIC_RELAXED)) return NULL;
+    if (!m || muted || __atomic_load_n(&disabled, __ATOMIC_RELAXED)) return NULL;
     if (!labels) labels = "";
     size_t n = __atomic_load_n(&m->nseries, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < n; i++)
@@ -114,7 +157,7 @@ cs_series *cs_metric_series(cs_metric *m, const char *labels)
 
 void cs_counter_add(cs_series *s, uint64_t n)
 {
-    if (!s) return;
+    if (!s || muted) return;
     __atomic_add_fetch(&s->count, n, __ATOMIC_RELAXED);
 }
 
@@ -134,13 +177,13 @@ static double bitsd(uint64_t u)
 
 void cs_gauge_set(cs_series *s, double v)
 {
-    if (!s) return;
+    if (!s || muted) return;
     __atomic_store_n(&s->gauge_bits, dbits(v), __ATOMIC_RELAXED);
 }
 
 void cs_hist_observe(cs_series *s, double v)
 {
-    if (!s) return;
+    if (!s || muted) return;
     const cs_metric *m = s->m;
     size_t b = 0;
     while (b < m->nbounds && v > m->bounds[b]) b++;
@@ -150,6 +193,7 @@ void cs_hist_observe(cs_series *s, double v)
     while (!__atomic_compare_exchange_n(&s->sum_bits, &old, dbits(bitsd(old) + v), 1, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED)) {
     }
+    trace_observe(s, v);
 }
 
 void cs_metric_inc(cs_metric *m, const char *labels, uint64_t n)

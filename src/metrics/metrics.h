@@ -56,6 +56,10 @@ void cs_metrics_line(cs_buf *out, const char *name, const char *labels, double v
 /* metrics.enabled: false switches collection off (for bench-metrics'
  * with/without comparison); rendering then shows empty families. */
 void cs_metrics_disable(int off);
+/* Mute metrics on the calling thread only (on = 1): every counter, gauge
+ * and histogram update it makes is a no-op. The backtest's dry pipeline
+ * threads set it, so a rehearsal never shows in the server's metrics. */
+void cs_metrics_mute_thread(int on);
 
 /* Render everything. */
 void cs_metrics_render(cs_buf *out);

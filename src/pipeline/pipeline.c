@@ -94,7 +94,38 @@ struct cs_pipeline {
     int              lane_owned;
     int              grouped;
     int              assigned;  /* the events group assigned at least once */
+    /* ---- dry run (cs_pipeline_start_dry: the backtest) ----
+     * Applies into a scratch store up to fixed end offsets, then its
+     * threads exit: no group offsets (bus commit), no consumer group
+     * (join), no lag collectors, no metrics from its threads. */
+    int              dry;
+    int64_t         *dry_end;   /* per `events` partition */
+    int64_t          dry_lane_end;
+    int              dry_finished; /* threads that reached their ends */
+    /* Dry run, order across topics (live, leads come long after the reps
+     * and accounts they are routed among; a replay from 0 must keep that):
+     * the lane applies a record appended at T only once every `events`
+     * record appended before T is applied, and account workers apply a
+     * record appended at T only once the lane has passed T. dry_gate_us:
+     * append time of the lane's record at dry_gate_off (INT64_MAX at its
+     * end), published by the controlling thread (cs_pipeline_dry_done), so
+     * the lane and the workers only ever read forward (a Kafka reader
+     * restarts when asked for an offset it has passed). */
+    int64_t          dry_gate_us;
+    int64_t          dry_gate_off;
 };
+
+static int64_t dry_gate(cs_pipeline *pl);
+
+/* Dry run: the end a worker may read up to (the bus's end, capped by the
+ * dry run's fixed end offsets). */
+static int64_t avail_end(cs_pipeline *pl, const char *topic, int p)
+{
+    int64_t end = pl->bus->ops->end_offset(pl->bus, topic, p);
+    if (!pl->dry) return end;
+    int64_t cap = strcmp(topic, CS_TOPIC_LEADS) == 0 ? pl->dry_lane_end : pl->dry_end[p];
+    return end < cap ? end : cap;
+}
 
 /* Ingest times of the leads routed in the current batch, observed as the
  * ingest -> routed latency once the batch commits (bounded: the rest of a
@@ -623,6 +654,10 @@ static int on_rec(const cs_rec *rec, void *arg)
 {
     struct fetch_ctx *c = arg;
     if (cs_mono_us() > c->deadline_us && (c->n || c->batch_n)) return 1; /* pipeline.batch_max_ms */
+    cs_pipeline *dpl = c->w->pl;
+    if (dpl->dry) { /* dry run: the cross-topic order (struct cs_pipeline); fetch limits keep it, this is a net */
+        if (c->w->lane ? c->n >= 1 : rec->append_us >= __atomic_load_n(&dpl->dry_gate_us, __ATOMIC_ACQUIRE)) return 1;
+    }
     if (c->n++ == 0) fault_point("after_fetch");
     else if (c->n == 2) fault_point("mid_write");
     int rc = c->w->lane ? lane_apply(c->w, rec, 1) : worker_apply(c->w, c->partition, rec);
@@ -703,7 +738,24 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
             }
         }
         struct fetch_ctx c = {w, p, next[i], 0, 0, total, t0 + pl->cfg->pipeline_batch_max_ms * 1000};
-        int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], budget - total, on_rec, &c);
+        size_t max = budget - total;
+        if (pl->dry) { /* dry run: never past its end offsets, nor past the cross-topic gate */
+            int64_t left = avail_end(pl, topic, p) - next[i];
+            if (w->lane) {
+                left = left > 1 ? 1 : left; /* one lead at a time (has_work checked its barrier) */
+            } else {
+                int64_t gate = __atomic_load_n(&pl->dry_gate_us, __ATOMIC_ACQUIRE), upto = avail_end(pl, topic, p);
+                if (gate == INT64_MIN) upto = next[i];
+                else if (gate != INT64_MAX && pl->bus->ops->offset_for_time) {
+                    int64_t o = pl->bus->ops->offset_for_time(pl->bus, topic, p, gate);
+                    if (o >= 0 && o < upto) upto = o;
+                }
+                if (upto - next[i] < left) left = upto - next[i];
+            }
+            if (left <= 0) continue;
+            if ((uint64_t)left < max) max = (size_t)left;
+        }
+        int n = pl->bus->ops->fetch(pl->bus, topic, p, next[i], max, on_rec, &c);
         if (n < 0 || c.failed) {
             failed = c.failed ? c.failed : -1;
             goto fail;
@@ -714,7 +766,7 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         if (!w->lane && take_snapshot(w, p, next[i])) goto fail;
         if (st->ops->offset_set(st, CS_CONSUMER_PIPELINE, topic, p, next[i])) goto fail;
     }
-    if (w->lane && cs_clock_us() >= w->next_sla_us) {
+    if (w->lane && !pl->dry && cs_clock_us() >= w->next_sla_us) { /* dry run: none (wall clock) */
         /* Routed leads not accepted in time: re-routed, alert raised
          * (src/routing), once a second, in this transaction. */
         if (cs_routing_sla_sweep(st, pl->cfg, cs_clock_us(), 100, NULL) < 0) goto fail;
@@ -734,9 +786,9 @@ static int run_batch_tx(cs_worker *w, int64_t t0)
         /* The store's offsets are authoritative; the bus's group offsets
          * let retention know what the pipeline consumed (and feed lag
          * monitoring). Best effort: a failure only delays retention. */
-        if (next[i] != old && pl->bus->ops->commit) pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, topic, p, next[i]);
+        if (next[i] != old && pl->bus->ops->commit && !pl->dry) pl->bus->ops->commit(pl->bus, CS_CONSUMER_PIPELINE, topic, p, next[i]);
         if (w->lane) __atomic_store_n(&pl->lane_next, next[i], __ATOMIC_RELAXED);
-        else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELAXED);
+        else __atomic_store_n(&pl->next[p], next[i], __ATOMIC_RELEASE);
     }
     if (!w->lane) __atomic_add_fetch(&pl->applied, total, __ATOMIC_RELAXED);
     fault_point("after_all");
@@ -751,12 +803,24 @@ fail:
 static int has_work(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
-    if (w->lane)
-        return pl->lane_owned && (pl->bus->ops->end_offset(pl->bus, CS_TOPIC_LEADS, 0) > pl->lane_next ||
-                                  cs_clock_us() >= w->next_sla_us);
+    if (w->lane && pl->dry) { /* one record at a time, once the events before it are applied */
+        if (avail_end(pl, CS_TOPIC_LEADS, 0) <= pl->lane_next) return 0;
+        if (__atomic_load_n(&pl->dry_gate_off, __ATOMIC_ACQUIRE) != pl->lane_next) return 0; /* not published yet */
+        int64_t t = __atomic_load_n(&pl->dry_gate_us, __ATOMIC_ACQUIRE);
+        if (t == INT64_MIN) return 0;
+        for (int p = 0; t != INT64_MAX && pl->bus->ops->offset_for_time && p < pl->bus->partitions; p++) {
+            int64_t need = pl->bus->ops->offset_for_time(pl->bus, CS_TOPIC_EVENTS, p, t);
+            if (need < 0 || need > pl->dry_end[p]) need = pl->dry_end[p];
+            if (__atomic_load_n(&pl->next[p], __ATOMIC_ACQUIRE) < need) return 0;
+        }
+        return 1;
+    }
+    if (w->lane) /* dry run: no SLA sweeps (wall-clock effects, not the log's) */
+        return pl->lane_owned && (avail_end(pl, CS_TOPIC_LEADS, 0) > pl->lane_next ||
+                                  (!pl->dry && cs_clock_us() >= w->next_sla_us));
     for (int i = 0; i < w->nparts; i++)
         if (pl->owned[w->parts[i]] &&
-            pl->bus->ops->end_offset(pl->bus, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
+            avail_end(pl, CS_TOPIC_EVENTS, w->parts[i]) > pl->next[w->parts[i]])
             return 1;
     return 0;
 }
@@ -765,7 +829,8 @@ static int run_batch(cs_worker *w)
 {
     cs_pipeline *pl = w->pl;
     if (w->resync && resync_worker(w)) return -1;
-    if (w->lane && pl->lane_owned && cs_clock_us() >= w->next_relay_us) {
+    /* A dry run never relays: that would append its derived events to the real log. */
+    if (w->lane && pl->lane_owned && !pl->dry && cs_clock_us() >= w->next_relay_us) {
         /* Derived events (emit_event) from the outbox to the log: the lane
          * holds the bus; at least once, a few times a second. */
         if (cs_pipeline_relay_derived(w->st, pl->bus, cs_clock_us() / 1000, 256) < 0) return -1;
@@ -811,6 +876,7 @@ static void *worker(void *arg)
     cs_pipeline *pl = w->pl;
     uint64_t seen = 0;
     int backoff_ms = 10;
+    if (pl->dry) cs_metrics_mute_thread(1); /* a dry run shows in no metric */
     while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE)) {
             seen = pl->bus->ops->wait(pl->bus, seen, 200);
@@ -821,6 +887,18 @@ static void *worker(void *arg)
         pthread_rwlock_unlock(&pl->batch_lock);
         if (n > 0) {
             backoff_ms = 10;
+            continue;
+        }
+        if (n == 0 && pl->dry) { /* dry run: done at its end offsets, else waiting on the other topic */
+            int done = 1;
+            if (w->lane) done = pl->lane_next >= pl->dry_lane_end;
+            for (int i = 0; !w->lane && i < w->nparts; i++)
+                done &= pl->next[w->parts[i]] >= pl->dry_end[w->parts[i]];
+            if (done) {
+                __atomic_add_fetch(&pl->dry_finished, 1, __ATOMIC_ACQ_REL);
+                break;
+            }
+            usleep(200);
             continue;
         }
         if (n == CS_PIPELINE_POISON) continue; /* retried at once, without its effects */
@@ -908,6 +986,7 @@ int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen)
         cs_rules_opts opts = {.roots = roots};
         rs = cs_rules_load_file(path, &opts, err, errlen);
         if (!rs) {
+            if (pl->dry) return -1; /* a candidate file: the caller reports it */
             cs_metric_inc(cs_m.rules_reloads, "result=\"failed\"", 1);
             cs_error("rules", "rules not loaded: the previous rules keep running", "\"file\":\"%s\"", path);
             return -1;
@@ -918,6 +997,7 @@ int cs_pipeline_reload_rules(cs_pipeline *pl, char *err, size_t errlen)
     pl->rules = rs;
     pthread_mutex_unlock(&pl->rules_mu);
     cs_ruleset_unref(old);
+    if (pl->dry) return 0;
     cs_metric_inc(cs_m.rules_reloads, "result=\"ok\"", 1);
     cs_info("rules", rs ? "rules loaded" : "no rules file: no rules", "\"file\":\"%s\",\"rules\":%zu", path,
             rs ? cs_ruleset_count(rs) : (size_t)0);
@@ -985,13 +1065,20 @@ int cs_pipeline_workers(const cs_config *cfg, int partitions)
     return (int)(n < partitions ? n : partitions);
 }
 
-cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
+static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const int64_t *events_end,
+                          int64_t leads_end, char *err, size_t errlen)
 {
     cs_metrics_catalog_init();
     cs_pipeline *pl = cs_calloc(1, sizeof *pl);
     pl->bus = bus;
     pl->st = st;
     pl->cfg = cfg;
+    if (events_end) { /* dry run */
+        pl->dry = 1;
+        pl->dry_end = cs_malloc((size_t)bus->partitions * sizeof *pl->dry_end);
+        memcpy(pl->dry_end, events_end, (size_t)bus->partitions * sizeof *pl->dry_end);
+        pl->dry_lane_end = leads_end;
+    }
     pl->next = cs_calloc((size_t)bus->partitions, sizeof *pl->next);
     pl->sig = cs_calloc((size_t)bus->partitions, sizeof *pl->sig);
     pl->cooldown = cs_calloc((size_t)bus->partitions, sizeof *pl->cooldown);
@@ -1000,7 +1087,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
     pthread_rwlock_init(&pl->batch_lock, NULL);
     pl->nw = cs_pipeline_workers(cfg, bus->partitions);
     pl->owned = cs_calloc((size_t)bus->partitions, sizeof *pl->owned);
-    pl->grouped = bus->ops->join != NULL;
+    pl->grouped = bus->ops->join != NULL && !pl->dry; /* a dry run owns every partition */
     for (int p = 0; p < bus->partitions && !pl->grouped; p++) pl->owned[p] = 1;
     pl->lane_owned = !pl->grouped;
     pl->w = cs_calloc((size_t)pl->nw + 1, sizeof *pl->w);
@@ -1051,6 +1138,10 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
                  "events or belongs to another store", (long long)pl->lane_next);
         goto fail;
     }
+    if (pl->dry) {
+        pl->dry_gate_off = -1;
+        dry_gate(pl);
+    }
     for (int i = 0; i <= pl->nw; i++) {
         if (pthread_create(&pl->w[i].thread, NULL, worker, &pl->w[i]) != 0) {
             snprintf(err, errlen, "cannot start a pipeline thread");
@@ -1077,6 +1168,7 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
             goto fail;
         }
     }
+    if (pl->dry) return pl; /* no lag collectors: the real pipeline's */
     cs_info("pipeline", "started", "\"workers\":%d,\"partitions\":%d,\"leads_lane\":true,\"consumer_group\":%s",
             pl->nw, bus->partitions, pl->grouped ? "true" : "false");
     cs_metric_collector("kafka_consumergroup_lag", "Records in the log not yet committed by the consumer group.",
@@ -1089,15 +1181,56 @@ fail:
     free_engines(pl);
     free(pl->next);
     free(pl->owned);
+    free(pl->dry_end);
     free(pl);
     return NULL;
+}
+
+static int on_gate_rec(const cs_rec *rec, void *arg)
+{
+    *(int64_t *)arg = rec->append_us;
+    return 1;
+}
+
+/* Dry run: publish the append time of the lane's next record. Only the
+ * controlling thread calls it (start, cs_pipeline_dry_done), reading the
+ * leads topic forward with its own reader. */
+static int64_t dry_gate(cs_pipeline *pl)
+{
+    int64_t next = __atomic_load_n(&pl->lane_next, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&pl->dry_gate_off, __ATOMIC_ACQUIRE) == next) return pl->dry_gate_us; /* up to date */
+    int64_t t = INT64_MAX;
+    if (next < pl->dry_lane_end && pl->bus->ops->fetch(pl->bus, CS_TOPIC_LEADS, 0, next, 1, on_gate_rec, &t) < 1)
+        t = INT64_MIN; /* cannot read it now: everybody holds; retried at the next call */
+    __atomic_store_n(&pl->dry_gate_us, t, __ATOMIC_RELEASE);
+    if (t != INT64_MIN) __atomic_store_n(&pl->dry_gate_off, next, __ATOMIC_RELEASE);
+    return t;
+}
+
+cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, char *err, size_t errlen)
+{
+    return start(bus, st, cfg, NULL, 0, err, errlen);
+}
+
+cs_pipeline *cs_pipeline_start_dry(cs_bus *bus, cs_store *st, const cs_config *cfg, const int64_t *events_end,
+                                   int64_t leads_end, char *err, size_t errlen)
+{
+    return start(bus, st, cfg, events_end, leads_end, err, errlen);
+}
+
+int cs_pipeline_dry_done(cs_pipeline *pl)
+{
+    dry_gate(pl); /* the cross-topic gate follows the lane (struct cs_pipeline) */
+    return __atomic_load_n(&pl->dry_finished, __ATOMIC_ACQUIRE) == pl->nw + 1;
 }
 
 void cs_pipeline_stop(cs_pipeline *pl)
 {
     if (!pl) return;
-    cs_metric_collector("kafka_consumergroup_lag", "", "gauge", NULL, NULL);
-    cs_metric_collector("crmstream_consumer_lag_records", "", "gauge", NULL, NULL);
+    if (!pl->dry) { /* a dry run registered none (and must not drop the real ones) */
+        cs_metric_collector("kafka_consumergroup_lag", "", "gauge", NULL, NULL);
+        cs_metric_collector("crmstream_consumer_lag_records", "", "gauge", NULL, NULL);
+    }
     if (pl->grouped && pl->bus->ops->leave) {
         /* Revokes everything (after the in-flight batches commit) and lets
          * the other members take over at once. */
@@ -1112,6 +1245,7 @@ void cs_pipeline_stop(cs_pipeline *pl)
     free_engines(pl);
     free(pl->next);
     free(pl->owned);
+    free(pl->dry_end);
     free(pl);
 }
 

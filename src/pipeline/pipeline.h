@@ -43,6 +43,20 @@ cs_pipeline *cs_pipeline_start(cs_bus *bus, cs_store *st, const cs_config *cfg, 
 /* Finish the current batch, commit, join. */
 void cs_pipeline_stop(cs_pipeline *pl);
 
+/* A dry run (the backtest, src/app/api_backtest.c): the same workers and
+ * leads lane over bus, applying into st (a scratch store, opened again per
+ * worker from cfg->store) with cfg's rules, from st's offsets up to
+ * events_end[partition] and leads_end, then its threads exit. It never
+ * commits group offsets on the bus, never joins a consumer group, registers
+ * no metric collector, and its threads count no metrics. Outbox rows stay
+ * in st (nothing dispatches them). cs_pipeline_dry_done is 1 once every
+ * thread reached its end; the caller must call it every millisecond or so
+ * (it also moves the run's cross-topic order gate forward, on the calling
+ * thread); cs_pipeline_stop ends it either way. */
+cs_pipeline *cs_pipeline_start_dry(cs_bus *bus, cs_store *st, const cs_config *cfg, const int64_t *events_end,
+                                   int64_t leads_end, char *err, size_t errlen);
+int cs_pipeline_dry_done(cs_pipeline *pl);
+
 /* Records in the log not yet committed by the pipeline (sum over partitions). */
 int64_t cs_pipeline_lag(cs_pipeline *pl);
 /* Maintenance (POST /api/v1/pipeline/pause, /resume): a paused pipeline
