@@ -79,7 +79,7 @@ typedef struct cs_config {
     int    http_max_connections, http_max_connections_per_ip;            /* http.max_connections* */
     long   pipeline_batch_max;  /* pipeline.batch_max_events */
     long   pipeline_max_lag;    /* pipeline.max_lag (0: no bound) */
-    long   pipeline_workers;    /* pipeline.workers (0: one per core) */
+    long   pipeline_workers;    /* pipeline.workers (0: 1 on SQLite, one per core on PostgreSQL) */
     long   pipeline_snapshot_every; /* pipeline.snapshot_every_events (0: never) */
     long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
     long   pipeline_poison_attempts; /* pipeline.poison_attempts */

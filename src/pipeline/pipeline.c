@@ -1058,7 +1058,14 @@ static void on_lane_change(void *arg, const int *owned, int n)
 int cs_pipeline_workers(const cs_config *cfg, int partitions)
 {
     long n = cfg->pipeline_workers;
-    if (n <= 0) {
+    int sqlite = !cfg->store || !*cfg->store || strncmp(cfg->store, "sqlite:", 7) == 0;
+    if (n <= 0 && sqlite) {
+        /* SQLite takes one writer at a time: a second worker's batch waits
+         * for the first's lock and the leads lane's lead waits behind both
+         * (bench-e2e on 2 vCPUs: routed p99 1.4-3.3 ms with one worker,
+         * 2.8-7.3 ms with two; docs/decisions.md). Latency first. */
+        n = 1;
+    } else if (n <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         n = cpus > 0 ? cpus : 1;
     }
