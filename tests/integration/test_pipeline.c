@@ -222,6 +222,16 @@ static void test_poison_isolated_then_redriven_once(void **state)
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM tasks WHERE rule_id='big-seats'"), 2000);
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM signal_history WHERE cause_event_id='p-5000'"), 0);
     assert_int_equal(metric(&s, "crmstream_pipeline_events_total{result=\"poison\"}"), 1);
+    /* A second poison, on another account, for --all below. */
+    char ts2[40], extra_ev[400];
+    cs_fmt_time_ms(T0 + 20000 * 1000000LL, ts2, sizeof ts2);
+    snprintf(extra_ev, sizeof extra_ev,
+             "{\"event_id\":\"p-extra\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_other\",\"user_id\":\"u2\","
+             "\"timestamp\":\"%s\",\"properties\":{\"feature\":\"export\",\"seats\":\"lots\"}}",
+             ts2);
+    post(&s, extra_ev);
+    assert_int_equal(th_wait_caught_up(&s, 60000), 0);
+    assert_int_equal(count_rows(&s, "SELECT count(*) FROM dead_events WHERE status='dead'"), 2);
 
     /* Fix the rule, redrive: applied exactly once. */
     write_file(rpath, rules_fixed);
@@ -252,6 +262,18 @@ static void test_poison_isolated_then_redriven_once(void **state)
     assert_non_null(strstr(out, "already redriven"));
     assert_int_equal(th_wait_caught_up(&s, 60000), 0);
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM tasks WHERE rule_id='big-seats'"), 2001);
+    /* --all redrives what is still dead: the second poison. */
+    snprintf(cmd, sizeof cmd, "%s dlq redrive --kind event --all --target %s 2>&1", th_bin(), s.target);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, "redriven 1")); /* p-extra; p-5000 is redriven already */
+    assert_int_equal(th_wait_caught_up(&s, 60000), 0);
+    assert_int_equal(count_rows(&s, "SELECT count(*) FROM dead_events WHERE status='redriven'"), 2);
+    assert_int_equal(count_rows(&s, "SELECT count(*) FROM signal_history WHERE cause_event_id='p-extra'") > 0, 1);
+    assert_int_equal(count_rows(&s, "SELECT count(*) FROM tasks WHERE rule_id='big-seats'"), 2001);
     /* Unknown ids are named; bad kinds are refused. */
     assert_int_equal(th_req(&s, "POST", "/api/v1/dlq/redrive", "{\"kind\":\"event\",\"ids\":[\"dlq_0_999999\"]}", &j),
                      200);
@@ -266,7 +288,7 @@ static void test_poison_isolated_then_redriven_once(void **state)
     owns_all(&s);
     assert_int_equal(th_wait_caught_up(&s, 60000), 0);
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM tasks WHERE rule_id='big-seats'"), 2001);
-    assert_int_equal(count_rows(&s, "SELECT count(*) FROM dead_events"), 1);
+    assert_int_equal(count_rows(&s, "SELECT count(*) FROM dead_events"), 2);
     th_stop(&s, SIGTERM);
     th_cleanup(&s);
 }
