@@ -10,7 +10,9 @@
  * Failures here are deterministic (the same bytes fail the same way), so an
  * event is dead-lettered on its first attempt (attempts = 1).
  */
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ingest/event.h"
@@ -18,6 +20,13 @@
 #include "pipeline/pipeline.h"
 
 #define DLQ_PAYLOAD_MAX (256 * 1024)
+
+static int dlq_topic;
+
+void cs_pipeline_dlq_topic(int on)
+{
+    __atomic_store_n(&dlq_topic, on, __ATOMIC_RELAXED);
+}
 
 int cs_pipeline_dead_event(cs_store *st, int partition, const cs_rec *rec, const char *event_id, const char *reason,
                            const char *message)
@@ -56,6 +65,30 @@ int cs_pipeline_dead_event_ex(cs_store *st, int partition, const cs_rec *rec, co
     cs_cause cause = {.event_id = event_id, .partition = partition, .offset = rec->offset, .rule_id = "pipeline",
                       .at = at};
     int rc = st->ops->obj_insert(st, CS_OBJ_DEAD_EVENT, id, kv, sizeof kv / sizeof kv[0], &cause);
+    if (rc > 0 && __atomic_load_n(&dlq_topic, __ATOMIC_RELAXED)) {
+        /* Kafka: the dead letter also goes to `events.dlq`, through the
+         * outbox in this transaction (relayed by the leads lane), keyed like
+         * its source so it lands in the same partition. */
+        cJSON *env = cJSON_CreateObject();
+        cJSON_AddStringToObject(env, "dlq_id", id);
+        char *k = cs_malloc(rec->key_len + 1);
+        if (rec->key_len) memcpy(k, rec->key, rec->key_len);
+        k[rec->key_len] = 0;
+        cJSON_AddStringToObject(env, "key", k);
+        free(k);
+        if (event_id) cJSON_AddStringToObject(env, "event_id", event_id);
+        cJSON_AddStringToObject(env, "reason", reason);
+        if (message) cJSON_AddStringToObject(env, "message", message);
+        cJSON_AddNumberToObject(env, "attempts", atoi(attempts));
+        cJSON_AddNumberToObject(env, "partition", partition);
+        cJSON_AddNumberToObject(env, "offset", (double)rec->offset);
+        cJSON_AddStringToObject(env, "failed_at", last_failed_at);
+        cJSON_AddStringToObject(env, "payload", payload.data);
+        char *text = cJSON_PrintUnformatted(env);
+        cJSON_Delete(env);
+        if (cs_outbox_enqueue(st, CS_OUTBOX_DEST_DLQ, id, text, &cause) < 0) rc = -1;
+        cJSON_free(text);
+    }
     cs_buf_free(&payload);
     char l[96];
     snprintf(l, sizeof l, "reason=\"%s\"", reason);

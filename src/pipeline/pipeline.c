@@ -94,6 +94,7 @@ struct cs_pipeline {
     int              lane_owned;
     int              grouped;
     int              assigned;  /* the events group assigned at least once */
+    int              dlq_topic; /* dead letters also to events.dlq (Kafka) */
     /* ---- dry run (cs_pipeline_start_dry: the backtest) ----
      * Applies into a scratch store up to fixed end offsets, then its
      * threads exit: no group offsets (bus commit), no consumer group
@@ -834,6 +835,7 @@ static int run_batch(cs_worker *w)
         /* Derived events (emit_event) from the outbox to the log: the lane
          * holds the bus; at least once, a few times a second. */
         if (cs_pipeline_relay_derived(w->st, pl->bus, cs_clock_us() / 1000, 256) < 0) return -1;
+        if (pl->dlq_topic && cs_pipeline_relay_dlq(w->st, pl->bus, cs_clock_us() / 1000, 256) < 0) return -1;
         w->next_relay_us = cs_clock_us() + RELAY_US;
     }
     if (!has_work(w)) return 0;
@@ -1097,6 +1099,10 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
     pl->grouped = bus->ops->join != NULL && !pl->dry; /* a dry run owns every partition */
     for (int p = 0; p < bus->partitions && !pl->grouped; p++) pl->owned[p] = 1;
     pl->lane_owned = !pl->grouped;
+    /* On Kafka the DLQ lives in Kafka too (`events.dlq`); the embedded bus
+     * keeps dead letters in the store only. */
+    pl->dlq_topic = strcmp(bus->ops->name, "kafka") == 0;
+    cs_pipeline_dlq_topic(pl->dlq_topic);
     pl->w = cs_calloc((size_t)pl->nw + 1, sizeof *pl->w);
     if (cs_pipeline_reload_rules(pl, err, errlen) != 0) goto fail;
     for (int i = 0; i <= pl->nw; i++) {

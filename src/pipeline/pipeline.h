@@ -184,6 +184,16 @@ int cs_pipeline_apply_lead_ctx(cs_store *st, const cs_config *cfg, int partition
  * leads lane or serve). Rows relayed, or -1 on a store error. */
 #define CS_OUTBOX_DEST_LOG "log"
 int cs_pipeline_relay_derived(cs_store *st, cs_bus *bus, int64_t now_ms, int max);
+/* Dead letters to the `events.dlq` topic (a bus that has it: Kafka): the
+ * events DLQ's rows are also written to the outbox under this destination
+ * (pipeline/dlq.c, in the batch's transaction, when enabled) and relayed
+ * like derived events, at least once. The store's dead_events stay the list
+ * the API and CLI read and redrive from. */
+#define CS_OUTBOX_DEST_DLQ "dlq"
+int cs_pipeline_relay_dlq(cs_store *st, cs_bus *bus, int64_t now_ms, int max);
+/* Whether dead letters also go to the DLQ topic (set by cs_pipeline_start
+ * from the bus: Kafka yes, embedded no). */
+void cs_pipeline_dlq_topic(int on);
 /* Rules evaluation without effects (rules_apply.c): the actions of rules
  * matching an event, no cooldown applied. */
 size_t cs_pipeline_rules_hits(cs_pipeline_rules *r, const void *event, const char *account_id, int64_t ts_us,

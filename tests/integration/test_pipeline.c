@@ -33,6 +33,8 @@
 #include <cmocka.h>
 
 #include "harness.c"
+#include "bus/bus.h"
+#include "core/config.h"
 #include "kafkaserver.c"
 
 /* The bus under test: NULL = embedded; else a Kafka broker's bootstrap. */
@@ -40,16 +42,18 @@ static const char *kafka_boot;
 static tkafka broker;
 static char why_skip[512];
 static int topic_seq;
+static char topic_prefix[64]; /* the last pinit's, on Kafka */
 
 /* th_init with the bus under test in the config (each server its own
  * topics on Kafka). */
 static void pinit(th_server *s, const char *extra)
 {
     char yaml[4096];
+    snprintf(topic_prefix, sizeof topic_prefix, "t%d-%d-", (int)getpid(), ++topic_seq);
     if (kafka_boot)
         snprintf(yaml, sizeof yaml,
-                 "bus: kafka://%s\nkafka:\n  topic_prefix: t%d-%d-\n  timeout_ms: 15000\n  session_timeout_ms: 6000\n%s",
-                 kafka_boot, (int)getpid(), ++topic_seq, extra ? extra : "");
+                 "bus: kafka://%s\nkafka:\n  topic_prefix: %s\n  timeout_ms: 15000\n  session_timeout_ms: 6000\n%s",
+                 kafka_boot, topic_prefix, extra ? extra : "");
     else
         snprintf(yaml, sizeof yaml, "%s", extra ? extra : "");
     th_init(s, yaml);
@@ -146,6 +150,52 @@ static long count_rows(th_server *s, const char *sql)
 
 static int64_t T0;
 
+/* On Kafka: the dead letters in `<prefix>events.dlq` with their DLQ ids,
+ * polled until n are there (the leads lane relays them from the outbox). */
+struct dlq_seen {
+    int  n;
+    char ids[512];
+};
+
+static int on_dlq_rec(const cs_rec *rec, void *arg)
+{
+    struct dlq_seen *d = arg;
+    cJSON *j = cJSON_ParseWithLength(rec->value, rec->value_len);
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(j, "dlq_id"));
+    if (id && cJSON_GetStringValue(cJSON_GetObjectItem(j, "payload"))) {
+        d->n++;
+        snprintf(d->ids + strlen(d->ids), sizeof d->ids - strlen(d->ids), "%s ", id);
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+static void expect_dlq_topic(int n, const char *id_a, const char *id_b)
+{
+    if (!kafka_boot) return;
+    cs_config cfg;
+    cs_config_defaults(&cfg);
+    cfg.partitions = 4;
+    free(cfg.kafka_topic_prefix);
+    cfg.kafka_topic_prefix = cs_strdup(topic_prefix);
+    cfg.kafka_timeout_ms = 15000;
+    char url[200], err[1024];
+    snprintf(url, sizeof url, "kafka://%s", kafka_boot);
+    cs_bus *bus = cs_bus_kafka_open(url, &cfg, err, sizeof err);
+    if (!bus) fail_msg("kafka: %s", err);
+    struct dlq_seen d = {0, ""};
+    for (int i = 0; i < 500 && d.n < n; i++) {
+        d.n = 0, d.ids[0] = 0;
+        for (int p = 0; p < 4; p++) bus->ops->fetch(bus, CS_TOPIC_DLQ, p, 0, 100, on_dlq_rec, &d);
+        if (d.n < n) usleep(20000);
+    }
+    assert_int_equal(d.n, n);
+    assert_non_null(strstr(d.ids, id_a));
+    assert_non_null(strstr(d.ids, id_b));
+    bus->ops->close(bus);
+    cs_config_free(&cfg);
+}
+
 /* ------------------------------------------------------------ poison */
 
 static const char rules_bad[] =
@@ -232,6 +282,12 @@ static void test_poison_isolated_then_redriven_once(void **state)
     post(&s, extra_ev);
     assert_int_equal(th_wait_caught_up(&s, 60000), 0);
     assert_int_equal(count_rows(&s, "SELECT count(*) FROM dead_events WHERE status='dead'"), 2);
+    /* On Kafka the dead letters are in `events.dlq` too, once each. */
+    char id_extra[64];
+    char *ids = dump(&s, "SELECT id FROM dead_events WHERE event_id='p-extra'");
+    snprintf(id_extra, sizeof id_extra, "%.*s", (int)strcspn(ids, "\n"), ids);
+    free(ids);
+    expect_dlq_topic(2, dlq_id, id_extra);
 
     /* Fix the rule, redrive: applied exactly once. */
     write_file(rpath, rules_fixed);
