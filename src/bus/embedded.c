@@ -19,7 +19,8 @@ struct embedded {
     cs_topic       *leads;      /* the leads lane's topic: one partition */
     pthread_mutex_t mu;
     pthread_cond_t  cond;
-    uint64_t        seq;
+    uint64_t        seq;        /* bumped by every produce (atomic) */
+    int             waiters;    /* threads in emb_wait (atomic; under mu to add) */
 };
 
 static cs_topic *find(cs_bus *bus, const char *topic)
@@ -43,36 +44,40 @@ static int emb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
         errno = ENOENT;
         return -1;
     }
-    /* Group the request's records by partition: one batch (one write, one
-     * shared fsync) per partition touched. */
+    /* Group the request's records by partition: one batch per partition
+     * touched, all made durable together (one journal commit, log.h). */
     cs_rec *recs = cs_malloc((n ? n : 1) * sizeof *recs);
     size_t *idx = cs_malloc((n ? n : 1) * sizeof *idx);
-    int rc = 0, err = 0;
     int nparts = cs_bus_topic_partitions(bus, topic);
+    cs_topic_batch *tb = cs_malloc((size_t)nparts * sizeof *tb);
+    size_t nb = 0, k = 0;
     for (size_t i = 0; i < n; i++)
         msgs[i].partition = nparts == 1 ? 0 : cs_bus_partition(bus, msgs[i].key, msgs[i].key_len);
-    for (int p = 0; p < nparts && rc == 0; p++) {
-        size_t k = 0;
+    for (int p = 0; p < nparts; p++) {
+        size_t k0 = k;
         for (size_t i = 0; i < n; i++) {
             if (msgs[i].partition != p) continue;
             recs[k] = (cs_rec){.ts_us = msgs[i].ts_us, .key = msgs[i].key, .key_len = msgs[i].key_len,
                                .value = msgs[i].value, .value_len = msgs[i].value_len};
             idx[k++] = i;
         }
-        if (k == 0) continue;
-        if (cs_topic_append(t, p, recs, k) != 0) {
-            rc = -1;
-            err = errno;
-            break;
-        }
-        for (size_t j = 0; j < k; j++) msgs[idx[j]].offset = recs[j].offset;
+        if (k > k0) tb[nb++] = (cs_topic_batch){.partition = p, .recs = recs + k0, .n = k - k0};
     }
+    int rc = cs_topic_append_multi(t, tb, nb);
+    int err = rc == 0 ? 0 : errno;
+    if (rc == 0)
+        for (size_t j = 0; j < k; j++) msgs[idx[j]].offset = recs[j].offset;
+    free(tb);
     free(recs);
     free(idx);
-    pthread_mutex_lock(&e->mu);
-    e->seq++;
-    pthread_cond_broadcast(&e->cond);
-    pthread_mutex_unlock(&e->mu);
+    /* Wake the consumers only when some wait: a waiter registers under
+     * the mutex before it checks seq, so one of the two sees the other. */
+    __atomic_add_fetch(&e->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->mu);
+    }
     errno = err;
     return rc;
 }
@@ -131,9 +136,11 @@ static uint64_t emb_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
     ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&e->mu);
-    while (e->seq == seen)
+    __atomic_add_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&e->seq, __ATOMIC_SEQ_CST) == seen)
         if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT) break;
-    uint64_t s = e->seq;
+    __atomic_sub_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
+    uint64_t s = __atomic_load_n(&e->seq, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&e->mu);
     return s;
 }
@@ -142,7 +149,7 @@ static void emb_wakeup(cs_bus *bus)
 {
     struct embedded *e = bus->impl;
     pthread_mutex_lock(&e->mu);
-    e->seq++; /* every waiter returns; the caller's stop flag ends its loop */
+    __atomic_add_fetch(&e->seq, 1, __ATOMIC_SEQ_CST); /* every waiter returns; the caller's stop flag ends its loop */
     pthread_cond_broadcast(&e->cond);
     pthread_mutex_unlock(&e->mu);
 }
@@ -231,6 +238,7 @@ cs_bus *cs_bus_embedded_open_cfg(const char *data_dir, const cs_config *cfg, cha
     o.index_interval = (uint32_t)cfg->index_interval_bytes;
     o.retention_ms = cfg->retention_ms;
     o.retention_bytes = cfg->retention_bytes;
+    o.journal_bytes = cfg->journal_bytes;
     return cs_bus_embedded_open_opts(data_dir, &o, err, errlen);
 }
 

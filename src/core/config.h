@@ -59,6 +59,7 @@ typedef struct cs_config {
     int    fsync_policy;        /* parsed from fsync */
     int    fsync_interval_ms;
     long   segment_bytes;       /* log.segment_bytes */
+    long   journal_bytes;       /* log.journal_bytes */
     long   index_interval_bytes;/* log.index_interval_bytes */
     long   retention_ms;        /* log.retention_ms (0 = no age limit) */
     long   retention_bytes;     /* log.retention_bytes (per partition; 0 = no limit) */

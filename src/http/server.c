@@ -270,6 +270,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *reaper(void *arg)
 {
     cs_http *h = arg;
+    pthread_setname_np(pthread_self(), "cs-http-reaper");
     pthread_mutex_lock(&h->mu);
     while (!h->stopping) {
         struct timespec ts;

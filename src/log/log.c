@@ -18,6 +18,7 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "log/journal.h"
 #include "log/partition.h"
 #include "log/segment.h"
 
@@ -34,6 +35,7 @@ struct cs_topic {
     cs_topic_opts      o;
     const cs_io_ops *io;
     cs_part        **parts;
+    cs_journal      *journal;  /* NULL: each partition syncs its own file */
     pthread_mutex_t  gmu;     /* groups */
     struct group   **groups;
     size_t           ngroups, capgroups;
@@ -45,7 +47,7 @@ void cs_topic_opts_default(cs_topic_opts *o)
 {
     *o = (cs_topic_opts){.partitions = 8, .fsync_policy = CS_FSYNC_ALWAYS, .segment_bytes = 64LL << 20,
                        .index_interval = 4096, .retention_ms = 7LL * 86400 * 1000, .retention_bytes = 0,
-                       .preallocate = 1, .io = NULL};
+                       .preallocate = 1, .journal_bytes = 32LL << 20, .io = NULL};
 }
 
 int cs_topic_partitions(const cs_topic *lg) { return lg->o.partitions; }
@@ -381,9 +383,10 @@ cs_topic *cs_topic_open(const char *dir, const cs_topic_opts *o, char *err, size
     snprintf(path, sizeof path, "%s/groups", dir);
     lg->gdir = cs_strdup(path);
     int P = o->partitions, created;
-    if (P < 1 || P > 100000 || o->segment_bytes < 1024 || o->index_interval < 1) {
-        snprintf(err, errlen, "%s: invalid log options (partitions %d, segment_bytes %lld)", dir, P,
-                 (long long)o->segment_bytes);
+    if (P < 1 || P > 100000 || o->segment_bytes < 1024 || o->index_interval < 1 ||
+        (o->journal_bytes != 0 && o->journal_bytes < 4096)) {
+        snprintf(err, errlen, "%s: invalid log options (partitions %d, segment_bytes %lld, journal_bytes %lld: 0 or at least 4096)", dir, P,
+                 (long long)o->segment_bytes, (long long)o->journal_bytes);
         goto fail;
     }
     char *parent = parent_dir(dir);
@@ -444,6 +447,9 @@ cs_topic *cs_topic_open(const char *dir, const cs_topic_opts *o, char *err, size
         lg->parts[i] = cs_part_open(path, i, o, err, errlen);
         if (!lg->parts[i]) goto fail;
     }
+    int journal = o->fsync_policy == CS_FSYNC_ALWAYS && P > 1 && o->journal_bytes > 0;
+    lg->journal = cs_journal_open(dir, lg->io, lg->parts, P, journal, o->journal_bytes, err, errlen);
+    if (!lg->journal && err[0]) goto fail;
     if (open_groups(lg, err, errlen) != 0) goto fail;
     cs_topic_retain(lg, cs_now_us());
     return lg;
@@ -455,6 +461,10 @@ fail:
 void cs_topic_close(cs_topic *lg)
 {
     if (!lg) return;
+    if (lg->journal) {
+        cs_topic_sync(lg); /* the segments hold everything: the journal is redundant */
+        cs_journal_close(lg->journal);
+    }
     for (int i = 0; lg->parts && i < lg->o.partitions; i++) cs_part_close(lg->parts[i]);
     free(lg->parts);
     for (size_t i = 0; i < lg->ngroups; i++) group_free(lg, lg->groups[i]);
@@ -480,12 +490,68 @@ int cs_topic_append(cs_topic *lg, int partition, cs_rec *recs, size_t n)
         errno = EIO;
         return -1;
     }
+    if (lg->journal) {
+        cs_topic_batch b = {.partition = partition, .recs = recs, .n = n};
+        return cs_topic_append_multi(lg, &b, 1);
+    }
     int rc = cs_part_append(p, recs, n);
     int e = errno;
     if (rc == 0) {
         int64_t now = cs_now_us();
         if (cs_part_retention_due(p, now)) cs_part_retain(p, now, min_consumed(lg, partition));
     }
+    errno = e;
+    return rc;
+}
+
+int cs_topic_append_multi(cs_topic *lg, cs_topic_batch *b, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++)
+        if (!PART_OK(lg, b[i].partition)) {
+            errno = EINVAL;
+            return -1;
+        }
+    if (!lg->journal) {
+        for (size_t i = 0; i < nb; i++)
+            if (b[i].n && cs_topic_append(lg, b[i].partition, b[i].recs, b[i].n) != 0) return -1;
+        return 0;
+    }
+    if (__atomic_load_n(&lg->dead, __ATOMIC_ACQUIRE)) {
+        errno = EIO;
+        return -1;
+    }
+    /* Encode outside every lock; the journal seals and writes. */
+    cs_jbatch stack[16];
+    cs_jbatch *jb = nb <= 16 ? stack : cs_malloc(nb * sizeof *jb);
+    size_t k = 0;
+    int rc = 0, e = 0;
+    for (size_t i = 0; i < nb; i++) {
+        if (b[i].n == 0) continue;
+        size_t total = cs_seg_batch_size(b[i].recs, b[i].n);
+        if (total == 0 || b[i].n > UINT32_MAX) {
+            rc = -1, e = EMSGSIZE;
+            break;
+        }
+        jb[k] = (cs_jbatch){.partition = b[i].partition, .b = cs_malloc(total), .total = total, .n = b[i].n};
+        cs_seg_batch_encode(jb[k].b, total, b[i].recs, b[i].n);
+        k++;
+    }
+    if (rc == 0 && k) {
+        rc = cs_journal_append(lg->journal, jb, k);
+        e = errno;
+    }
+    int64_t now = cs_now_us();
+    for (size_t i = 0, x = 0; i < nb && x < k; i++) {
+        if (b[i].n == 0) continue;
+        if (jb[x].written) {
+            for (size_t r = 0; r < b[i].n; r++) b[i].recs[r].offset = jb[x].w.base + (int64_t)r;
+            cs_part *p = lg->parts[b[i].partition];
+            if (cs_part_retention_due(p, now)) cs_part_retain(p, now, min_consumed(lg, b[i].partition));
+        }
+        free(jb[x].b);
+        x++;
+    }
+    if (jb != stack) free(jb);
     errno = e;
     return rc;
 }
@@ -538,6 +604,13 @@ void cs_topic_get_stats(cs_topic *lg, int partition, cs_topic_stats *st)
         st->temp_removed += s.temp_removed, st->segments += s.segments, st->bytes += s.bytes;
         st->segments_deleted += s.segments_deleted, st->lost_events += s.lost_events;
         st->read_errors += s.read_errors;
+        st->journal_replayed += s.journal_replayed;
+    }
+    if (lg->journal && partition < 0) {
+        cs_journal_stats js;
+        cs_journal_get_stats(lg->journal, &js);
+        st->journal_commits = js.commits, st->journal_checkpoints = js.checkpoints;
+        st->journal_fallbacks = js.fallbacks;
     }
 }
 

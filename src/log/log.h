@@ -19,6 +19,8 @@
  * Fsync policies (log.fsync):
  *   always        an append returns after fdatasync of its batch; concurrent
  *                 appenders share one fdatasync (group commit). Loss window 0.
+ *                 With more than one partition the fdatasync is of the
+ *                 topic's journal (log/journal.h), shared by all partitions.
  *   interval:<ms> appends return after write(2); a sync runs when an append
  *                 finds the last one older than <ms> and at close. Loss
  *                 window: <ms> plus the time to the next append.
@@ -49,11 +51,13 @@ typedef struct cs_topic_opts {
     int64_t          retention_ms;        /* 0: no age limit */
     int64_t          retention_bytes;     /* per partition; 0: no limit */
     int              preallocate;         /* reserve segment_bytes at segment creation */
+    int64_t          journal_bytes;       /* fsync always, > 1 partition: the shared commit
+                                           * file's size (two of them; log/journal.h); 0: off */
     const cs_io_ops *io;                  /* NULL: cs_io_real */
 } cs_topic_opts;
 
 /* Defaults: 8 partitions, fsync always, 64 MiB segments, 4 KiB index
- * interval, 7 days, no byte limit, preallocate. */
+ * interval, 7 days, no byte limit, preallocate, 32 MiB journal files. */
 void cs_topic_opts_default(cs_topic_opts *o);
 
 /* Open (creating when absent) the topic in dir and recover it. NULL with a
@@ -69,6 +73,18 @@ int cs_topic_partitions(const cs_topic *lg);
  * partition is dead after a fatal error), other write errors. Nothing of a
  * failed batch is kept or acknowledged. */
 int cs_topic_append(cs_topic *lg, int partition, cs_rec *recs, size_t n);
+
+/* One partition's part of a multi-partition append. */
+typedef struct cs_topic_batch {
+    int     partition;
+    cs_rec *recs;
+    size_t  n;
+} cs_topic_batch;
+/* Append to several partitions at once (distinct partitions, each as one
+ * batch) and return when all are durable: with the journal, one commit for
+ * all of them. 0, or -1 with errno of the first failure (earlier batches
+ * are durable and their offsets set; later ones are not written). */
+int cs_topic_append_multi(cs_topic *lg, cs_topic_batch *b, size_t nb);
 
 /* Read records with offset >= from (from the log start if lower), at most
  * max. Returns how many were delivered, or -1 on an I/O error or a damaged
@@ -109,6 +125,10 @@ typedef struct cs_topic_stats {
     int64_t segments_deleted;   /* by retention */
     int64_t lost_events;        /* deleted before a registered group consumed them */
     int64_t read_errors;        /* damaged batches found by readers */
+    int64_t journal_replayed;   /* records restored from the journal at open */
+    int64_t journal_commits;    /* journal fdatasyncs (topic-wide; 0 without a journal) */
+    int64_t journal_checkpoints;/* full journal files whose partitions were synced */
+    int64_t journal_fallbacks;  /* writes made durable by partition syncs instead */
 } cs_topic_stats;
 
 /* Sum over partitions (partition -1) or one partition. */

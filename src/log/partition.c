@@ -549,6 +549,10 @@ int cs_part_sync(cs_part *p)
         errno = EIO;
         return -1;
     }
+    if (p->snext == p->wnext && p->dnext == p->wnext) {
+        pthread_mutex_unlock(&p->mu); /* nothing written since the last sync */
+        return 0;
+    }
     int64_t pos = p->wpos, next = p->wnext, t = p->wtime;
     int fd = active(p)->fd;
     p->syncing = 1;
@@ -570,6 +574,66 @@ int cs_part_sync(cs_part *p)
     return rc == 0 ? 0 : -1;
 }
 
+/* Write one encoded batch at the end of the active segment (rolling first
+ * when it would not fit). Locked. When reseal, the header's base, time and
+ * durable claim are set here; otherwise (journal replay) the batch must
+ * already start at wnext. Fills *w; the batch is written, not yet durable
+ * nor visible. 0, or -1 with errno (nothing of the batch kept). */
+static int write_locked(cs_part *p, uint8_t *b, size_t total, size_t n, int reseal, int64_t now, cs_part_wr *w)
+{
+    for (;;) {
+        if (p->dead) {
+            errno = EIO;
+            return -1;
+        }
+        if (!(p->wpos > 0 && p->wpos + (int64_t)total > p->o.segment_bytes)) break;
+        if (p->syncing) {
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        if (roll(p) != 0) return -1;
+    }
+    struct seg *s = active(p);
+    if (!p->prealloc_ok) {
+        if (prealloc(p, s) != 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        p->prealloc_ok = 1;
+    }
+    int64_t base = p->wnext, at = p->wpos;
+    int64_t t;
+    if (reseal) {
+        t = now > p->wtime ? now : p->wtime;
+        cs_seg_batch_seal(b, base, t, p->snext);
+    } else {
+        t = cs_seg_batch_time(b);
+        if (cs_seg_batch_base(b) != base || t < p->wtime) {
+            errno = EILSEQ;
+            return -1;
+        }
+    }
+    if (cs_io_write_all(p->io, s->fd, b, total, at) != 0) {
+        int e = errno;
+        /* Nothing of the batch may stay: cut back to where it started. */
+        if (p->io->ftruncate(s->fd, at) != 0) {
+            char spath[4200];
+            seg_path(p, s->base, "seg", spath, sizeof spath);
+            cs_io_fatal("cutting a failed write", spath, errno);
+            die(p);
+        }
+        errno = e;
+        return -1;
+    }
+    p->wpos = at + (int64_t)total;
+    p->wnext = base + (int64_t)n;
+    p->wtime = t;
+    if (s->ix.n == 0) s->first_time = t;
+    cs_segix_add(&s->ix, base, at, t, p->o.index_interval);
+    *w = (cs_part_wr){.base = base, .pos = p->wpos, .next = p->wnext, .time = t};
+    return 0;
+}
+
 int cs_part_append(cs_part *p, cs_rec *recs, size_t n)
 {
     if (n == 0) return 0;
@@ -584,49 +648,12 @@ int cs_part_append(cs_part *p, cs_rec *recs, size_t n)
 
     pthread_mutex_lock(&p->mu);
     int e = 0;
-    for (;;) {
-        if (p->dead) {
-            e = EIO;
-            goto out;
-        }
-        if (!(p->wpos > 0 && p->wpos + (int64_t)total > p->o.segment_bytes)) break;
-        if (p->syncing) {
-            pthread_cond_wait(&p->cv, &p->mu);
-            continue;
-        }
-        if (roll(p) != 0) {
-            e = errno;
-            goto out;
-        }
-    }
-    struct seg *s = active(p);
-    if (!p->prealloc_ok) {
-        if (prealloc(p, s) != 0) {
-            e = ENOSPC;
-            goto out;
-        }
-        p->prealloc_ok = 1;
-    }
-    int64_t base = p->wnext, at = p->wpos;
-    int64_t t = now > p->wtime ? now : p->wtime;
-    cs_seg_batch_seal(b, base, t, p->snext);
-    if (cs_io_write_all(p->io, s->fd, b, total, at) != 0) {
+    cs_part_wr w;
+    if (write_locked(p, b, total, n, 1, now, &w) != 0) {
         e = errno;
-        /* Nothing of the batch may stay: cut back to where it started. */
-        if (p->io->ftruncate(s->fd, at) != 0) {
-            char spath[4200];
-            seg_path(p, s->base, "seg", spath, sizeof spath);
-            cs_io_fatal("cutting a failed write", spath, errno);
-            die(p);
-        }
         goto out;
     }
-    p->wpos = at + (int64_t)total;
-    p->wnext = base + (int64_t)n;
-    p->wtime = t;
-    if (s->ix.n == 0) s->first_time = t;
-    cs_segix_add(&s->ix, base, at, t, p->o.index_interval);
-    int64_t mine = p->wnext;
+    int64_t base = w.base, mine = w.next;
 
     if (p->o.fsync_policy == CS_FSYNC_ALWAYS) {
         while (p->dnext < mine && !p->dead) {
@@ -668,6 +695,55 @@ out:
     free(b);
     errno = e;
     return -1;
+}
+
+int cs_part_write(cs_part *p, uint8_t *b, size_t total, size_t n, int64_t now, cs_part_wr *w)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = write_locked(p, b, total, n, 1, now, w);
+    int e = errno;
+    pthread_mutex_unlock(&p->mu);
+    errno = e;
+    return rc;
+}
+
+void cs_part_publish(cs_part *p, const cs_part_wr *w)
+{
+    pthread_mutex_lock(&p->mu);
+    /* A roll or a partition sync since the write already covered it. */
+    if (w->next > p->dnext && !p->dead) {
+        p->dpos = w->pos, p->dnext = w->next, p->dtime = w->time;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+int cs_part_replay(cs_part *p, uint8_t *b, size_t len, char *err, size_t errlen)
+{
+    int64_t base = cs_seg_batch_base(b), n = cs_seg_batch_count(b);
+    pthread_mutex_lock(&p->mu);
+    int rc = 0;
+    if (base + n <= p->wnext) goto out; /* the segment has it */
+    if (base != p->wnext) {
+        snprintf(err, errlen,
+                 "%s: the journal holds offsets %lld..%lld but the partition ends at %lld: offsets %lld..%lld were "
+                 "acknowledged and are in neither",
+                 p->dir, (long long)base, (long long)(base + n - 1), (long long)p->wnext, (long long)p->wnext,
+                 (long long)base - 1);
+        rc = -1;
+        goto out;
+    }
+    cs_part_wr w;
+    if (write_locked(p, b, len, (size_t)n, 0, 0, &w) != 0) {
+        snprintf(err, errlen, "%s: replaying the journal at offset %lld: %s", p->dir, (long long)base,
+                 strerror(errno));
+        rc = -1;
+        goto out;
+    }
+    p->st.journal_replayed += n;
+out:
+    pthread_mutex_unlock(&p->mu);
+    return rc;
 }
 
 /* -------------------------------------------------------------- reads */

@@ -657,6 +657,7 @@ int cs_out_step(cs_out *o, int wait_ms)
 static void *loop(void *arg)
 {
     cs_out *o = arg;
+    pthread_setname_np(pthread_self(), "cs-dispatch");
     while (!atomic_load(&o->stopping)) cs_out_step(o, o->poll_ms);
     return NULL;
 }

@@ -76,6 +76,8 @@ struct cs_pipeline {
     int64_t          lane_next; /* the leads lane's next offset */
     uint64_t         applied;
     int              paused;    /* maintenance: apply nothing until resumed */
+    pthread_mutex_t  pause_mu;  /* paused workers sleep on pause_cv, not on the bus */
+    pthread_cond_t   pause_cv;
     cs_sig_engine  **sig;       /* one signals engine per partition */
     cs_cooldown    **cooldown;  /* alert cooldowns, one table per partition */
     cs_abuse        *abuse;     /* signup velocity: the lane's */
@@ -872,6 +874,13 @@ int cs_pipeline_replay(cs_pipeline *pl, const cs_replay_req *req, cs_replay_resu
     return rc;
 }
 
+static void wake_paused(cs_pipeline *pl)
+{
+    pthread_mutex_lock(&pl->pause_mu);
+    pthread_cond_broadcast(&pl->pause_cv);
+    pthread_mutex_unlock(&pl->pause_mu);
+}
+
 static void *worker(void *arg)
 {
     cs_worker *w = arg;
@@ -879,9 +888,14 @@ static void *worker(void *arg)
     uint64_t seen = 0;
     int backoff_ms = 10;
     if (pl->dry) cs_metrics_mute_thread(1); /* a dry run shows in no metric */
+    pthread_setname_np(pthread_self(), w->lane ? "cs-leads-lane" : "cs-pipeline");
     while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE)) {
-            seen = pl->bus->ops->wait(pl->bus, seen, 200);
+            /* Not on the bus: appends would wake it for nothing. */
+            pthread_mutex_lock(&pl->pause_mu);
+            if (__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE) && !__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE))
+                pthread_cond_wait(&pl->pause_cv, &pl->pause_mu);
+            pthread_mutex_unlock(&pl->pause_mu);
             continue;
         }
         pthread_rwlock_rdlock(&pl->batch_lock);
@@ -975,6 +989,8 @@ static void free_engines(cs_pipeline *pl)
     cs_cooldown_free(pl->abuse_cd);
     cs_ruleset_unref(pl->rules);
     pthread_mutex_destroy(&pl->rules_mu);
+    pthread_mutex_destroy(&pl->pause_mu);
+    pthread_cond_destroy(&pl->pause_cv);
     pthread_rwlock_destroy(&pl->batch_lock);
 }
 
@@ -1093,6 +1109,8 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
     pl->cooldown = cs_calloc((size_t)bus->partitions, sizeof *pl->cooldown);
     for (int p = 0; p < bus->partitions; p++) pl->cooldown[p] = cs_cooldown_new(65536);
     pthread_mutex_init(&pl->rules_mu, NULL);
+    pthread_mutex_init(&pl->pause_mu, NULL);
+    pthread_cond_init(&pl->pause_cv, NULL);
     pthread_rwlock_init(&pl->batch_lock, NULL);
     pl->nw = cs_pipeline_workers(cfg, bus->partitions);
     pl->owned = cs_calloc((size_t)bus->partitions, sizeof *pl->owned);
@@ -1159,6 +1177,7 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
         if (pthread_create(&pl->w[i].thread, NULL, worker, &pl->w[i]) != 0) {
             snprintf(err, errlen, "cannot start a pipeline thread");
             __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+            wake_paused(pl);
             bus->ops->wakeup(bus);
             for (int k = 0; k < i; k++) pthread_join(pl->w[k].thread, NULL);
             goto fail;
@@ -1172,6 +1191,7 @@ static cs_pipeline *start(cs_bus *bus, cs_store *st, const cs_config *cfg, const
             bus->ops->join(bus, CS_CONSUMER_PIPELINE "-leads", CS_TOPIC_LEADS, on_lane_change, pl) != 0) {
             snprintf(err, errlen, "cannot join the pipeline's consumer group: %s", strerror(errno));
             __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+            wake_paused(pl);
             bus->ops->wakeup(bus);
             for (int i = 0; i <= pl->nw; i++) pthread_join(pl->w[i].thread, NULL);
             if (bus->ops->leave) {
@@ -1251,6 +1271,7 @@ void cs_pipeline_stop(cs_pipeline *pl)
         pl->bus->ops->leave(pl->bus, CS_CONSUMER_PIPELINE "-leads");
     }
     __atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+    wake_paused(pl);
     pl->bus->ops->wakeup(pl->bus);
     for (int i = 0; i <= pl->nw; i++)
         if (pl->w[i].started) pthread_join(pl->w[i].thread, NULL);
@@ -1281,6 +1302,7 @@ int64_t cs_pipeline_lag(cs_pipeline *pl)
 void cs_pipeline_pause(cs_pipeline *pl, int paused)
 {
     __atomic_store_n(&pl->paused, paused, __ATOMIC_RELEASE);
+    wake_paused(pl);
     cs_info("pipeline", paused ? "paused" : "resumed", NULL);
 }
 

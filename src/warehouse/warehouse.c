@@ -177,6 +177,7 @@ static void *worker(void *arg)
     struct dest_thread *t = arg;
     cs_warehouse *wh = t->wh;
     wh_dest *d = t->d;
+    pthread_setname_np(pthread_self(), "cs-warehouse");
     int P = wh->partitions, backoff_ms = 10, failing = 0;
     int64_t *next = cs_calloc((size_t)P, sizeof *next);
     uint64_t seen = 0;

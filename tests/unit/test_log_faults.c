@@ -13,6 +13,7 @@
  * value derived from both, so a checker can tell a correct record from a
  * damaged or misplaced one without keeping copies.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -239,6 +240,298 @@ static void test_t2_power_loss_every_op(void **state)
            "\"fatal_paths\":%d,\"seconds\":%.2f}\n",
            nops, trials, opened, damaged_ops, acked_total, lost, group_bad, (long long)truncated, fatal_calls,
            (double)(cs_mono_us() - t0) / 1e6);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------ the journal */
+
+#define J_PARTS 3
+
+/* One request's worth: a batch of k records for every partition, in one
+ * multi-partition append. */
+static int append_multi_k(cs_topic *t, int parts, int64_t *next, int k)
+{
+    char vals[J_PARTS * 8][200];
+    cs_rec recs[J_PARTS][8];
+    cs_topic_batch b[J_PARTS];
+    for (int p = 0; p < parts; p++) {
+        for (int i = 0; i < k; i++) {
+            memset(&recs[p][i], 0, sizeof recs[p][i]);
+            recs[p][i].key = "k";
+            recs[p][i].key_len = 1;
+            recs[p][i].value = vals[p * 8 + i];
+            recs[p][i].value_len = gen_value(p, next[p] + i, vals[p * 8 + i]);
+            recs[p][i].ts_us = next[p] + i;
+        }
+        b[p] = (cs_topic_batch){.partition = p, .recs = recs[p], .n = (size_t)k};
+    }
+    if (cs_topic_append_multi(t, b, (size_t)parts) != 0) return -1;
+    for (int p = 0; p < parts; p++) {
+        if (recs[p][0].offset != next[p])
+            fail_msg("partition %d: offset %lld, expected %lld", p, (long long)recs[p][0].offset, (long long)next[p]);
+        next[p] += k;
+    }
+    return 0;
+}
+
+/* A request that spreads over 8 partitions costs one fdatasync with the
+ * journal (the journal's), eight without it. */
+static void test_journal_one_commit_per_request(void **state)
+{
+    (void)state;
+    char dir[128], trash[128];
+    snprintf(trash, sizeof trash, "%s/trash", g_root);
+    for (int journal = 1; journal >= 0; journal--) {
+        snprintf(dir, sizeof dir, "%s/j%d", g_root, journal);
+        cs_iof_reset(trash);
+        cs_topic_opts o = small_opts(8, cs_iof_ops());
+        o.segment_bytes = 1 << 20;
+        o.journal_bytes = journal ? 1 << 20 : 0;
+        char err[512];
+        cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+        assert_non_null(t);
+        char vals[8][64];
+        cs_rec recs[8];
+        cs_topic_batch b[8];
+        for (int round = 0; round < 10; round++) {
+            for (int p = 0; p < 8; p++) {
+                memset(&recs[p], 0, sizeof recs[p]);
+                recs[p].value = vals[p];
+                recs[p].value_len = (size_t)snprintf(vals[p], sizeof vals[p], "r%d-p%d", round, p);
+                b[p] = (cs_topic_batch){.partition = p, .recs = &recs[p], .n = 1};
+            }
+            long s0 = cs_iof_count(CS_IOF_SYNC);
+            assert_int_equal(cs_topic_append_multi(t, b, 8), 0);
+            long syncs = cs_iof_count(CS_IOF_SYNC) - s0;
+            assert_int_equal(syncs, journal ? 1 : 8);
+            for (int p = 0; p < 8; p++) {
+                assert_int_equal(recs[p].offset, round);
+                assert_int_equal(cs_topic_end(t, p), round + 1); /* visible once durable */
+            }
+        }
+        cs_topic_stats st;
+        cs_topic_get_stats(t, -1, &st);
+        assert_int_equal(st.journal_commits, journal ? 10 : 0);
+        cs_topic_close(t);
+        cs_iof_power_loss(CS_IOF_LOSE_KEEP, 0);
+    }
+}
+
+/* What the journal acknowledged survives a power loss that drops every
+ * unsynced write (the segments' included): it is replayed at open. The
+ * replay also happens when the journal is then off (fsync never), and the
+ * journal files are removed after it. */
+static void test_journal_replay(void **state)
+{
+    (void)state;
+    char dir[128], trash[128], path[200];
+    snprintf(dir, sizeof dir, "%s/t", g_root);
+    snprintf(trash, sizeof trash, "%s/trash", g_root);
+    int64_t next[J_PARTS] = {0};
+    for (int off = 0; off < 2; off++) {
+        cs_iof_reset(trash);
+        cs_topic_opts o = small_opts(J_PARTS, cs_iof_ops());
+        o.segment_bytes = 1 << 20;
+        char err[512];
+        cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+        assert_non_null(t);
+        for (int r = 0; r < 20; r++) assert_int_equal(append_multi_k(t, J_PARTS, next, r % 5 + 1), 0);
+        /* The machine stops: no close, nothing synced after this. */
+        cs_iof_crash_at(CS_IOF_ALL, 1);
+        cs_topic_close(t);
+        long damaged = cs_iof_power_loss(CS_IOF_LOSE_DROP, 1);
+        if (damaged <= 0) fail_msg("round %d: nothing unsynced to drop (%ld)", off, damaged);
+        cs_topic_opts ro = small_opts(J_PARTS, NULL);
+        ro.segment_bytes = 1 << 20;
+        if (off) ro.fsync_policy = CS_FSYNC_NEVER;
+        t = cs_topic_open(dir, &ro, err, sizeof err);
+        if (!t) fail_msg("reopen: %s", err);
+        assert_int_equal(verify(t, J_PARTS, next), 0);
+        cs_topic_stats st;
+        cs_topic_get_stats(t, -1, &st);
+        assert_true(st.journal_replayed > 0);
+        for (int p = 0; p < J_PARTS; p++) assert_int_equal(cs_topic_end(t, p), next[p]);
+        snprintf(path, sizeof path, "%s/journal-0", dir);
+        assert_int_equal(access(path, F_OK) == 0, !off);
+        cs_topic_close(t);
+    }
+}
+
+/* Concurrent multi-partition appenders through a journal small enough to
+ * switch files and checkpoint while others append: every record is there
+ * once, offsets are dense, and the commits were shared. */
+#define JC_THREADS 4
+#define JC_ROUNDS 150
+#define JC_PARTS 4
+struct jc_arg {
+    cs_topic *t;
+    int       id;
+    int       failed;
+};
+
+static void *jc_main(void *arg)
+{
+    struct jc_arg *a = arg;
+    for (int r = 0; r < JC_ROUNDS; r++) {
+        char vals[JC_PARTS][2][48];
+        cs_rec recs[JC_PARTS][2];
+        cs_topic_batch b[JC_PARTS];
+        for (int p = 0; p < JC_PARTS; p++) {
+            for (int i = 0; i < 2; i++) {
+                memset(&recs[p][i], 0, sizeof recs[p][i]);
+                recs[p][i].value = vals[p][i];
+                recs[p][i].value_len = (size_t)snprintf(vals[p][i], sizeof vals[p][i], "t%d-r%d-p%d-i%d", a->id, r, p, i);
+            }
+            b[p] = (cs_topic_batch){.partition = p, .recs = recs[p], .n = 2};
+        }
+        if (cs_topic_append_multi(a->t, b, JC_PARTS) != 0) a->failed++;
+        for (int p = 0; p < JC_PARTS; p++)
+            if (recs[p][1].offset != recs[p][0].offset + 1 || cs_topic_end(a->t, p) <= recs[p][1].offset) a->failed++;
+    }
+    return NULL;
+}
+
+struct jc_seen {
+    int     part;
+    int64_t n;
+    int     bad;
+    uint8_t got[JC_THREADS][JC_ROUNDS][2];
+};
+
+static int jc_cb(const cs_rec *r, void *arg)
+{
+    struct jc_seen *x = arg;
+    int id, round, p, i;
+    char v[64];
+    size_t len = r->value_len < sizeof v - 1 ? r->value_len : sizeof v - 1;
+    memcpy(v, r->value, len);
+    v[len] = 0;
+    if (sscanf(v, "t%d-r%d-p%d-i%d", &id, &round, &p, &i) != 4 || p != x->part || r->offset != x->n || id < 0 ||
+        id >= JC_THREADS || round < 0 || round >= JC_ROUNDS || i < 0 || i > 1 || x->got[id][round][i])
+        x->bad++;
+    else
+        x->got[id][round][i] = 1;
+    x->n++;
+    return 0;
+}
+
+static void test_journal_concurrent(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/c", g_root);
+    cs_topic_opts o = small_opts(JC_PARTS, NULL);
+    o.segment_bytes = 16384;
+    o.journal_bytes = 8192;
+    char err[512];
+    cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+    assert_non_null(t);
+    pthread_t th[JC_THREADS];
+    struct jc_arg a[JC_THREADS];
+    for (int i = 0; i < JC_THREADS; i++) {
+        a[i] = (struct jc_arg){.t = t, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, jc_main, &a[i]), 0);
+    }
+    for (int i = 0; i < JC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].failed, 0);
+    }
+    cs_topic_stats st;
+    cs_topic_get_stats(t, -1, &st);
+    assert_true(st.journal_checkpoints > 0);
+    assert_true(st.journal_commits > 0 && st.journal_commits <= JC_THREADS * JC_ROUNDS);
+    for (int reopen = 0; reopen < 2; reopen++) {
+        for (int p = 0; p < JC_PARTS; p++) {
+            static struct jc_seen x;
+            memset(&x, 0, sizeof x);
+            x.part = p;
+            assert_int_equal(cs_topic_end(t, p), JC_THREADS * JC_ROUNDS * 2);
+            assert_int_equal(cs_topic_read(t, p, 0, JC_THREADS * JC_ROUNDS * 2, jc_cb, &x), JC_THREADS * JC_ROUNDS * 2);
+            assert_int_equal(x.bad, 0);
+        }
+        cs_topic_close(t);
+        t = reopen ? NULL : cs_topic_open(dir, &o, err, sizeof err);
+        if (!reopen) assert_non_null(t);
+    }
+    printf("{\"test\":\"journal-concurrent\",\"appends\":%d,\"journal_commits\":%lld,\"checkpoints\":%lld}\n",
+           JC_THREADS * JC_ROUNDS, (long long)st.journal_commits, (long long)st.journal_checkpoints);
+}
+
+/* T2 for the journal: a power loss at every I/O operation of a workload of
+ * multi-partition appends through a journal small enough to switch files
+ * and checkpoint many times; every acknowledged record survives. */
+static void jworkload(const char *dir, const cs_io_ops *io, int64_t *acked)
+{
+    memset(acked, 0, J_PARTS * sizeof *acked);
+    cs_topic_opts o = small_opts(J_PARTS, io);
+    o.journal_bytes = 4096;
+    char err[512];
+    cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+    if (!t) return;
+    for (int b = 0; b < 16; b++) {
+        int64_t next[J_PARTS];
+        memcpy(next, acked, sizeof next);
+        if (append_multi_k(t, J_PARTS, next, b % 4 + 1) == 0) memcpy(acked, next, sizeof next);
+        else break;
+    }
+    cs_topic_close(t);
+}
+
+static void test_t2_journal_power_loss(void **state)
+{
+    (void)state;
+    char dir[128], trash[128];
+    snprintf(dir, sizeof dir, "%s/t", g_root);
+    snprintf(trash, sizeof trash, "%s/trash", g_root);
+    cs_iof_reset(trash);
+    int64_t acked[J_PARTS];
+    jworkload(dir, cs_iof_ops(), acked);
+    long nops = cs_iof_count(CS_IOF_MUTATING);
+    assert_true(acked[0] == 40 && nops > 50);
+    cs_iof_power_loss(CS_IOF_LOSE_KEEP, 0);
+    /* The workload did switch journal files and checkpoint. */
+    {
+        cs_topic_opts o = small_opts(J_PARTS, NULL);
+        o.journal_bytes = 4096;
+        char err[512];
+        cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+        assert_non_null(t);
+        assert_int_equal(verify(t, J_PARTS, acked), 0);
+        cs_topic_close(t);
+    }
+    sh("rm -rf %s", dir);
+    static const enum cs_iof_loss modes[] = {CS_IOF_LOSE_DROP, CS_IOF_LOSE_GARBLE, CS_IOF_LOSE_RANDOM};
+    long trials = 0, replayed = 0, acked_total = 0;
+    for (long n = 1; n <= nops; n++) {
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            cs_iof_reset(trash);
+            cs_iof_crash_at(CS_IOF_MUTATING, n);
+            jworkload(dir, cs_iof_ops(), acked);
+            cs_iof_power_loss(modes[m], (uint64_t)(n * 13 + (long)m));
+            trials++;
+            cs_topic_opts o = small_opts(J_PARTS, NULL);
+            o.journal_bytes = 4096;
+            char err[512] = "";
+            cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+            if (!t) fail_msg("crash at op %ld (mode %d): reopen failed: %s", n, (int)modes[m], err);
+            int64_t l = verify(t, J_PARTS, acked);
+            if (l) fail_msg("crash at op %ld (mode %d): %lld acknowledged records lost", n, (int)modes[m], (long long)l);
+            cs_topic_stats st;
+            cs_topic_get_stats(t, -1, &st);
+            replayed += st.journal_replayed;
+            for (int p = 0; p < J_PARTS; p++) acked_total += acked[p];
+            /* Usable after recovery, through the journal again. */
+            int64_t next[J_PARTS];
+            for (int p = 0; p < J_PARTS; p++) next[p] = cs_topic_end(t, p);
+            assert_int_equal(append_multi_k(t, J_PARTS, next, 2), 0);
+            cs_topic_close(t);
+            sh("rm -rf %s", dir);
+        }
+    }
+    assert_true(replayed > 0);
+    printf("{\"test\":\"T2-journal\",\"io_ops\":%ld,\"trials\":%ld,\"acked_records_checked\":%ld,\"lost\":0,"
+           "\"records_replayed_from_journal\":%ld}\n",
+           nops, trials, acked_total, replayed);
     fflush(stdout);
 }
 
@@ -845,6 +1138,10 @@ int main(void)
     cs_log_set_level(getenv("CS_TEST_VERBOSE") ? CS_LOG_DEBUG : (enum cs_log_level)(CS_LOG_ERROR + 1));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_t2_power_loss_every_op, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_journal_one_commit_per_request, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_journal_replay, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_journal_concurrent, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_t2_journal_power_loss, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t3_truncate_every_byte, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t4_bit_flips, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t5_missing_files, fx_setup, fx_teardown),
