@@ -83,6 +83,7 @@ typedef struct cs_config {
     long   pipeline_workers;    /* pipeline.workers (0: 1 on SQLite, one per core on PostgreSQL) */
     long   pipeline_snapshot_every; /* pipeline.snapshot_every_events (0: never) */
     long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
+    long   pipeline_linger_ms;    /* pipeline.linger_ms */
     long   pipeline_poison_attempts; /* pipeline.poison_attempts */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
     char  *rules_path;          /* rules: the rules file */

@@ -15,6 +15,8 @@
  *   <topic>/pNNNNN/<base>.idx      the segment's index, written when the
  *                                  segment is sealed (rebuildable)
  *   <topic>/groups/<group>.off     a consumer group's committed offsets
+ *   <topic>/journal-0, journal-1   the shared commit file (format and recovery
+ *                                  in log/journal.h)
  *   *.tmp                          a file being written; removed at open
  *
  *   The last segment of a partition (highest base) is the ACTIVE one: the

@@ -881,6 +881,20 @@ static void wake_paused(cs_pipeline *pl)
     pthread_mutex_unlock(&pl->pause_mu);
 }
 
+/* Wait ms, or less when paused or stopped. */
+static void linger(cs_pipeline *pl, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&pl->pause_mu);
+    while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE) && !__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE))
+        if (pthread_cond_timedwait(&pl->pause_cv, &pl->pause_mu, &ts) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&pl->pause_mu);
+}
+
 static void *worker(void *arg)
 {
     cs_worker *w = arg;
@@ -903,6 +917,12 @@ static void *worker(void *arg)
         pthread_rwlock_unlock(&pl->batch_lock);
         if (n > 0) {
             backoff_ms = 10;
+            /* Caught up (the batch was not full): an account worker lets
+             * events gather for pipeline.linger_ms before its next batch,
+             * so a trickle costs one transaction per linger, not per event.
+             * The leads lane never waits (routing latency). */
+            if (!w->lane && !pl->dry && pl->cfg->pipeline_linger_ms > 0 && n < pl->cfg->pipeline_batch_max)
+                linger(pl, pl->cfg->pipeline_linger_ms);
             continue;
         }
         if (n == 0 && pl->dry) { /* dry run: done at its end offsets, else waiting on the other topic */

@@ -391,6 +391,44 @@ static void test_batch_bounded_by_time(void **state)
     th_cleanup(&s);
 }
 
+/* pipeline.linger_ms: events that arrive one by one share transactions.
+ * 40 single-event requests, each acknowledged before the next is sent:
+ * with a 300 ms linger the account worker commits at most once per 300 ms
+ * of the sending time (+2 for the edges), not once per event; the leads
+ * lane's own periodic work (SLA sweep 1/s, outbox relay 4/s) is allowed
+ * for on top. Every event is applied. */
+static void test_linger_shares_transactions(void **state)
+{
+    (void)state;
+    th_server s;
+    skip_without_bus();
+    pinit(&s, "pipeline:\n  workers: 1\n  linger_ms: 300\n");
+    assert_int_equal(th_start(&s), 0);
+    owns_all(&s);
+    assert_int_equal(th_wait_caught_up(&s, 60000), 0);
+    long tx0 = metric(&s, "crmstream_store_transaction_seconds_count");
+    long ap0 = metric(&s, "crmstream_pipeline_events_total{result=\"applied\"}");
+    int64_t t0 = cs_mono_us();
+    for (int i = 0; i < 40; i++) {
+        char body[512], ts[40];
+        cs_fmt_time_ms(T0 + (int64_t)i * 1000, ts, sizeof ts);
+        snprintf(body, sizeof body,
+                 "{\"event_id\":\"l-%d\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_l%d\",\"user_id\":\"u1\","
+                 "\"timestamp\":\"%s\",\"properties\":{\"feature\":\"export\"}}",
+                 i, i % 3, ts);
+        post(&s, body);
+    }
+    assert_int_equal(th_wait_caught_up(&s, 60000), 0);
+    double ms = (double)(cs_mono_us() - t0) / 1000.0;
+    assert_int_equal(metric(&s, "crmstream_pipeline_events_total{result=\"applied\"}") - ap0, 40);
+    long tx = metric(&s, "crmstream_store_transaction_seconds_count") - tx0;
+    long bound = (long)(ms / 300.0) + 2 + (long)(ms / 250.0) + 2;
+    printf("# 40 single events over %.0f ms: %ld transactions (bound %ld)\n", ms, tx, bound);
+    assert_true(tx <= bound && tx < 40);
+    th_stop(&s, SIGTERM);
+    th_cleanup(&s);
+}
+
 /* ------------------------------------------------------- worker count */
 
 /* Every table, every column but insertion order (seq) and wall-clock
@@ -644,6 +682,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_poison_isolated_then_redriven_once),
         cmocka_unit_test(test_batch_bounded_by_time),
+        cmocka_unit_test(test_linger_shares_transactions),
         cmocka_unit_test(test_one_and_two_workers_give_identical_tables),
         cmocka_unit_test(test_t11_kill_points),
         cmocka_unit_test(test_replay_rebuild_offline),
