@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -903,6 +904,12 @@ static void *worker(void *arg)
     int backoff_ms = 10;
     if (pl->dry) cs_metrics_mute_thread(1); /* a dry run shows in no metric */
     pthread_setname_np(pthread_self(), w->lane ? "cs-leads-lane" : "cs-pipeline");
+    /* Account workers yield the CPU to ingest (acknowledgements) and to the
+     * leads lane (routing): pipeline.nice. Raising one's own nice value
+     * needs no privilege; a failure is logged, never fatal. */
+    if (!w->lane && !pl->dry && pl->cfg->pipeline_nice > 0 &&
+        setpriority(PRIO_PROCESS, (id_t)gettid(), (int)pl->cfg->pipeline_nice) != 0)
+        cs_warn("pipeline", "cannot lower the worker's priority (pipeline.nice)", "\"error\":\"%s\"", strerror(errno));
     while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE)) {
             /* Not on the bus: appends would wake it for nothing. */

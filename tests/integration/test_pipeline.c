@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +430,54 @@ static void test_linger_shares_transactions(void **state)
     th_cleanup(&s);
 }
 
+/* pipeline.nice: the account workers' threads run at that nice value, the
+ * leads lane and the HTTP threads at the process's. */
+static void test_nice_applies_to_account_workers(void **state)
+{
+    (void)state;
+    th_server s;
+    skip_without_bus();
+    pinit(&s, "pipeline:\n  workers: 2\n  nice: 7\n");
+    assert_int_equal(th_start(&s), 0);
+    owns_all(&s);
+    char path[128];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)s.pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int workers = 0, lanes = 0, others = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char f[600], comm[64] = "", stat[1024] = "";
+        snprintf(f, sizeof f, "%s/%s/comm", path, de->d_name);
+        FILE *fp = fopen(f, "r");
+        if (!fp) continue;
+        if (!fgets(comm, sizeof comm, fp)) comm[0] = 0;
+        fclose(fp);
+        comm[strcspn(comm, "\n")] = 0;
+        snprintf(f, sizeof f, "%s/%s/stat", path, de->d_name);
+        fp = fopen(f, "r");
+        if (!fp) continue;
+        if (!fgets(stat, sizeof stat, fp)) stat[0] = 0;
+        fclose(fp);
+        /* Field 19 is nice; fields after the ") " that ends comm. */
+        char *p = strrchr(stat, ')');
+        assert_non_null(p);
+        int nice = 99, field = 2;
+        for (char *tok = strtok(p + 2, " "); tok; tok = strtok(NULL, " "))
+            if (++field == 19) nice = atoi(tok);
+        if (strcmp(comm, "cs-pipeline") == 0) workers++, assert_int_equal(nice, 7);
+        else if (strcmp(comm, "cs-leads-lane") == 0) lanes++, assert_int_equal(nice, 0);
+        else others++, assert_int_equal(nice, 0);
+    }
+    closedir(d);
+    assert_int_equal(workers, 2);
+    assert_int_equal(lanes, 1);
+    assert_true(others > 0);
+    th_stop(&s, SIGTERM);
+    th_cleanup(&s);
+}
+
 /* ------------------------------------------------------- worker count */
 
 /* Every table, every column but insertion order (seq) and wall-clock
@@ -683,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_poison_isolated_then_redriven_once),
         cmocka_unit_test(test_batch_bounded_by_time),
         cmocka_unit_test(test_linger_shares_transactions),
+        cmocka_unit_test(test_nice_applies_to_account_workers),
         cmocka_unit_test(test_one_and_two_workers_give_identical_tables),
         cmocka_unit_test(test_t11_kill_points),
         cmocka_unit_test(test_replay_rebuild_offline),
