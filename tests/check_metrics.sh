@@ -41,6 +41,7 @@ check "the leads lane committed the 5 leads" 'grep -q "^crmstream_leads_lane_rec
 check "ingest -> routed histogram has the 5 leads" 'grep -q "^crmstream_e2e_latency_seconds_bucket{stage=\"routed\",le=\"+Inf\"} 5$" <<<"$m"'
 check "log append latency observed" 'grep -qE "^crmstream_log_append_seconds_count [1-9]" <<<"$m"'
 check "consumer lag is 0 once caught up" 'grep -q "^crmstream_consumer_lag_records{consumergroup=\"pipeline\",topic=\"events\"} 0$" <<<"$m" && [ "$(grep -c "^kafka_consumergroup_lag{" <<<"$m")" -eq 5 ]'
+check "the events journal committed, nothing fell back" 'grep -qE "^crmstream_log_journal_commits_total [1-9]" <<<"$m" && grep -q "^crmstream_log_journal_fallbacks_total 0$" <<<"$m" && grep -q "^crmstream_log_journal_checkpoints_total 0$" <<<"$m"'
 check "build info" 'grep -q "^crmstream_build_info{version=\"" <<<"$m"'
 check "no account id in any label" '! grep -q "acc_secret" <<<"$m"'
 # Lag rises while the pipeline is paused and returns to 0 after it resumes.

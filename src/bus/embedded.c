@@ -13,6 +13,7 @@
 #include "core/hash.h"
 #include "core/logging.h"
 #include "core/util.h"
+#include "metrics/metrics.h"
 
 struct embedded {
     cs_topic       *events;
@@ -154,11 +155,38 @@ static void emb_wakeup(cs_bus *bus)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The events topic's journal (log/journal.h), at scrape time. */
+static const struct {
+    const char *name, *help;
+} journal_metrics[] = {
+    {"crmstream_log_journal_commits_total",
+     "fdatasyncs of the events topic's journal: each makes every batch written meanwhile, in any partition, durable."},
+    {"crmstream_log_journal_checkpoints_total",
+     "Full journal files whose partitions were fdatasynced (log.journal_bytes per file)."},
+    {"crmstream_log_journal_fallbacks_total",
+     "Writes made durable by partition fdatasyncs instead of the journal (larger than a journal file, or a failed journal write)."},
+};
+
+static void collect_journal(cs_buf *out, void *arg, int which)
+{
+    cs_topic_stats st;
+    cs_topic_get_stats(((struct embedded *)arg)->events, -1, &st);
+    double v = which == 0 ? (double)st.journal_commits : which == 1 ? (double)st.journal_checkpoints
+                                                                    : (double)st.journal_fallbacks;
+    cs_metrics_line(out, journal_metrics[which].name, NULL, v);
+}
+static void collect_journal0(cs_buf *out, void *arg) { collect_journal(out, arg, 0); }
+static void collect_journal1(cs_buf *out, void *arg) { collect_journal(out, arg, 1); }
+static void collect_journal2(cs_buf *out, void *arg) { collect_journal(out, arg, 2); }
+
 static void emb_close(cs_bus *bus)
 {
     if (!bus) return;
     struct embedded *e = bus->impl;
     if (e) {
+        if (e->events)
+            for (size_t i = 0; i < sizeof journal_metrics / sizeof journal_metrics[0]; i++)
+                cs_metric_collector(journal_metrics[i].name, "", "counter", NULL, NULL);
         cs_topic_close(e->events);
         cs_topic_close(e->leads);
         pthread_mutex_destroy(&e->mu);
@@ -220,6 +248,9 @@ cs_bus *cs_bus_embedded_open_opts(const char *data_dir, const cs_topic_opts *o, 
     snprintf(dir, sizeof dir, "%s/log/%s", data_dir, CS_TOPIC_EVENTS);
     cs_topic_stats st;
     cs_topic_get_stats(e->events, -1, &st);
+    cs_metric_collector(journal_metrics[0].name, journal_metrics[0].help, "counter", collect_journal0, e);
+    cs_metric_collector(journal_metrics[1].name, journal_metrics[1].help, "counter", collect_journal1, e);
+    cs_metric_collector(journal_metrics[2].name, journal_metrics[2].help, "counter", collect_journal2, e);
     cs_info("log", "opened", "\"dir\":\"%s\",\"partitions\":%d,\"segments\":%lld,\"bytes\":%lld,"
             "\"truncated_bytes\":%lld,\"indexes_rebuilt\":%lld,\"temp_removed\":%lld,\"ms\":%.1f",
             dir, o->partitions, (long long)st.segments, (long long)st.bytes, (long long)st.truncated_bytes,
