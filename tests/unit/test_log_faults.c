@@ -357,6 +357,58 @@ static void test_journal_replay(void **state)
     }
 }
 
+/* A write larger than a journal file cannot go through it: its partitions
+ * are fdatasynced instead (counted as a fallback), and it survives a power
+ * loss that drops every unsynced write. */
+static void test_journal_fallback_for_large_writes(void **state)
+{
+    (void)state;
+    char dir[128], trash[128];
+    snprintf(dir, sizeof dir, "%s/f", g_root);
+    snprintf(trash, sizeof trash, "%s/trash", g_root);
+    cs_iof_reset(trash);
+    cs_topic_opts o = small_opts(2, cs_iof_ops());
+    o.segment_bytes = 1 << 20;
+    o.journal_bytes = 4096;
+    char err[512];
+    cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+    assert_non_null(t);
+    static char big[3000];
+    memset(big, 'x', sizeof big);
+    cs_rec r[2] = {{.value = big, .value_len = sizeof big}, {.value = big, .value_len = sizeof big}};
+    cs_topic_batch b[2] = {{.partition = 0, .recs = &r[0], .n = 1}, {.partition = 1, .recs = &r[1], .n = 1}};
+    long s0 = cs_iof_count(CS_IOF_SYNC);
+    assert_int_equal(cs_topic_append_multi(t, b, 2), 0); /* 6 KB > one 4 KiB journal file */
+    assert_int_equal(cs_iof_count(CS_IOF_SYNC) - s0, 2);  /* each partition's own fdatasync */
+    cs_topic_stats st;
+    cs_topic_get_stats(t, -1, &st);
+    assert_int_equal(st.journal_fallbacks, 1);
+    assert_int_equal(st.journal_commits, 0);
+    /* A small one still goes through the journal. */
+    int64_t next[2] = {1, 1};
+    char v[2][200];
+    cs_rec s[2];
+    for (int p = 0; p < 2; p++) {
+        memset(&s[p], 0, sizeof s[p]);
+        s[p].value = v[p];
+        s[p].value_len = gen_value(p, 1, v[p]);
+        b[p] = (cs_topic_batch){.partition = p, .recs = &s[p], .n = 1};
+    }
+    assert_int_equal(cs_topic_append_multi(t, b, 2), 0);
+    cs_topic_get_stats(t, -1, &st);
+    assert_int_equal(st.journal_commits, 1);
+    cs_iof_crash_at(CS_IOF_ALL, 1);
+    cs_topic_close(t);
+    assert_true(cs_iof_power_loss(CS_IOF_LOSE_DROP, 3) > 0);
+    cs_topic_opts ro = small_opts(2, NULL);
+    ro.segment_bytes = 1 << 20;
+    ro.journal_bytes = 4096;
+    t = cs_topic_open(dir, &ro, err, sizeof err);
+    if (!t) fail_msg("reopen: %s", err);
+    for (int p = 0; p < 2; p++) assert_int_equal(cs_topic_end(t, p), next[p] + 1);
+    cs_topic_close(t);
+}
+
 /* Concurrent multi-partition appenders through a journal small enough to
  * switch files and checkpoint while others append: every record is there
  * once, offsets are dense, and the commits were shared. */
@@ -1141,6 +1193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_journal_one_commit_per_request, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_journal_replay, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_journal_concurrent, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_journal_fallback_for_large_writes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t2_journal_power_loss, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t3_truncate_every_byte, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t4_bit_flips, fx_setup, fx_teardown),
