@@ -69,21 +69,13 @@ void cs_buf_reset(cs_buf *b)
     if (b->data) b->data[0] = '\0';
 }
 
-void cs_buf_reserve(cs_buf *b, size_t extra)
+void cs_buf_grow(cs_buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1) cap *= 2;
     b->data = cs_realloc(b->data, cap);
     b->cap = cap;
-}
-
-void cs_buf_add(cs_buf *b, const void *p, size_t n)
-{
-    cs_buf_reserve(b, n);
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
 }
 
 void cs_buf_adds(cs_buf *b, const char *s)

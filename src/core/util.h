@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 void *cs_malloc(size_t n);
 void *cs_calloc(size_t n, size_t sz);
@@ -29,8 +30,21 @@ typedef struct cs_buf {
 void cs_buf_init(cs_buf *b);
 void cs_buf_free(cs_buf *b);
 void cs_buf_reset(cs_buf *b);
-void cs_buf_reserve(cs_buf *b, size_t extra);
-void cs_buf_add(cs_buf *b, const void *p, size_t n);
+/* Grow so extra more bytes (and the NUL) fit; cs_buf_reserve's slow path. */
+void cs_buf_grow(cs_buf *b, size_t extra);
+/* Inline: the ingest path appends a few bytes at a time, millions of times
+ * a second, and the call cost more than the copy. */
+static inline void cs_buf_reserve(cs_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 > b->cap) cs_buf_grow(b, extra);
+}
+static inline void cs_buf_add(cs_buf *b, const void *p, size_t n)
+{
+    cs_buf_reserve(b, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 void cs_buf_adds(cs_buf *b, const char *s);
 void cs_buf_printf(cs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cs_buf_vprintf(cs_buf *b, const char *fmt, va_list ap);

@@ -29,7 +29,20 @@ typedef struct cs_ingest_body {
  * unknown key there is final: 401). Returns 0, or the HTTP status with resp
  * set. Always call cs_ingest_body_free. */
 int cs_ingest_open(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_body *b, cs_buf *resp);
+/* The same without the UTF-8 check, for a caller that parses with
+ * cs_json_fast_parse (which validates UTF-8 as it reads) and calls
+ * cs_ingest_utf8 before its checked path. */
+int cs_ingest_open_raw(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_body *b, cs_buf *resp);
+/* 0, or 400 invalid_utf8 with the byte offset. */
+int cs_ingest_utf8(cs_ingest *ing, const cs_ingest_body *b, cs_buf *resp);
 void cs_ingest_body_free(cs_ingest_body *b);
+
+/* The body (opened with cs_ingest_open_raw) as one JSON value: first
+ * cs_json_fast_parse over it all; when that declines, the checked path —
+ * UTF-8, empty body, strict syntax, cJSON, nothing after the value — which
+ * accepts or answers exactly as if it had run alone. Returns 0 with *root
+ * set (free with cs_json_arena_delete), or the HTTP status with resp set. */
+int cs_ingest_parse_one(cs_ingest *ing, const cs_ingest_body *b, cJSON **root, cs_buf *resp);
 
 /* After parsing: settle the key (header, else body_key from the body's
  * writeKey) and the rate limit for nevents. Returns 0, or 401/429. */

@@ -14,6 +14,7 @@
 #include "ingest/body.h"
 #include "ingest/jsonarena.h"
 #include "ingest/jsoncheck.h"
+#include "ingest/jsonfast.h"
 #include "metrics/catalog.h"
 
 /* ------------------------------------------------------------ set-up */
@@ -99,6 +100,56 @@ int cs_ingest_fail(cs_ingest *ing, cs_buf *resp, int status, const char *code, c
 
 int cs_ingest_open(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_body *b, cs_buf *resp)
 {
+    int st = cs_ingest_open_raw(ing, req, b, resp);
+    return st ? st : cs_ingest_utf8(ing, b, resp);
+}
+
+int cs_ingest_utf8(cs_ingest *ing, const cs_ingest_body *b, cs_buf *resp)
+{
+    long bad = cs_utf8_invalid_at(b->data, b->len);
+    if (bad < 0) return 0;
+    char msg[96];
+    snprintf(msg, sizeof msg, "invalid UTF-8 at byte %ld", bad);
+    return cs_ingest_fail(ing, resp, 400, "invalid_utf8", msg, NULL);
+}
+
+static int json_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+int cs_ingest_parse_one(cs_ingest *ing, const cs_ingest_body *b, cJSON **root, cs_buf *resp)
+{
+    *root = NULL;
+    size_t start = cs_ingest_bom(b->data, b->len), end = 0;
+    cJSON *v = cs_json_fast_parse(b->data + start, b->len - start, &end);
+    if (v) {
+        const char *p = b->data + start + end, *stop = b->data + b->len;
+        while (p < stop && json_ws(*p)) p++;
+        if (p == stop) return *root = v, 0;
+        cs_json_arena_delete(v);
+    }
+    /* The checked path, in the order it always ran. */
+    int status = cs_ingest_utf8(ing, b, resp);
+    if (status) return status;
+    const char *p = b->data + start, *end_ = b->data + b->len;
+    while (p < end_ && json_ws(*p)) p++;
+    if (p == end_) return cs_ingest_fail(ing, resp, 400, "empty_body", "the request body is empty", NULL);
+    status = cs_ingest_syntax(ing, b->data, b->len, (size_t)(p - b->data), 0, resp);
+    if (status) return status;
+    const char *stop = NULL;
+    v = cJSON_ParseWithLengthOpts(p, (size_t)(end_ - p), &stop, 0);
+    if (!v) return cs_ingest_parse_error(ing, b->data, b->len, stop, resp);
+    while (stop < end_ && json_ws(*stop)) stop++;
+    if (stop < end_) {
+        cs_json_arena_delete(v);
+        char msg[128];
+        snprintf(msg, sizeof msg, "unexpected data after the JSON value at byte %ld", (long)(stop - b->data));
+        return cs_ingest_fail(ing, resp, 400, "malformed_json", msg, NULL);
+    }
+    *root = v;
+    return 0;
+}
+
+int cs_ingest_open_raw(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_body *b, cs_buf *resp)
+{
     memset(b, 0, sizeof *b);
     cs_buf_init(&b->decoded);
     if (ing->auth.nkeys && req->authorization) {
@@ -121,12 +172,6 @@ int cs_ingest_open(cs_ingest *ing, const cs_ingest_req *req, cs_ingest_body *b, 
     if (st) {
         __atomic_add_fetch(&ing->requests_failed, 1, __ATOMIC_RELAXED);
         return st;
-    }
-    long bad = cs_utf8_invalid_at(b->data, b->len);
-    if (bad >= 0) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "invalid UTF-8 at byte %ld", bad);
-        return cs_ingest_fail(ing, resp, 400, "invalid_utf8", msg, NULL);
     }
     return 0;
 }

@@ -124,6 +124,16 @@ void cs_json_arena_delete(cJSON *v)
     if (!tl || !tl->active) cJSON_Delete(v);
 }
 
+void *cs_json_arena_malloc(size_t n)
+{
+    return arena_malloc(n);
+}
+
+int cs_json_arena_active(void)
+{
+    return tl && tl->active;
+}
+
 size_t cs_json_arena_bytes(void)
 {
     return tl ? tl->bytes : 0;

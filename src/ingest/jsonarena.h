@@ -34,6 +34,12 @@ void cs_json_arena_end(void);
  * it, and cs_json_arena_end frees it all at once: walking the tree to
  * free nothing costs ~5 k instructions per event). */
 void cs_json_arena_delete(cJSON *v);
+/* n bytes (16-aligned) from this thread's arena while a span is active,
+ * else from malloc: what cJSON's hooks give, so cJSON_Delete can free it.
+ * Returns NULL when memory runs out. */
+void *cs_json_arena_malloc(size_t n);
+/* 1 between cs_json_arena_begin and cs_json_arena_end on this thread. */
+int cs_json_arena_active(void);
 /* Bytes this thread's arena holds now (chunks), for tests. */
 size_t cs_json_arena_bytes(void);
 

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static const char hexd[] = "0123456789abcdef";
 
@@ -26,14 +29,33 @@ static void put_str(cs_buf *b, const char *str, int cjson)
 {
     const unsigned char *s = (const unsigned char *)(str ? str : "");
     size_t n = strlen((const char *)s);
-    cs_buf_reserve(b, n + 3);
+    cs_buf_reserve(b, n + 2);
     b->data[b->len++] = '"';
-    const unsigned char *run = s;
-    for (;; s++) {
+    /* Most strings need no escape: find the first byte that does (16 at a
+     * time where SSE2 exists) and copy everything before it at once. */
+    size_t i = 0;
+#ifdef __SSE2__
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i x = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                              _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                 _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f)));
+        int mask = _mm_movemask_epi8(x);
+        if (mask) {
+            i += (size_t)__builtin_ctz((unsigned)mask);
+            break;
+        }
+    }
+#endif
+    while (i < n && !needs_esc[s[i]]) i++;
+    memcpy(b->data + b->len, s, i);
+    b->len += i;
+    b->data[b->len] = '\0';
+    const unsigned char *run = s += i;
+    for (; i < n; i++, s++) {
         unsigned char c = *s;
         if (!needs_esc[c]) continue;
         if (s > run) cs_buf_add(b, run, (size_t)(s - run));
-        if (c == 0) break;
         char e[6] = {'\\', 0, 0, 0, 0, 0};
         size_t el = 2;
         if (c == '"' || c == '\\') e[1] = (char)c;
@@ -46,6 +68,7 @@ static void put_str(cs_buf *b, const char *str, int cjson)
         cs_buf_add(b, e, el);
         run = s + 1;
     }
+    if (s > run) cs_buf_add(b, run, (size_t)(s - run));
     cs_buf_add(b, "\"", 1);
 }
 

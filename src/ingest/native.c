@@ -15,6 +15,7 @@
 #include "ingest/event.h"
 #include "ingest/ingest.h"
 #include "ingest/jsoncheck.h"
+#include "ingest/jsonfast.h"
 
 static int is_ws(char c)
 {
@@ -36,21 +37,36 @@ static void push(cJSON ***v, size_t *n, size_t *cap, cJSON *x)
     (*v)[(*n)++] = x;
 }
 
-/* Parse body into a list of event values. roots owns what must be freed. */
-static int decode(cs_ingest *ing, const char *body, size_t len, cJSON ***items, size_t *nitems, cJSON ***roots,
-                  size_t *nroots, cs_buf *resp)
+/* Parse body into a list of event values. roots owns what must be freed.
+ * fast: parse with cs_json_fast_parse and return FAST_DECLINED on anything
+ * it does not take or any error at all, so the checked pass (fast = 0,
+ * after cs_ingest_utf8) is the one that words every answer. */
+#define FAST_DECLINED (-1)
+static int decode(cs_ingest *ing, const char *body, size_t len, int fast, cJSON ***items, size_t *nitems,
+                  cJSON ***roots, size_t *nroots, cs_buf *resp)
 {
+#define FAIL(expr) return fast ? FAST_DECLINED : (expr)
     size_t icap = 0, rcap = 0;
     const char *p = body + cs_ingest_bom(body, len), *end = body + len;
     while (p < end && is_ws(*p)) p++;
-    if (p == end) return req_error(resp, 400, "empty_body", "the request body is empty", NULL);
-    int st = cs_ingest_syntax(NULL, body, len, (size_t)(p - body), 1, resp);
-    if (st) return st;
+    if (p == end) FAIL(req_error(resp, 400, "empty_body", "the request body is empty", NULL));
+    if (!fast) {
+        int st = cs_ingest_syntax(NULL, body, len, (size_t)(p - body), 1, resp);
+        if (st) return st;
+    }
     int values = 0;
     while (p < end) {
         const char *stop = NULL;
-        cJSON *root = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
-        if (!root) return cs_ingest_parse_error(ing, body, len, stop ? stop : p, resp);
+        cJSON *root;
+        if (fast) {
+            size_t used = 0;
+            root = cs_json_fast_parse(p, (size_t)(end - p), &used);
+            if (!root) return FAST_DECLINED;
+            stop = p + used;
+        } else {
+            root = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+            if (!root) return cs_ingest_parse_error(ing, body, len, stop ? stop : p, resp);
+        }
         push(roots, nroots, &rcap, root);
         values++;
         if (cJSON_IsArray(root) && values == 1) {
@@ -65,33 +81,38 @@ static int decode(cs_ingest *ing, const char *body, size_t len, cJSON ***items, 
         if (p < end && !newline) {
             char msg[160];
             snprintf(msg, sizeof msg, "unexpected data after the JSON value at byte %ld", (long)(p - body));
-            return req_error(resp, 400, "malformed_json", msg, NULL);
+            FAIL(req_error(resp, 400, "malformed_json", msg, NULL));
         }
         if (p < end && cJSON_IsArray(root))
-            return req_error(resp, 400, "wrong_shape",
-                             "NDJSON lines must each hold one event object", NULL);
+            FAIL(req_error(resp, 400, "wrong_shape", "NDJSON lines must each hold one event object", NULL));
     }
     if (values > 1)
         for (size_t i = 0; i < *nitems; i++)
             if (cJSON_IsArray((*items)[i]))
-                return req_error(resp, 400, "wrong_shape",
-                                 "NDJSON lines must each hold one event object", NULL);
-    if (*nitems == 0)
-        return req_error(resp, 400, "wrong_shape", "the body holds no events (empty array)", NULL);
+                FAIL(req_error(resp, 400, "wrong_shape", "NDJSON lines must each hold one event object", NULL));
+    if (*nitems == 0) FAIL(req_error(resp, 400, "wrong_shape", "the body holds no events (empty array)", NULL));
     return 0;
+#undef FAIL
 }
 
 static int native_run(cs_ingest *ing, const cs_ingest_req *req, cs_buf *resp, int *retry_after)
 {
     cs_ingest_body body;
-    int status = cs_ingest_open(ing, req, &body, resp);
+    int status = cs_ingest_open_raw(ing, req, &body, resp);
     if (status) {
         cs_ingest_body_free(&body);
         return status;
     }
     cJSON **items = NULL, **roots = NULL;
     size_t nitems = 0, nroots = 0;
-    status = decode(ing, body.data, body.len, &items, &nitems, &roots, &nroots, resp);
+    status = decode(ing, body.data, body.len, 1, &items, &nitems, &roots, &nroots, resp);
+    if (status == FAST_DECLINED) {
+        for (size_t i = 0; i < nroots; i++) cs_json_arena_delete(roots[i]);
+        nitems = nroots = 0;
+        status = cs_ingest_utf8(ing, &body, resp);
+        if (status) goto out;
+        status = decode(ing, body.data, body.len, 0, &items, &nitems, &roots, &nroots, resp);
+    }
     if (status) {
         __atomic_add_fetch(&ing->requests_failed, 1, __ATOMIC_RELAXED);
         goto out;

@@ -118,10 +118,10 @@ static void verr(cs_verr *err, const char *code, const char *field, const char *
     snprintf(err->message, sizeof err->message, "%s %s", field, msg);
 }
 
-/* Parse an optional time field; -1 with err on a bad value. */
-static int time_field(const cJSON *o, const char *name, int *has, int64_t *us, cs_verr *err)
+/* Parse an optional time field v (the message's key name); -1 with err on
+ * a bad value. */
+static int time_field(const cJSON *v, const char *name, int *has, int64_t *us, cs_verr *err)
 {
-    const cJSON *v = get(o, name);
     *has = 0;
     if (!v || cJSON_IsNull(v)) return 0;
     if (!cJSON_IsString(v)) {
@@ -136,6 +136,45 @@ static int time_field(const cJSON *o, const char *name, int *has, int64_t *us, c
     return 0;
 }
 
+/* The message keys the mapping reads, found in one walk over the message
+ * (its keys are unique: cs_json_check ran first) instead of one linear
+ * lookup per key. */
+struct msg_keys {
+    const cJSON *type, *sent_at, *original_ts, *timestamp, *traits, *properties, *context, *message_id, *event,
+        *group_id, *user_id, *anonymous_id, *name, *category;
+};
+
+static void msg_keys(const cJSON *msg, struct msg_keys *k)
+{
+    memset(k, 0, sizeof *k);
+    for (const cJSON *c = msg->child; c; c = c->next) {
+        const char *n = c->string;
+        const cJSON **slot = NULL;
+        switch (n[0]) {
+        case 'a': slot = strcmp(n, "anonymousId") == 0 ? &k->anonymous_id : NULL; break;
+        case 'c':
+            slot = strcmp(n, "context") == 0 ? &k->context : strcmp(n, "category") == 0 ? &k->category : NULL;
+            break;
+        case 'e': slot = strcmp(n, "event") == 0 ? &k->event : NULL; break;
+        case 'g': slot = strcmp(n, "groupId") == 0 ? &k->group_id : NULL; break;
+        case 'm': slot = strcmp(n, "messageId") == 0 ? &k->message_id : NULL; break;
+        case 'n': slot = strcmp(n, "name") == 0 ? &k->name : NULL; break;
+        case 'o': slot = strcmp(n, "originalTimestamp") == 0 ? &k->original_ts : NULL; break;
+        case 'p': slot = strcmp(n, "properties") == 0 ? &k->properties : NULL; break;
+        case 's': slot = strcmp(n, "sentAt") == 0 ? &k->sent_at : NULL; break;
+        case 't':
+            slot = strcmp(n, "type") == 0        ? &k->type
+                   : strcmp(n, "timestamp") == 0 ? &k->timestamp
+                   : strcmp(n, "traits") == 0    ? &k->traits
+                                                 : NULL;
+            break;
+        case 'u': slot = strcmp(n, "userId") == 0 ? &k->user_id : NULL; break;
+        default: break;
+        }
+        if (slot && !*slot) *slot = c;
+    }
+}
+
 /* Map one message to the native shape and hand it to the batch. */
 static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call call, const cJSON *batch_ctx,
                         int batch_has_sent, int64_t batch_sent_us)
@@ -148,8 +187,10 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
     }
     if (cs_json_check(msg, 1, CS_JSON_MAX_DEPTH, b->ing->cfg->max_object_keys, &err) != 0)
         return cs_batch_reject(b, index, &err);
+    struct msg_keys k;
+    msg_keys(msg, &k);
     if (call == C_UNKNOWN) {
-        const cJSON *t = get(msg, "type");
+        const cJSON *t = k.type;
         call = call_of(cJSON_IsString(t) ? t->valuestring : NULL);
         if (call == C_UNKNOWN) {
             verr(&err, t ? "invalid_value" : "missing_field", "type",
@@ -164,8 +205,9 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
     /* Time: Segment's clock-skew correction when sentAt and originalTimestamp are both there. */
     int has_sent, has_orig, has_ts;
     int64_t sent, orig, ts;
-    if (time_field(msg, "sentAt", &has_sent, &sent, &err) || time_field(msg, "originalTimestamp", &has_orig, &orig, &err) ||
-        time_field(msg, "timestamp", &has_ts, &ts, &err))
+    if (time_field(k.sent_at, "sentAt", &has_sent, &sent, &err) ||
+        time_field(k.original_ts, "originalTimestamp", &has_orig, &orig, &err) ||
+        time_field(k.timestamp, "timestamp", &has_ts, &ts, &err))
         return cs_batch_reject(b, index, &err);
     if (!has_sent && batch_has_sent) has_sent = 1, sent = batch_sent_us;
     int has_client = 0;
@@ -175,8 +217,8 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
     else if (has_orig) when = client = orig, has_client = 1;
 
     int traits = call == C_IDENTIFY || call == C_GROUP;
-    const cJSON *props = get(msg, traits ? "traits" : "properties");
-    const cJSON *ctx = get(msg, "context");
+    const cJSON *props = traits ? k.traits : k.properties;
+    const cJSON *ctx = k.context;
     if (ctx && !cJSON_IsNull(ctx) && !cJSON_IsObject(ctx)) {
         verr(&err, "wrong_type", "context", "must be an object");
         return cs_batch_reject(b, index, &err);
@@ -191,7 +233,7 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
      * category are merged when the canonical bytes are written). */
     cs_event ev;
     memset(&ev, 0, sizeof ev);
-    const cJSON *mid = get(msg, "messageId");
+    const cJSON *mid = k.message_id;
     int mid_bad = mid && !cJSON_IsNull(mid) && !cJSON_IsString(mid); /* said after the mapping's own errors */
     if (cJSON_IsString(mid)) ev.event_id = mid->valuestring;
     char tbuf[CS_TYPE_MAX * 2];
@@ -201,7 +243,7 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
                        : call == C_SCREEN ? "ScreenViewed"
                                           : NULL;
     if (call == C_TRACK) {
-        const cJSON *e = get(msg, "event");
+        const cJSON *e = k.event;
         if (!e || cJSON_IsNull(e)) {
             verr(&err, "missing_field", "event", "is required for a track call");
             return cs_batch_reject(b, index, &err);
@@ -224,7 +266,7 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
     const char *acc = NULL, *user = NULL;
     const cJSON *gid = get(ctx, "groupId");
     if (!gid && base) gid = get(base, "groupId");
-    const cJSON *cands[3] = {gid, get(msg, "groupId"), get(props, "account_id")};
+    const cJSON *cands[3] = {gid, k.group_id, get(props, "account_id")};
     const char *names[3] = {"context.groupId", "groupId", traits ? "traits.account_id" : "properties.account_id"};
     if (call == C_GROUP) { /* a group call is about the group it names */
         const cJSON *t = cands[0];
@@ -240,8 +282,8 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
         }
     }
     ev.account_id = acc;
-    const cJSON *uid = get(msg, "userId");
-    if (!uid || cJSON_IsNull(uid)) uid = get(msg, "anonymousId");
+    const cJSON *uid = k.user_id;
+    if (!uid || cJSON_IsNull(uid)) uid = k.anonymous_id;
     if (id_string(uid, ubuf, sizeof ubuf, &user) != 0) {
         verr(&err, "wrong_type", "userId", "must be a string");
         return cs_batch_reject(b, index, &err);
@@ -258,7 +300,7 @@ static void add_message(cs_batch *b, size_t index, const cJSON *msg, enum call c
     ev.properties = cJSON_IsObject(props) ? props : NULL;
     if (call == C_PAGE || call == C_SCREEN) {
         /* The page/screen name and category are properties of the view. */
-        const cJSON *nm = get(msg, "name"), *cat = get(msg, "category");
+        const cJSON *nm = k.name, *cat = k.category;
         if (cJSON_IsString(nm) && !get(props, "name")) ev.prop_name = nm->valuestring;
         if (cJSON_IsString(cat) && !get(props, "category")) ev.prop_category = cat->valuestring;
     }
@@ -271,29 +313,10 @@ static int segment_run(cs_ingest *ing, const char *call_name, const cs_ingest_re
 {
     cs_ingest_body body;
     cJSON *root = NULL;
-    int status = cs_ingest_open(ing, req, &body, resp);
+    int status = cs_ingest_open_raw(ing, req, &body, resp);
     if (status) goto out;
-    const char *p = body.data + cs_ingest_bom(body.data, body.len), *end = body.data + body.len;
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
-    if (p == end) {
-        status = cs_ingest_fail(ing, resp, 400, "empty_body", "the request body is empty", NULL);
-        goto out;
-    }
-    status = cs_ingest_syntax(ing, body.data, body.len, (size_t)(p - body.data), 0, resp);
+    status = cs_ingest_parse_one(ing, &body, &root, resp);
     if (status) goto out;
-    const char *stop = NULL;
-    root = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
-    if (!root) {
-        status = cs_ingest_parse_error(ing, body.data, body.len, stop, resp);
-        goto out;
-    }
-    while (stop < end && (*stop == ' ' || *stop == '\t' || *stop == '\r' || *stop == '\n')) stop++;
-    if (stop < end) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "unexpected data after the JSON value at byte %ld", (long)(stop - body.data));
-        status = cs_ingest_fail(ing, resp, 400, "malformed_json", msg, NULL);
-        goto out;
-    }
     if (!cJSON_IsObject(root)) {
         status = cs_ingest_fail(ing, resp, 400, "wrong_shape", "the body must be a JSON object", NULL);
         goto out;

@@ -222,13 +222,18 @@ static void door_flush(struct door *d, cs_httpc *c, cs_sim_result *r, cs_buf *re
     d->has_lead = 0;
 }
 
+int64_t cs_sim_world_end(int64_t given_us, int64_t now_us)
+{
+    int64_t e = given_us ? given_us : now_us - now_us % (3600LL * 1000000);
+    return e - e % 1000;
+}
+
 static int run_world(const cs_sim_opts *o, cs_sim_result *r)
 {
     cs_world_opts wo = {.seed = o->seed, .accounts = o->accounts, .days = o->days, .end_us = cs_now_us(),
                         .dup_share = o->dup_share, .ooo_share = o->ooo_share, .late_share = o->late_share,
                         .invalid_share = o->invalid_share, .segment_share = o->segment_share};
-    if (o->end_us) wo.end_us = o->end_us;
-    wo.end_us -= wo.end_us % 1000;
+    wo.end_us = cs_sim_world_end(o->end_us, wo.end_us);
     char(*reps)[64] = NULL;
     size_t nreps = 0;
     if (o->truth && load_reps(o, &reps, &nreps)) return -2;
@@ -490,7 +495,8 @@ static const char sim_usage[] =
     "  --reps A,B,...  with --truth: rep ids in routing order (default: routing.reps of\n"
     "                  config/crmstream.yaml); the truth gives each lead its expected owner\n"
     "                  under round robin on a fresh server\n"
-    "  --end TIME      with --days: the world ends at this RFC 3339 time instead of now (the\n"
+    "  --end TIME      with --days: the world ends at this RFC 3339 time instead of the last\n"
+    "                  whole hour before now (the\n"
     "                  same seed and end give a byte-identical stream)\n"
     "  --lead-barrier  with --days: send a lead only once the previous one is routed\n"
     "                  (GET /readyz lag 0), for a server that does not route leads in\n"

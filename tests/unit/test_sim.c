@@ -13,6 +13,15 @@
 #include "ingest/event.h"
 #include "sim/sim.h"
 
+static void test_world_end(void **state)
+{
+    (void)state;
+    int64_t now = 1795854172123456LL; /* 2026-11-28T08:22:52.123456Z */
+    assert_int_equal(cs_sim_world_end(0, now), 1795852800000000LL); /* 08:00:00Z */
+    assert_int_equal(cs_sim_world_end(0, 1795852800000000LL), 1795852800000000LL);
+    assert_int_equal(cs_sim_world_end(now, 0), 1795854172123000LL); /* --end: kept, to the ms */
+}
+
 static void test_same_seed_same_events(void **state)
 {
     (void)state;
@@ -65,6 +74,7 @@ static void test_every_event_valid_and_all_types_present(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_world_end),
         cmocka_unit_test(test_same_seed_same_events),
         cmocka_unit_test(test_every_event_valid_and_all_types_present),
     };
