@@ -1,10 +1,21 @@
 /*
  * bus/embedded — the bus over the in-process log (src/log/log.h): one
- * topic directory per topic, a condition variable that wakes consumers when
+ * topic directory per topic, and an event count that wakes consumers when
  * anything becomes durable.
+ *
+ * The wakeup is a futex on the count itself, not a mutex and condition
+ * variable: a producer (an HTTP thread acknowledging events) never takes a
+ * lock a consumer holds. With a mutex, a pipeline worker that had just been
+ * woken and held it when preempted kept every acknowledgement behind it —
+ * the longer, the lower the worker's priority (pipeline.nice).
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +29,19 @@
 struct embedded {
     cs_topic       *events;
     cs_topic       *leads;      /* the leads lane's topic: one partition */
-    pthread_mutex_t mu;
-    pthread_cond_t  cond;
-    uint64_t        seq;        /* bumped by every produce (atomic) */
-    int             waiters;    /* threads in emb_wait (atomic; under mu to add) */
+    uint32_t        seq;        /* bumped by every produce (atomic; the futex word) */
+    int             waiters;    /* threads in emb_wait (atomic) */
 };
+
+static void bump(struct embedded *e)
+{
+    /* Dekker with emb_wait: the count before the waiters here, the waiters
+     * before the count there (both seq_cst): one of the two sees the other,
+     * and FUTEX_WAIT itself rechecks the count. */
+    __atomic_add_fetch(&e->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) > 0)
+        syscall(SYS_futex, &e->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
 
 static cs_topic *find(cs_bus *bus, const char *topic)
 {
@@ -71,14 +90,7 @@ static int emb_produce(cs_bus *bus, const char *topic, cs_msg *msgs, size_t n)
     free(tb);
     free(recs);
     free(idx);
-    /* Wake the consumers only when some wait: a waiter registers under
-     * the mutex before it checks seq, so one of the two sees the other. */
-    __atomic_add_fetch(&e->seq, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) > 0) {
-        pthread_mutex_lock(&e->mu);
-        pthread_cond_broadcast(&e->cond);
-        pthread_mutex_unlock(&e->mu);
-    }
+    bump(e); /* wakes the consumers only when some wait */
     errno = err;
     return rc;
 }
@@ -131,28 +143,23 @@ static int64_t emb_committed(cs_bus *bus, const char *group, const char *topic, 
 static uint64_t emb_wait(cs_bus *bus, uint64_t seen, int timeout_ms)
 {
     struct embedded *e = bus->impl;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&e->mu);
+    uint32_t want = (uint32_t)seen;
     __atomic_add_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
-    while (__atomic_load_n(&e->seq, __ATOMIC_SEQ_CST) == seen)
-        if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT) break;
+    int64_t deadline = cs_mono_us() + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        if (__atomic_load_n(&e->seq, __ATOMIC_SEQ_CST) != want) break;
+        int64_t left = deadline - cs_mono_us();
+        if (left <= 0) break;
+        struct timespec rel = {.tv_sec = left / 1000000, .tv_nsec = (left % 1000000) * 1000};
+        syscall(SYS_futex, &e->seq, FUTEX_WAIT_PRIVATE, want, &rel, NULL, 0); /* woken, timed out, EAGAIN or EINTR */
+    }
     __atomic_sub_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
-    uint64_t s = __atomic_load_n(&e->seq, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&e->mu);
-    return s;
+    return __atomic_load_n(&e->seq, __ATOMIC_SEQ_CST);
 }
 
 static void emb_wakeup(cs_bus *bus)
 {
-    struct embedded *e = bus->impl;
-    pthread_mutex_lock(&e->mu);
-    __atomic_add_fetch(&e->seq, 1, __ATOMIC_SEQ_CST); /* every waiter returns; the caller's stop flag ends its loop */
-    pthread_cond_broadcast(&e->cond);
-    pthread_mutex_unlock(&e->mu);
+    bump(bus->impl); /* every waiter returns; the caller's stop flag ends its loop */
 }
 
 /* The events topic's journal (log/journal.h), at scrape time. */
@@ -189,8 +196,6 @@ static void emb_close(cs_bus *bus)
                 cs_metric_collector(journal_metrics[i].name, "", "counter", NULL, NULL);
         cs_topic_close(e->events);
         cs_topic_close(e->leads);
-        pthread_mutex_destroy(&e->mu);
-        pthread_cond_destroy(&e->cond);
         free(e);
     }
     free(bus);
@@ -217,8 +222,6 @@ cs_bus *cs_bus_embedded_open_opts(const char *data_dir, const cs_topic_opts *o, 
     bus->ops = &embedded_ops;
     bus->impl = e;
     bus->partitions = o->partitions;
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cond, NULL);
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/log/%s", data_dir, CS_TOPIC_EVENTS);
     int64_t t0 = cs_mono_us();
