@@ -130,6 +130,15 @@ static void insert(cs_dedupe *d, const uint64_t id[2], uint64_t payload, uint32_
     d->live++;
 }
 
+void cs_dedupe_prefetch(const cs_dedupe *d, const uint64_t id[2])
+{
+    /* No lock: a hint only. The home slot, and the entry it points at now. */
+    const uint32_t *slot = &d->idx[id[1] & d->mask];
+    __builtin_prefetch(slot);
+    uint32_t v = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (v) __builtin_prefetch(&d->ring[v - 1]);
+}
+
 enum cs_dd_result cs_dedupe_claim(cs_dedupe *d, const uint64_t id[2], uint64_t payload, uint32_t now_s,
                                   uint32_t owner)
 {
@@ -155,6 +164,7 @@ enum cs_dd_result cs_dedupe_claim(cs_dedupe *d, const uint64_t id[2], uint64_t p
 
 void cs_dedupe_resolve(cs_dedupe *d, uint32_t owner, const uint64_t (*ids)[2], size_t n, int commit)
 {
+    for (size_t i = 0; i < n; i++) cs_dedupe_prefetch(d, ids[i]);
     pthread_mutex_lock(&d->lock);
     for (size_t i = 0; i < n; i++) {
         uint64_t s = find_slot(d, ids[i]);
