@@ -85,6 +85,7 @@ typedef struct cs_config {
     long   pipeline_batch_max_ms; /* pipeline.batch_max_ms */
     long   pipeline_linger_ms;    /* pipeline.linger_ms */
     long   pipeline_nice;         /* pipeline.nice */
+    long   pipeline_sched_idle;   /* pipeline.sched_idle */
     long   pipeline_poison_attempts; /* pipeline.poison_attempts */
     char  *metrics_enabled;     /* metrics.enabled: "true" | "false" */
     char  *rules_path;          /* rules: the rules file */

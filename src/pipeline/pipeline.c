@@ -6,7 +6,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -907,9 +909,19 @@ static void *worker(void *arg)
     /* Account workers yield the CPU to ingest (acknowledgements) and to the
      * leads lane (routing): pipeline.nice. Raising one's own nice value
      * needs no privilege; a failure is logged, never fatal. */
-    if (!w->lane && !pl->dry && pl->cfg->pipeline_nice > 0 &&
-        setpriority(PRIO_PROCESS, (id_t)gettid(), (int)pl->cfg->pipeline_nice) != 0)
+    if (!w->lane && !pl->dry && pl->cfg->pipeline_sched_idle) {
+        /* SCHED_IDLE would also make the thread's I/O idle-class (the kernel
+         * derives it), and the log's fdatasync can wait on the store's
+         * writes through the file system's journal: keep I/O best-effort. */
+        struct sched_param sp = {0};
+        if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0 ||
+            syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, (int)gettid(), (2 << 13) | 4 /* BE, 4 */) != 0)
+            cs_warn("pipeline", "cannot set the worker's scheduling class (pipeline.sched_idle)", "\"error\":\"%s\"",
+                    strerror(errno));
+    } else if (!w->lane && !pl->dry && pl->cfg->pipeline_nice > 0 &&
+               setpriority(PRIO_PROCESS, (id_t)gettid(), (int)pl->cfg->pipeline_nice) != 0) {
         cs_warn("pipeline", "cannot lower the worker's priority (pipeline.nice)", "\"error\":\"%s\"", strerror(errno));
+    }
     while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&pl->paused, __ATOMIC_ACQUIRE)) {
             /* Not on the bus: appends would wake it for nothing. */

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <dirent.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +432,51 @@ static void test_linger_shares_transactions(void **state)
     th_cleanup(&s);
 }
 
+/* Per thread of the server: its name, nice value (stat field 19),
+ * scheduling policy (field 41) and I/O priority. */
+struct th_attr {
+    char comm[64];
+    int  nice, policy, ioprio;
+};
+
+static int server_threads(const th_server *s, struct th_attr *out, int max)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)s->pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && n < max) {
+        if (de->d_name[0] == '.') continue;
+        struct th_attr *a = &out[n];
+        char f[600], stat[1024] = "";
+        snprintf(f, sizeof f, "%s/%s/comm", path, de->d_name);
+        FILE *fp = fopen(f, "r");
+        if (!fp) continue;
+        if (!fgets(a->comm, sizeof a->comm, fp)) a->comm[0] = 0;
+        fclose(fp);
+        a->comm[strcspn(a->comm, "\n")] = 0;
+        snprintf(f, sizeof f, "%s/%s/stat", path, de->d_name);
+        fp = fopen(f, "r");
+        if (!fp) continue;
+        if (!fgets(stat, sizeof stat, fp)) stat[0] = 0;
+        fclose(fp);
+        char *p = strrchr(stat, ')'); /* fields after the ") " that ends comm */
+        assert_non_null(p);
+        int field = 2;
+        a->nice = a->policy = 99;
+        for (char *tok = strtok(p + 2, " "); tok; tok = strtok(NULL, " ")) {
+            if (++field == 19) a->nice = atoi(tok);
+            else if (field == 41) a->policy = atoi(tok);
+        }
+        a->ioprio = (int)syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, atoi(de->d_name));
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 /* pipeline.nice: the account workers' threads run at that nice value, the
  * leads lane and the HTTP threads at the process's. */
 static void test_nice_applies_to_account_workers(void **state)
@@ -437,43 +484,54 @@ static void test_nice_applies_to_account_workers(void **state)
     (void)state;
     th_server s;
     skip_without_bus();
-    pinit(&s, "pipeline:\n  workers: 2\n  nice: 7\n");
+    pinit(&s, "pipeline:\n  workers: 2\n  nice: 7\n  sched_idle: 0\n");
     assert_int_equal(th_start(&s), 0);
     owns_all(&s);
-    char path[128];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)s.pid);
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    int workers = 0, lanes = 0, others = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        char f[600], comm[64] = "", stat[1024] = "";
-        snprintf(f, sizeof f, "%s/%s/comm", path, de->d_name);
-        FILE *fp = fopen(f, "r");
-        if (!fp) continue;
-        if (!fgets(comm, sizeof comm, fp)) comm[0] = 0;
-        fclose(fp);
-        comm[strcspn(comm, "\n")] = 0;
-        snprintf(f, sizeof f, "%s/%s/stat", path, de->d_name);
-        fp = fopen(f, "r");
-        if (!fp) continue;
-        if (!fgets(stat, sizeof stat, fp)) stat[0] = 0;
-        fclose(fp);
-        /* Field 19 is nice; fields after the ") " that ends comm. */
-        char *p = strrchr(stat, ')');
-        assert_non_null(p);
-        int nice = 99, field = 2;
-        for (char *tok = strtok(p + 2, " "); tok; tok = strtok(NULL, " "))
-            if (++field == 19) nice = atoi(tok);
-        if (strcmp(comm, "cs-pipeline") == 0) workers++, assert_int_equal(nice, 7);
-        else if (strcmp(comm, "cs-leads-lane") == 0) lanes++, assert_int_equal(nice, 0);
-        else others++, assert_int_equal(nice, 0);
+    struct th_attr t[256];
+    int n = server_threads(&s, t, 256), workers = 0, lanes = 0, others = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(t[i].policy, SCHED_OTHER);
+        if (strcmp(t[i].comm, "cs-pipeline") == 0) workers++, assert_int_equal(t[i].nice, 7);
+        else if (strcmp(t[i].comm, "cs-leads-lane") == 0) lanes++, assert_int_equal(t[i].nice, 0);
+        else others++, assert_int_equal(t[i].nice, 0);
     }
-    closedir(d);
     assert_int_equal(workers, 2);
     assert_int_equal(lanes, 1);
     assert_true(others > 0);
+    th_stop(&s, SIGTERM);
+    th_cleanup(&s);
+}
+
+/* pipeline.sched_idle: the account workers' threads under SCHED_IDLE with
+ * best-effort I/O (class 2, level 4), everything else as the process;
+ * and the pipeline still applies what ingest acknowledges. */
+static void test_sched_idle_applies_to_account_workers(void **state)
+{
+    (void)state;
+    th_server s;
+    skip_without_bus();
+    pinit(&s, "pipeline:\n  workers: 2\n  sched_idle: 1\n");
+    assert_int_equal(th_start(&s), 0);
+    owns_all(&s);
+    struct th_attr t[256];
+    int n = server_threads(&s, t, 256), workers = 0, others = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(t[i].comm, "cs-pipeline") == 0) {
+            workers++;
+            assert_int_equal(t[i].policy, SCHED_IDLE);
+            assert_int_equal(t[i].ioprio, (2 << 13) | 4);
+        } else {
+            others++;
+            assert_int_equal(t[i].policy, SCHED_OTHER);
+        }
+    }
+    assert_int_equal(workers, 2);
+    assert_true(others > 1);
+    long ap0 = metric(&s, "crmstream_pipeline_events_total{result=\"applied\"}");
+    post(&s, "{\"event_id\":\"si-1\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_si\",\"user_id\":\"u1\","
+             "\"properties\":{\"feature\":\"export\"}}");
+    assert_int_equal(th_wait_caught_up(&s, 60000), 0);
+    assert_int_equal(metric(&s, "crmstream_pipeline_events_total{result=\"applied\"}") - ap0, 1);
     th_stop(&s, SIGTERM);
     th_cleanup(&s);
 }
@@ -733,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_batch_bounded_by_time),
         cmocka_unit_test(test_linger_shares_transactions),
         cmocka_unit_test(test_nice_applies_to_account_workers),
+        cmocka_unit_test(test_sched_idle_applies_to_account_workers),
         cmocka_unit_test(test_one_and_two_workers_give_identical_tables),
         cmocka_unit_test(test_t11_kill_points),
         cmocka_unit_test(test_replay_rebuild_offline),
