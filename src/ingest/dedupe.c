@@ -132,11 +132,10 @@ static void insert(cs_dedupe *d, const uint64_t id[2], uint64_t payload, uint32_
 
 void cs_dedupe_prefetch(const cs_dedupe *d, const uint64_t id[2])
 {
-    /* No lock: a hint only. The home slot, and the entry it points at now. */
-    const uint32_t *slot = &d->idx[id[1] & d->mask];
-    __builtin_prefetch(slot);
-    uint32_t v = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    if (v) __builtin_prefetch(&d->ring[v - 1]);
+    /* No lock and no load: a hint for the home slot's cache line only (d->idx
+     * and d->mask never change after init). A new id's slot is usually empty,
+     * and the entries a request reads back are its own recent ones. */
+    __builtin_prefetch(&d->idx[id[1] & d->mask]);
 }
 
 enum cs_dd_result cs_dedupe_claim(cs_dedupe *d, const uint64_t id[2], uint64_t payload, uint32_t now_s,

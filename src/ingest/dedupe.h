@@ -62,7 +62,7 @@ void cs_dedupe_destroy(cs_dedupe *d);
 /* A fresh owner token for one request (>= 2). */
 uint32_t cs_dedupe_owner(cs_dedupe *d);
 
-/* Start loading id's index slot into the cache, without the lock: a
+/* Start loading id's index slot into the cache (no lock, no read): a
  * request prefetches all its ids before claiming them, so the table's cache
  * misses (one or two per id, the table is tens of MB) overlap instead of
  * coming one after another. Changes nothing. */
