@@ -138,6 +138,19 @@ void cs_dedupe_prefetch(const cs_dedupe *d, const uint64_t id[2])
     __builtin_prefetch(&d->idx[id[1] & d->mask]);
 }
 
+void cs_dedupe_prefetch_evictions(cs_dedupe *d, size_t n)
+{
+    pthread_mutex_lock(&d->lock);
+    uint64_t live = d->tail - d->head;
+    if (live + n > d->cap) { /* the next n inserts evict from the head: their slots */
+        uint64_t k = live + n - d->cap;
+        if (k > n) k = n;
+        for (uint64_t i = 0; i < k; i++)
+            __builtin_prefetch(&d->idx[d->ring[(d->head + i) % d->cap].id_lo & d->mask]);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
 enum cs_dd_result cs_dedupe_claim(cs_dedupe *d, const uint64_t id[2], uint64_t payload, uint32_t now_s,
                                   uint32_t owner)
 {

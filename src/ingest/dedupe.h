@@ -67,6 +67,9 @@ uint32_t cs_dedupe_owner(cs_dedupe *d);
  * misses (one or two per id, the table is tens of MB) overlap instead of
  * coming one after another. Changes nothing. */
 void cs_dedupe_prefetch(const cs_dedupe *d, const uint64_t id[2]);
+/* The same for the ids the next n inserts will evict when the window is
+ * full (the oldest: their slots are as scattered as new ids'). */
+void cs_dedupe_prefetch_evictions(cs_dedupe *d, size_t n);
 
 /* Look id up at time now_s and claim it when new. */
 enum cs_dd_result cs_dedupe_claim(cs_dedupe *d, const uint64_t id[2], uint64_t payload, uint32_t now_s,

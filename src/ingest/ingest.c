@@ -450,8 +450,10 @@ int cs_batch_finish(cs_batch *b, cs_buf *resp, int *retry_after)
      * request resolves, holding nothing of ours meanwhile (no deadlock). */
     while (ntodo) {
         size_t nmsg = 0, nbusy = 0;
-        if (d)
+        if (d) {
             for (size_t t = 0; t < ntodo; t++) cs_dedupe_prefetch(d, b->items[todo[t]].id);
+            cs_dedupe_prefetch_evictions(d, ntodo);
+        }
         for (size_t t = 0; t < ntodo; t++) {
             cs_batch_item *it = &b->items[todo[t]];
             enum cs_dd_result r = d ? cs_dedupe_claim(d, it->id, it->payload, now_s, owner) : CS_DD_NEW;

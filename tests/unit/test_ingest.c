@@ -164,6 +164,11 @@ static void test_dedupe_bounded_and_consistent(void **state)
     uint32_t o = cs_dedupe_owner(&d);
     for (uint64_t i = 0; i < N; i++) {
         uint64_t id[2] = {i * 0x9e3779b97f4a7c15ULL, (i * 7) & 0xfff}; /* heavy home-slot collisions */
+        /* The prefetch hints (what a request issues before claiming) change nothing. */
+        uint64_t head = d.head, tail = d.tail, live = d.live;
+        cs_dedupe_prefetch(&d, id);
+        cs_dedupe_prefetch_evictions(&d, (size_t)(i % 3000)); /* up to ~3 x the window */
+        assert_true(d.head == head && d.tail == tail && d.live == live);
         assert_int_equal(cs_dedupe_claim(&d, id, i + 1, 10, o), CS_DD_NEW);
         cs_dedupe_resolve(&d, o, (const uint64_t(*)[2])id, 1, 1);
         assert_true(d.live <= CAP);
