@@ -97,6 +97,26 @@ start_redis() {
   die "could not start redis-server"
 }
 
+# The answers of a wrk run, checked on both sides: wrk counts completed
+# requests and those answered >= 400; the server counts its answers by code
+# (crmstream_ingest_requests_total). Every request wrk counted must be a 200
+# the server gave, and the server may have answered at most one more per
+# connection (in flight when wrk stopped). Prints wrk's count of 200s.
+check_wrk() { # wrk-output
+  local ok bad srv other m
+  ok=$(sed -n 's/^statuses ok=\([0-9]*\) non200=.*/\1/p' <<<"$1")
+  bad=$(sed -n 's/^statuses ok=[0-9]* non200=\([0-9]*\)/\1/p' <<<"$1")
+  [ -n "$ok" ] || { echo "$1" >&2; die "no status line from wrk"; }
+  [ "$bad" = 0 ] || { echo "$1" >&2; tail -n 5 "$TMP/serve.log" >&2; die "wrk saw $bad answers >= 400"; }
+  m=$(curl -sf "http://$ADDR/metrics") || die "could not read the server's metrics"
+  srv=$(awk '/^crmstream_ingest_requests_total\{endpoint="batch",code="200"\}/ {print $2}' <<<"$m")
+  other=$(awk '/^crmstream_ingest_requests_total\{/ && !/code="200"/ {n += $2} END {print n + 0}' <<<"$m")
+  [ "$other" = 0 ] || { grep '^crmstream_ingest_requests_total' <<<"$m" >&2; die "the server gave $other answers other than 200"; }
+  [ -n "$srv" ] && [ "$srv" -ge "$ok" ] && [ "$srv" -le $((ok + C)) ] ||
+    die "wrk counted $ok answers as 200, the server gave ${srv:-0} (expected $ok..$((ok + C)))"
+  echo "$ok"
+}
+
 RESULTS="$TMP/results"; : >"$RESULTS"
 kv() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
@@ -111,10 +131,7 @@ start_redis
 for r in $(seq 1 "$R"); do
   start_server
   out=$(RUN=$r BATCH=100 wrk -t2 -c"$C" -d"${D}s" --latency -s bench/ingest_segment.lua "http://$ADDR/v1/batch" 2>&1)
-  okn=$(sed -n 's/^statuses ok=\([0-9]*\) non200=.*/\1/p' <<<"$out")
-  bad=$(sed -n 's/^statuses ok=[0-9]* non200=\([0-9]*\)/\1/p' <<<"$out")
-  [ -n "$okn" ] || { echo "$out" >&2; die "no status line from wrk"; }
-  [ "$bad" = 0 ] || { echo "$out" >&2; tail -n 5 "$TMP/serve.log" >&2; die "wrk saw $bad non-200 answers"; }
+  okn=$(check_wrk "$out")
   secs=$(awk '/requests in/ {v=$4; sub(/,$/, "", v); if (v ~ /ms$/) {sub(/ms$/, "", v); v/=1000} else if (v ~ /m$/) {sub(/m$/, "", v); v*=60} else sub(/s$/, "", v); print v}' <<<"$out")
   eps=$(awk -v n="$okn" -v s="$secs" 'BEGIN {printf "%.0f", n * 100 / s}')
   bp99=$(sed -n 's/^latency p50_ms=[0-9.]* p99_ms=\([0-9.]*\)/\1/p' <<<"$out")
@@ -136,9 +153,7 @@ done
 start_server
 curl -sf -X POST "http://$ADDR/api/v1/pipeline/pause" >/dev/null || die "could not pause the pipeline"
 out=$(RUN=$((R + 1)) BATCH=100 wrk -t2 -c"$C" -d"${D}s" --latency -s bench/ingest_segment.lua "http://$ADDR/v1/batch" 2>&1)
-okn=$(sed -n 's/^statuses ok=\([0-9]*\) non200=.*/\1/p' <<<"$out")
-bad=$(sed -n 's/^statuses ok=[0-9]* non200=\([0-9]*\)/\1/p' <<<"$out")
-[ "$bad" = 0 ] || { echo "$out" >&2; die "wrk saw $bad non-200 answers (pipeline paused)"; }
+okn=$(check_wrk "$out")
 secs=$(awk '/requests in/ {v=$4; sub(/,$/, "", v); if (v ~ /ms$/) {sub(/ms$/, "", v); v/=1000} else if (v ~ /m$/) {sub(/m$/, "", v); v*=60} else sub(/s$/, "", v); print v}' <<<"$out")
 PAUSED_EPS=$(awk -v n="$okn" -v s="$secs" 'BEGIN {printf "%.0f", n * 100 / s}')
 echo "  pipeline paused: /v1/batch x100: $PAUSED_EPS events/s (ingest alone; not the headline)" >&2

@@ -165,12 +165,23 @@ static cs_ingest_req ingest_req(const cs_http_req *req)
                            .authorization = cs_http_header(req, "Authorization"), .received_us = req->received_us};
 }
 
+/* crmstream_ingest_requests_total{endpoint,code}: endpoints are the route
+ * table's (a handful), codes the few ingest answers; the family's series
+ * bound (CS_METRIC_MAX_SERIES) holds them all. */
+static void count_request(const char *endpoint, int status)
+{
+    char l[64];
+    snprintf(l, sizeof l, "endpoint=\"%s\",code=\"%d\"", endpoint, status);
+    cs_metric_inc(cs_m.ingest_requests, l, 1);
+}
+
 static void h_events(void *a, const cs_http_req *req, cs_http_resp *resp)
 {
     cs_app *app = a;
     if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
     resp->status = cs_ingest_native(&app->ingest, &ir, &resp->body, &resp->retry_after);
+    count_request("events", resp->status);
 }
 
 /* Segment tracking API: the call is the path's last segment. */
@@ -179,8 +190,9 @@ static void h_segment(void *a, const cs_http_req *req, cs_http_resp *resp)
     cs_app *app = a;
     if (cs_app_role_check(app, CS_ROLE_INGEST, resp)) return;
     cs_ingest_req ir = ingest_req(req);
-    resp->status = cs_ingest_segment(&app->ingest, strrchr(req->path, '/') + 1, &ir, &resp->body,
-                                     &resp->retry_after);
+    const char *call = strrchr(req->path, '/') + 1;
+    resp->status = cs_ingest_segment(&app->ingest, call, &ir, &resp->body, &resp->retry_after);
+    count_request(call, resp->status);
 }
 
 /* CloudEvents: structured, batch and binary modes (ce-* headers). */
@@ -201,6 +213,7 @@ static void h_cloudevents(void *a, const cs_http_req *req, cs_http_resp *resp)
     cs_ingest_req ir = ingest_req(req);
     resp->status = cs_ingest_cloudevents(&app->ingest, &ir, req_header, req_each_header, (void *)req, &resp->body,
                                          &resp->retry_after);
+    count_request("cloudevents", resp->status);
 }
 
 /* Prometheus text 0.0.4: the registry (src/metrics/catalog.h), then the

@@ -32,7 +32,7 @@ static const struct def defs[] = {
     {&cs_m.events_duplicate, "crmstream_events_duplicate_total", CS_COUNTER, "source",
      "Events acknowledged as duplicates of an event_id already taken."},
     {&cs_m.ingest_requests, "crmstream_ingest_requests_total", CS_COUNTER, "endpoint, code",
-     "Ingest HTTP requests by endpoint and status code."},
+     "Ingest requests answered by an ingest endpoint (endpoint: batch, track, identify, group, page, screen, events, cloudevents), by status code."},
     {&cs_m.log_append_seconds, "crmstream_log_append_seconds", CS_HISTOGRAM, "",
      "Time to append one batch durably (write + shared fsync)."},
     {&cs_m.log_append_bytes, "crmstream_log_append_bytes_total", CS_COUNTER, "", "Bytes appended to the log."},

@@ -154,6 +154,11 @@ static void test_segment_auth_gzip_dedupe_restart(void **state)
     assert_int_equal(metric(&s, "crmstream_events_duplicate_total"), 20);
     assert_int_equal(metric(&s, "crmstream_ingest_rate_limited_total"), 1);
     assert_int_equal(metric(&s, "crmstream_ingest_dedupe_ids"), 27);
+    /* Every answer by endpoint and code: two batches taken, one 429, one 409. */
+    assert_int_equal(metric(&s, "crmstream_ingest_requests_total{endpoint=\"batch\",code=\"200\"}"), 2);
+    assert_int_equal(metric(&s, "crmstream_ingest_requests_total{endpoint=\"batch\",code=\"429\"}"), 1);
+    assert_int_equal(metric(&s, "crmstream_ingest_requests_total{endpoint=\"track\",code=\"409\"}"), 1);
+    assert_int_equal(metric(&s, "crmstream_ingest_requests_total"), 4);
     assert_int_equal(th_stop(&s, SIGTERM), 0); /* clean exit: no leak reports under ASan */
     th_cleanup(&s);
 }
