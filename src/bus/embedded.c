@@ -273,6 +273,8 @@ cs_bus *cs_bus_embedded_open_cfg(const char *data_dir, const cs_config *cfg, cha
     o.retention_ms = cfg->retention_ms;
     o.retention_bytes = cfg->retention_bytes;
     o.journal_bytes = cfg->journal_bytes;
+    o.compression = cfg->compress;
+    o.compression_level = cfg->compression_level;
     return cs_bus_embedded_open_opts(data_dir, &o, err, errlen);
 }
 

@@ -60,6 +60,9 @@ typedef struct cs_config {
     int    fsync_interval_ms;
     long   segment_bytes;       /* log.segment_bytes */
     long   journal_bytes;       /* log.journal_bytes */
+    char  *compression;         /* log.compression: zstd | none */
+    int    compress;            /* parsed from compression: 1 zstd */
+    int    compression_level;   /* log.compression_level */
     long   index_interval_bytes;/* log.index_interval_bytes */
     long   retention_ms;        /* log.retention_ms (0 = no age limit) */
     long   retention_bytes;     /* log.retention_bytes (per partition; 0 = no limit) */

@@ -107,7 +107,7 @@ static int replay_file(cs_journal *j, int i, uint64_t salt, char *err, size_t er
         if (len > cap) cap = len, b = cs_realloc(b, cap);
         if (cs_io_read_all(j->io, j->fd[i], b, len, pos + CS_JOURNAL_REC_HDR) != 0) break;
         uint32_t crc = cs_crc32c(cs_crc32c(0, h + 8, CS_JOURNAL_REC_HDR - 8), b, len);
-        if (crc != cs_get32(h + 4) || cs_get32(b) != CS_SEG_BATCH_MAGIC || cs_seg_batch_len(b) != len) break;
+        if (crc != cs_get32(h + 4) || !cs_seg_batch_magic(cs_get32(b)) || cs_seg_batch_len(b) != len) break;
         if (cs_part_replay(j->parts[part], b, len, err, errlen) != 0) {
             rc = -1;
             break;

@@ -534,6 +534,9 @@ int cs_topic_append_multi(cs_topic *lg, cs_topic_batch *b, size_t nb)
         }
         jb[k] = (cs_jbatch){.partition = b[i].partition, .b = cs_malloc(total), .total = total, .n = b[i].n};
         cs_seg_batch_encode(jb[k].b, total, b[i].recs, b[i].n);
+        uint8_t *z;
+        size_t zt = lg->o.compression ? cs_seg_batch_compress(jb[k].b, total, lg->o.compression_level, &z) : 0;
+        if (zt) free(jb[k].b), jb[k].b = z, jb[k].total = zt;
         k++;
     }
     if (rc == 0 && k) {

@@ -53,11 +53,14 @@ typedef struct cs_topic_opts {
     int              preallocate;         /* reserve segment_bytes at segment creation */
     int64_t          journal_bytes;       /* fsync always, > 1 partition: the shared commit
                                            * file's size (two of them; log/journal.h); 0: off */
+    int              compression;         /* 1: zstd-compress each batch (segment.h "CSB3") */
+    int              compression_level;   /* zstd level (negative: faster) */
     const cs_io_ops *io;                  /* NULL: cs_io_real */
 } cs_topic_opts;
 
 /* Defaults: 8 partitions, fsync always, 64 MiB segments, 4 KiB index
- * interval, 7 days, no byte limit, preallocate, 32 MiB journal files. */
+ * interval, 7 days, no byte limit, preallocate, 32 MiB journal files, no
+ * compression (the config's default is zstd: log.compression). */
 void cs_topic_opts_default(cs_topic_opts *o);
 
 /* Open (creating when absent) the topic in dir and recover it. NULL with a

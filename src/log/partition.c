@@ -642,8 +642,10 @@ int cs_part_append(cs_part *p, cs_rec *recs, size_t n)
         errno = EMSGSIZE;
         return -1;
     }
-    uint8_t *b = cs_malloc(total);
+    uint8_t *b = cs_malloc(total), *z;
     cs_seg_batch_encode(b, total, recs, n);
+    size_t zt = p->o.compression ? cs_seg_batch_compress(b, total, p->o.compression_level, &z) : 0;
+    if (zt) free(b), b = z, total = zt;
     int64_t now = cs_now_us();
 
     pthread_mutex_lock(&p->mu);

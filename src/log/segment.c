@@ -8,12 +8,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "core/hash.h"
 #include "core/util.h"
+
 
 /* ------------------------------------------------------------- batches */
 
@@ -53,6 +56,46 @@ void cs_seg_batch_seal(uint8_t *b, int64_t base, int64_t append_us, int64_t dura
     cs_put32(b + 4, cs_crc32c(0, b + 8, cs_get32(b + 8) - 8));
 }
 
+/* One compression context per thread (an appender compresses outside every
+ * lock), freed when the thread exits. */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+static void cctx_free(void *c) { ZSTD_freeCCtx(c); }
+static void cctx_init(void) { pthread_key_create(&cctx_key, cctx_free); }
+
+size_t cs_seg_batch_compress(const uint8_t *b, size_t total, int level, uint8_t **out)
+{
+    size_t raw = total - CS_SEG_BATCH_HDR;
+    if (cs_get32(b) != CS_SEG_BATCH_MAGIC || raw < 64) return 0; /* a record or two: not worth a frame */
+    pthread_once(&cctx_once, cctx_init);
+    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+    if (!c) {
+        if (!(c = ZSTD_createCCtx())) return 0;
+        pthread_setspecific(cctx_key, c);
+    }
+    size_t cap = CS_SEG_ZBATCH_HDR + ZSTD_compressBound(raw);
+    uint8_t *z = cs_malloc(cap);
+    size_t n = ZSTD_compressCCtx(c, z + CS_SEG_ZBATCH_HDR, cap - CS_SEG_ZBATCH_HDR, b + CS_SEG_BATCH_HDR, raw, level);
+    size_t zt = CS_SEG_ZBATCH_HDR + n;
+    if (ZSTD_isError(n) || zt > total - total / 8 || zt < CS_SEG_MIN_BATCH) { /* < 1/8 saved: not worth a frame */
+        free(z);
+        return 0;
+    }
+    memcpy(z, b, CS_SEG_BATCH_HDR);
+    cs_put32(z, CS_SEG_ZBATCH_MAGIC);
+    cs_put32(z + 8, (uint32_t)zt);
+    cs_put32(z + 40, (uint32_t)raw);
+    *out = z;
+    return zt;
+}
+
+void cs_segbuf_free(cs_segbuf *sb)
+{
+    free(sb->p);
+    ZSTD_freeDCtx(sb->dctx);
+    memset(sb, 0, sizeof *sb);
+}
+
 #define BAD(field, pos_) \
     do {                 \
         e->what = field; \
@@ -60,10 +103,12 @@ void cs_seg_batch_seal(uint8_t *b, int64_t base, int64_t append_us, int64_t dura
         return 0;        \
     } while (0)
 
-int cs_seg_batch_valid(const uint8_t *b, size_t total, int64_t base, int64_t min_time, cs_batch_err *e)
+int cs_seg_batch_check(const uint8_t *b, size_t total, int64_t base, int64_t min_time, cs_batch_err *e,
+                       cs_segbuf *sb, const uint8_t **recs, size_t *rlen)
 {
     if (total < CS_SEG_MIN_BATCH) BAD("total_len", 8);
-    if (cs_get32(b) != CS_SEG_BATCH_MAGIC) BAD("magic", 0);
+    uint32_t magic = cs_get32(b);
+    if (!cs_seg_batch_magic(magic)) BAD("magic", 0);
     if (cs_get32(b + 8) != total) BAD("total_len", 8);
     if (cs_crc32c(0, b + 8, total - 8) != cs_get32(b + 4)) BAD("crc", 4);
     uint32_t count = cs_get32(b + 12);
@@ -73,32 +118,58 @@ int cs_seg_batch_valid(const uint8_t *b, size_t total, int64_t base, int64_t min
     if ((int64_t)cs_get64(b + 24) < min_time) BAD("append_time", 24);
     int64_t dur = (int64_t)cs_get64(b + 32);
     if (dur < 0 || dur > bbase) BAD("durable_offset", 32);
-    size_t pos = CS_SEG_BATCH_HDR;
+    const uint8_t *r = b + CS_SEG_BATCH_HDR;
+    size_t len = total - CS_SEG_BATCH_HDR;
+    if (magic == CS_SEG_ZBATCH_MAGIC) {
+        size_t raw = cs_get32(b + 40);
+        if (raw < CS_SEG_REC_HDR || raw > CS_SEG_MAX_BATCH - CS_SEG_BATCH_HDR) BAD("raw_len", 40);
+        if (raw > sb->cap) {
+            free(sb->p);
+            sb->p = cs_malloc(raw);
+            sb->cap = raw;
+        }
+        if (!sb->dctx && !(sb->dctx = ZSTD_createDCtx())) BAD("zstd_context", 44);
+        size_t n = ZSTD_decompressDCtx(sb->dctx, sb->p, raw, b + CS_SEG_ZBATCH_HDR, total - CS_SEG_ZBATCH_HDR);
+        if (ZSTD_isError(n) || n != raw) BAD("zstd_frame", 44);
+        r = sb->p, len = raw;
+    }
+    /* Positions below are those of the uncompressed batch (header + records). */
+    size_t pos = 0;
     for (uint32_t i = 0; i < count; i++) {
-        if (total - pos < CS_SEG_REC_HDR) BAD("record", pos);
-        uint32_t rl = cs_get32(b + pos);
-        if (rl < 12 || rl > total - pos - 4) BAD("rec_len", pos);
-        uint32_t kl = cs_get32(b + pos + 12);
-        if (kl > rl - 12) BAD("key_len", pos + 12);
+        if (len - pos < CS_SEG_REC_HDR) BAD("record", CS_SEG_BATCH_HDR + pos);
+        uint32_t rl = cs_get32(r + pos);
+        if (rl < 12 || rl > len - pos - 4) BAD("rec_len", CS_SEG_BATCH_HDR + pos);
+        uint32_t kl = cs_get32(r + pos + 12);
+        if (kl > rl - 12) BAD("key_len", CS_SEG_BATCH_HDR + pos + 12);
         pos += 4 + (size_t)rl;
     }
-    if (pos != total) BAD("records", pos);
+    if (pos != len) BAD("records", CS_SEG_BATCH_HDR + pos);
+    if (recs) *recs = r, *rlen = len;
     return 1;
 }
 
-size_t cs_seg_batch_deliver(const uint8_t *b, int64_t from, size_t *left, cs_rec_cb cb, void *arg, int *stopped)
+int cs_seg_batch_valid(const uint8_t *b, size_t total, int64_t base, int64_t min_time, cs_batch_err *e)
+{
+    cs_segbuf sb = {0};
+    int ok = cs_seg_batch_check(b, total, base, min_time, e, &sb, NULL, NULL);
+    cs_segbuf_free(&sb);
+    return ok;
+}
+
+size_t cs_seg_batch_deliver(const uint8_t *b, const uint8_t *recs, int64_t from, size_t *left, cs_rec_cb cb,
+                            void *arg, int *stopped)
 {
     uint32_t count = cs_get32(b + 12);
     int64_t base = (int64_t)cs_get64(b + 16), append_us = (int64_t)cs_get64(b + 24);
-    size_t pos = CS_SEG_BATCH_HDR, n = 0;
+    size_t pos = 0, n = 0;
     for (uint32_t i = 0; i < count && *left > 0; i++) {
-        uint32_t rl = cs_get32(b + pos);
+        uint32_t rl = cs_get32(recs + pos);
         cs_rec r;
         r.offset = base + i;
-        r.ts_us = (int64_t)cs_get64(b + pos + 4);
+        r.ts_us = (int64_t)cs_get64(recs + pos + 4);
         r.append_us = append_us;
-        r.key_len = cs_get32(b + pos + 12);
-        r.key = (const char *)b + pos + CS_SEG_REC_HDR;
+        r.key_len = cs_get32(recs + pos + 12);
+        r.key = (const char *)recs + pos + CS_SEG_REC_HDR;
         r.value = r.key + r.key_len;
         r.value_len = rl - 12 - r.key_len;
         pos += 4 + (size_t)rl;
@@ -195,7 +266,7 @@ static const uint8_t *win_get(struct win *w, int64_t pos, size_t n)
 }
 
 /* Search (pos, size) for a later valid batch; the highest durable claim. */
-static int64_t claim_past(struct win *w, int64_t pos)
+static int64_t claim_past(struct win *w, int64_t pos, cs_segbuf *sb)
 {
     int64_t best = -1;
     for (int64_t p = pos + 1; p + CS_SEG_MIN_BATCH <= w->size;) {
@@ -203,10 +274,10 @@ static int64_t claim_past(struct win *w, int64_t pos)
         if (!h) break;
         uint32_t total = cs_get32(h + 8);
         cs_batch_err e;
-        if (cs_get32(h) == CS_SEG_BATCH_MAGIC && total >= CS_SEG_MIN_BATCH && total <= CS_SEG_MAX_BATCH &&
+        if (cs_seg_batch_magic(cs_get32(h)) && total >= CS_SEG_MIN_BATCH && total <= CS_SEG_MAX_BATCH &&
             total <= w->size - p) {
             const uint8_t *b = win_get(w, p, total);
-            if (b && cs_seg_batch_valid(b, total, -1, INT64_MIN, &e)) {
+            if (b && cs_seg_batch_check(b, total, -1, INT64_MIN, &e, sb, NULL, NULL)) {
                 int64_t d = cs_seg_batch_durable(b);
                 if (d > best) best = d;
                 p += total;
@@ -229,6 +300,7 @@ int cs_seg_scan(const cs_io_ops *io, int fd, int64_t base, int64_t min_time, uin
     r->durable_claim = -1;
     r->first_time = r->last_time = 0;
     struct win w = {.io = io, .fd = fd, .size = size};
+    cs_segbuf sb = {0};
     int64_t pos = 0, next = base, tmin = min_time;
     int rc = 0;
     while (pos < size) {
@@ -240,7 +312,7 @@ int cs_seg_scan(const cs_io_ops *io, int fd, int64_t base, int64_t min_time, uin
         }
         uint32_t total = h ? cs_get32(h + 8) : 0;
         const uint8_t *b = NULL;
-        if (h && cs_get32(h) != CS_SEG_BATCH_MAGIC) e = (cs_batch_err){"magic", 0};
+        if (h && !cs_seg_batch_magic(cs_get32(h))) e = (cs_batch_err){"magic", 0};
         else if (h && total >= CS_SEG_MIN_BATCH && total <= CS_SEG_MAX_BATCH && total <= size - pos) {
             b = win_get(&w, pos, total);
             if (!b) {
@@ -248,10 +320,10 @@ int cs_seg_scan(const cs_io_ops *io, int fd, int64_t base, int64_t min_time, uin
                 break;
             }
         }
-        if (!b || !cs_seg_batch_valid(b, total, next, tmin, &e)) {
+        if (!b || !cs_seg_batch_check(b, total, next, tmin, &e, &sb, NULL, NULL)) {
             r->bad_pos = pos;
             r->bad_what = e.what;
-            if (look_past_damage) r->durable_claim = claim_past(&w, pos);
+            if (look_past_damage) r->durable_claim = claim_past(&w, pos, &sb);
             break;
         }
         int64_t t = cs_seg_batch_time(b);
@@ -263,6 +335,7 @@ int cs_seg_scan(const cs_io_ops *io, int fd, int64_t base, int64_t min_time, uin
         pos += total;
     }
     free(w.buf);
+    cs_segbuf_free(&sb);
     r->valid_end = pos;
     r->next = next;
     return rc;
@@ -385,27 +458,30 @@ int cs_seg_read(const cs_io_ops *io, int fd, int64_t pos, int64_t limit, int64_t
                 size_t *left, cs_rec_cb cb, void *arg, int *stopped, cs_segbad *bad)
 {
     struct win w = {.io = io, .fd = fd, .size = limit};
+    cs_segbuf sb = {0};
     int delivered = 0;
     *stopped = 0;
     while (pos < limit && *left > 0 && !*stopped) {
         cs_batch_err e = {"total_len", 8};
         const uint8_t *h = limit - pos >= CS_SEG_BATCH_HDR ? win_get(&w, pos, CS_SEG_BATCH_HDR) : NULL;
         uint32_t total = h ? cs_get32(h + 8) : 0;
-        const uint8_t *b = NULL;
-        if (h && cs_get32(h) != CS_SEG_BATCH_MAGIC) e = (cs_batch_err){"magic", 0};
+        const uint8_t *b = NULL, *recs = NULL;
+        size_t rlen = 0;
+        if (h && !cs_seg_batch_magic(cs_get32(h))) e = (cs_batch_err){"magic", 0};
         else if (h && total >= CS_SEG_MIN_BATCH && total <= CS_SEG_MAX_BATCH && total <= limit - pos)
             b = win_get(&w, pos, total);
-        if (!b || !cs_seg_batch_valid(b, total, *expect, tmin, &e)) {
+        if (!b || !cs_seg_batch_check(b, total, *expect, tmin, &e, &sb, &recs, &rlen)) {
             bad->pos = pos;
             int rd = (!h && limit - pos >= CS_SEG_BATCH_HDR) ||
-                     (h && !b && cs_get32(h) == CS_SEG_BATCH_MAGIC && total >= CS_SEG_MIN_BATCH &&
+                     (h && !b && cs_seg_batch_magic(cs_get32(h)) && total >= CS_SEG_MIN_BATCH &&
                       total <= CS_SEG_MAX_BATCH && total <= limit - pos);
             bad->what = rd ? "read" : e.what;
             bad->err = rd ? errno : 0;
             free(w.buf);
+            cs_segbuf_free(&sb);
             return -1;
         }
-        delivered += (int)cs_seg_batch_deliver(b, from, left, cb, arg, stopped);
+        delivered += (int)cs_seg_batch_deliver(b, recs, from, left, cb, arg, stopped);
         tmin = cs_seg_batch_time(b);
         *expect += cs_seg_batch_count(b);
         pos += total;
@@ -414,8 +490,10 @@ int cs_seg_read(const cs_io_ops *io, int fd, int64_t pos, int64_t limit, int64_t
             free(w.buf);
             w.buf = NULL, w.cap = 0, w.len = 0;
         }
+        if (sb.cap > READ_CHUNK && rlen <= READ_CHUNK) cs_segbuf_free(&sb); /* same for its records */
     }
     free(w.buf);
+    cs_segbuf_free(&sb);
     return delivered;
 }
 
@@ -423,6 +501,9 @@ int cs_seg_find_time(const cs_io_ops *io, int fd, int64_t pos, int64_t limit, in
                      int64_t *off, cs_segbad *bad)
 {
     struct win w = {.io = io, .fd = fd, .size = limit};
+    cs_segbuf sb = {0};
+    int rc = 0;
+    *off = expect;
     while (pos < limit) {
         cs_batch_err e = {"total_len", 8};
         const uint8_t *h = limit - pos >= CS_SEG_BATCH_HDR ? win_get(&w, pos, CS_SEG_BATCH_HDR) : NULL;
@@ -430,22 +511,23 @@ int cs_seg_find_time(const cs_io_ops *io, int fd, int64_t pos, int64_t limit, in
         const uint8_t *b = NULL;
         if (h && total >= CS_SEG_MIN_BATCH && total <= CS_SEG_MAX_BATCH && total <= limit - pos)
             b = win_get(&w, pos, total);
-        if (!b || !cs_seg_batch_valid(b, total, expect, INT64_MIN, &e)) {
+        if (!b || !cs_seg_batch_check(b, total, expect, INT64_MIN, &e, &sb, NULL, NULL)) {
             bad->pos = pos;
             bad->what = e.what;
             bad->err = 0;
-            free(w.buf);
-            return -1;
+            rc = -1;
+            break;
         }
         if (cs_seg_batch_time(b) >= ts) {
             *off = expect;
-            free(w.buf);
-            return 1;
+            rc = 1;
+            break;
         }
         expect += cs_seg_batch_count(b);
+        *off = expect;
         pos += total;
     }
     free(w.buf);
-    *off = expect;
-    return 0;
+    cs_segbuf_free(&sb);
+    return rc;
 }

@@ -44,6 +44,17 @@
  *                  .  key        key_len bytes
  *                  .  value      rec_len - 12 - key_len bytes
  *
+ *   COMPRESSED BATCH (log.compression: zstd; Kafka's batch compression):
+ *   magic 0x33425343 ("CSB3"), the same 40-byte header (total_len and the
+ *   CRC cover the compressed bytes), then
+ *      40     4  raw_len         bytes of the records above, uncompressed
+ *      44     .  one zstd frame  the records, exactly as in a CSB2 batch
+ *   Written only when at least 1/8 smaller than the CSB2 form (random
+ *   bytes stay plain: not worth decompressing); a partition may hold both
+ *   kinds (the setting can change between runs). Readers decompress; every
+ *   check below applies to the decompressed records, and a frame that does
+ *   not decompress to exactly raw_len bytes is invalid ("zstd_frame").
+ *
  *   A batch is VALID when the magic matches, total_len is in range and lies
  *   inside the file, the CRC matches, the records exactly fill total_len,
  *   base_offset continues the previous batch (the segment's base for the
@@ -132,7 +143,9 @@
 #include "log/record.h"
 
 #define CS_SEG_BATCH_MAGIC   0x32425343u
+#define CS_SEG_ZBATCH_MAGIC  0x33425343u
 #define CS_SEG_BATCH_HDR     40
+#define CS_SEG_ZBATCH_HDR    44
 #define CS_SEG_REC_HDR       16
 #define CS_SEG_MAX_BATCH     (64u << 20)
 #define CS_SEG_MIN_BATCH     (CS_SEG_BATCH_HDR + CS_SEG_REC_HDR)
@@ -185,6 +198,12 @@ size_t cs_seg_batch_size(const cs_rec *recs, size_t n);
 void cs_seg_batch_encode(uint8_t *out, size_t total, const cs_rec *recs, size_t n);
 void cs_seg_batch_seal(uint8_t *b, int64_t base, int64_t append_us, int64_t durable);
 
+/* The CSB3 form of the encoded (sealed or not) CSB2 batch b of total bytes,
+ * compressed at zstd `level`: its size, with *out a new buffer (the
+ * caller's to free; seal it like any batch). 0 when compression would not
+ * save 1/8 (or the batch is too small to try): keep b. */
+size_t cs_seg_batch_compress(const uint8_t *b, size_t total, int level, uint8_t **out);
+
 /* Decoding untrusted bytes: every field is bounds-checked; on failure the
  * checker names the field and the byte position relative to the batch. */
 typedef struct cs_batch_err {
@@ -192,10 +211,25 @@ typedef struct cs_batch_err {
     size_t      at;     /* byte within the batch */
 } cs_batch_err;
 
+/* A reader's scratch for decompressed records (grows to the largest batch
+ * read; at most CS_SEG_MAX_BATCH) and its zstd context. Zero-initialize. */
+typedef struct cs_segbuf {
+    uint8_t *p;
+    size_t   cap;
+    void    *dctx;
+} cs_segbuf;
+void cs_segbuf_free(cs_segbuf *sb);
+
 /* Validate a complete batch of `total` bytes in b (header included). base:
  * the expected base offset, or -1 for any. min_time: the append time it may
- * not be below. Returns 1 valid, 0 invalid (with *e set). */
+ * not be below. Returns 1 valid, 0 invalid (with *e set). cs_seg_batch_check
+ * also sets *recs and *rlen (when recs is not NULL) to the records, which for a
+ * compressed batch live in sb until its next use. */
+int cs_seg_batch_check(const uint8_t *b, size_t total, int64_t base, int64_t min_time, cs_batch_err *e,
+                       cs_segbuf *sb, const uint8_t **recs, size_t *rlen);
 int cs_seg_batch_valid(const uint8_t *b, size_t total, int64_t base, int64_t min_time, cs_batch_err *e);
+/* A batch's magic: CSB2 (plain) or CSB3 (compressed). */
+static inline int cs_seg_batch_magic(uint32_t m) { return m == CS_SEG_BATCH_MAGIC || m == CS_SEG_ZBATCH_MAGIC; }
 /* Header fields of a validated batch. */
 static inline uint32_t cs_seg_batch_len(const uint8_t *b) { return cs_get32(b + 8); }
 static inline uint32_t cs_seg_batch_count(const uint8_t *b) { return cs_get32(b + 12); }
@@ -203,10 +237,12 @@ static inline int64_t cs_seg_batch_base(const uint8_t *b) { return (int64_t)cs_g
 static inline int64_t cs_seg_batch_time(const uint8_t *b) { return (int64_t)cs_get64(b + 24); }
 static inline int64_t cs_seg_batch_durable(const uint8_t *b) { return (int64_t)cs_get64(b + 32); }
 
-/* Call cb for each record of a valid batch with offset >= from; stops when
- * cb returns non-zero or *left reaches 0. Returns records delivered, and
- * sets *stopped when cb asked to stop. */
-size_t cs_seg_batch_deliver(const uint8_t *b, int64_t from, size_t *left, cs_rec_cb cb, void *arg, int *stopped);
+/* Call cb for each record of a valid batch b, whose records are recs (from
+ * cs_seg_batch_check), with offset >= from; stops when cb returns non-zero
+ * or *left reaches 0. Returns records delivered, and sets *stopped when cb
+ * asked to stop. */
+size_t cs_seg_batch_deliver(const uint8_t *b, const uint8_t *recs, int64_t from, size_t *left, cs_rec_cb cb,
+                            void *arg, int *stopped);
 
 /* Index in memory. */
 void cs_segix_add(cs_segix *ix, int64_t offset, int64_t pos, int64_t time, uint32_t interval);

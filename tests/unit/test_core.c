@@ -389,6 +389,23 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.partitions, 8);
     assert_string_equal(c.fsync, "always");
     assert_int_equal(c.fsync_policy, CS_FSYNC_ALWAYS);
+    assert_int_equal(c.compress, 1); /* zstd */
+    assert_int_equal(c.compression_level, -1);
+    cs_config_free(&c);
+    /* log.compression: zstd or none; anything else is named. */
+    cs_config_defaults(&c);
+    assert_int_equal(cs_config_load_string(&c, "n.yaml", "log:\n  compression: none\n  compression_level: 3\n", err,
+                                           sizeof err), 0);
+    assert_int_equal(c.compress, 0);
+    assert_int_equal(c.compression_level, 3);
+    cs_config_free(&c);
+    cs_config_defaults(&c);
+    assert_int_equal(cs_config_load_string(&c, "z.yaml", "log:\n  compression: lz4\n", err, sizeof err), -1);
+    assert_string_equal(err, "z.yaml: log.compression: expected zstd or none, got \"lz4\"");
+    cs_config_free(&c);
+    cs_config_defaults(&c);
+    assert_int_equal(cs_config_load_string(&c, "l.yaml", "log:\n  compression_level: 30\n", err, sizeof err), -1);
+    assert_non_null(strstr(err, "log.compression_level"));
     cs_config_free(&c);
 }
 

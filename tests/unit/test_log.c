@@ -1467,6 +1467,152 @@ static void test_retention(void **state)
     cs_topic_close(t);
 }
 
+/* ---------------------------------------------------------- compression */
+
+static size_t json_value(int64_t o, char *out)
+{
+    return (size_t)sprintf(out,
+                           "{\"event_id\":\"e-%lld\",\"type\":\"FeatureUsed\",\"account_id\":\"acc_%05lld\","
+                           "\"properties\":{\"feature\":\"reports\",\"count\":%lld,\"browser\":\"firefox\"}}",
+                           (long long)o, (long long)(o % 500), (long long)(o % 3));
+}
+
+static void append_json(cs_topic *t, int64_t first, int n)
+{
+    char vals[10][200];
+    cs_rec recs[10];
+    for (int i = 0; i < n; i++) {
+        memset(&recs[i], 0, sizeof recs[i]);
+        recs[i].key = "acc";
+        recs[i].key_len = 3;
+        recs[i].value = vals[i];
+        recs[i].value_len = json_value(first + i, vals[i]);
+        recs[i].ts_us = gen_ts(first + i);
+    }
+    assert_int_equal(cs_topic_append(t, 0, recs, (size_t)n), 0);
+    assert_int_equal(recs[0].offset, first);
+}
+
+struct jcheck {
+    int64_t next;
+};
+
+static int json_cb(const cs_rec *r, void *arg)
+{
+    struct jcheck *c = arg;
+    char want[200];
+    size_t n = json_value(c->next, want);
+    if (r->offset != c->next || r->value_len != n || memcmp(r->value, want, n) != 0 || r->key_len != 3 ||
+        memcmp(r->key, "acc", 3) != 0 || r->ts_us != gen_ts(c->next))
+        fail_msg("record %lld read back wrong", (long long)c->next);
+    c->next++;
+    return 0;
+}
+
+static cs_topic *open_z(const char *dir, int compression)
+{
+    cs_topic_opts o;
+    cs_topic_opts_default(&o);
+    o.partitions = 1;
+    o.retention_ms = 0;
+    o.compression = compression;
+    o.compression_level = 1;
+    char err[512];
+    cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+    if (!t) fail_msg("open: %s", err);
+    return t;
+}
+
+/* log.compression: zstd batches (segment.h "CSB3") are written when they
+ * are smaller, read back exactly, mix with plain ones in one partition
+ * (the setting changed between runs), and a frame that does not decompress
+ * to its raw_len is a named error. */
+static void test_compression(void **state)
+{
+    struct fx *f = *state;
+    /* Random values do not shrink: the batch stays plain. */
+    struct genrec g[4];
+    cs_rec recs[4];
+    for (int i = 0; i < 4; i++) gen_fill(&g[i], 100 + i), recs[i] = g[i].rec;
+    size_t total = cs_seg_batch_size(recs, 4);
+    uint8_t *b = malloc(total), *z = NULL;
+    cs_seg_batch_encode(b, total, recs, 4);
+    assert_int_equal(cs_seg_batch_compress(b, total, 1, &z), 0);
+    free(b);
+
+    /* JSON events do: 10 of them, compressed, checked, damaged. */
+    char vals[10][200];
+    cs_rec jr[10];
+    for (int i = 0; i < 10; i++) {
+        memset(&jr[i], 0, sizeof jr[i]);
+        jr[i].value = vals[i];
+        jr[i].value_len = json_value(i, vals[i]);
+    }
+    total = cs_seg_batch_size(jr, 10);
+    b = malloc(total);
+    cs_seg_batch_encode(b, total, jr, 10);
+    size_t zt = cs_seg_batch_compress(b, total, 1, &z);
+    assert_true(zt > 0 && zt * 2 < total);
+    assert_int_equal(get32le(z), CS_SEG_ZBATCH_MAGIC);
+    assert_int_equal(get32le(z + 8), zt);
+    assert_int_equal(get32le(z + 40), total - CS_SEG_BATCH_HDR);
+    cs_seg_batch_seal(z, 7, 1000, 0);
+    cs_segbuf sb = {0};
+    cs_batch_err e;
+    const uint8_t *rr;
+    size_t rl;
+    assert_int_equal(cs_seg_batch_check(z, zt, 7, 0, &e, &sb, &rr, &rl), 1);
+    assert_int_equal(rl, total - CS_SEG_BATCH_HDR);
+    assert_memory_equal(rr, b + CS_SEG_BATCH_HDR, rl);
+    put32le(z + 40, (uint32_t)rl + 1); /* a raw_len the frame does not fill (CRC made good) */
+    cs_seg_batch_seal(z, 7, 1000, 0);
+    assert_int_equal(cs_seg_batch_check(z, zt, 7, 0, &e, &sb, NULL, NULL), 0);
+    assert_string_equal(e.what, "zstd_frame");
+    put32le(z + 40, (uint32_t)rl);
+    z[zt - 1] ^= 0xff; /* the CRC catches a flip before zstd sees it */
+    assert_int_equal(cs_seg_batch_check(z, zt, 7, 0, &e, &sb, NULL, NULL), 0);
+    assert_string_equal(e.what, "crc");
+    cs_segbuf_free(&sb);
+    free(z);
+    free(b);
+
+    /* A partition written compressed, then plain, then compressed again. */
+    cs_topic *t = open_z(f->tdir, 1);
+    for (int i = 0; i < 5; i++) append_json(t, i * 10, 10);
+    cs_topic_close(t);
+    t = open_z(f->tdir, 0);
+    for (int i = 5; i < 10; i++) append_json(t, i * 10, 10);
+    cs_topic_close(t);
+    t = open_z(f->tdir, 1);
+    int64_t t_mid = cs_now_us(); /* append times: batches 0-9 before it, 10-14 after */
+    for (int i = 10; i < 15; i++) append_json(t, i * 10, 10);
+    size_t len;
+    uint8_t *seg = slurp(f->path, &len);
+    size_t pos = 0;
+    int kinds[15];
+    for (int i = 0; i < 15; i++) {
+        assert_true(pos + CS_SEG_BATCH_HDR <= len);
+        kinds[i] = get32le(seg + pos) == CS_SEG_ZBATCH_MAGIC;
+        pos += get32le(seg + pos + 8);
+    }
+    assert_int_equal(pos, len);
+    for (int i = 0; i < 15; i++) assert_int_equal(kinds[i], i < 5 || i >= 10);
+    free(seg);
+    for (int64_t from = 0; from < 150; from += 7) { /* also from inside a batch */
+        struct jcheck c = {.next = from};
+        assert_int_equal(cs_topic_read(t, 0, from, 1000, json_cb, &c), 150 - from);
+        assert_int_equal(c.next, 150);
+    }
+    assert_int_equal(cs_topic_offset_for_time(t, 0, t_mid), 100); /* the time search reads both kinds */
+    cs_topic_close(t);
+    /* Recovery scans the active segment through both kinds. */
+    t = open_z(f->tdir, 0);
+    assert_int_equal(cs_topic_end(t, 0), 150);
+    struct jcheck c = {.next = 0};
+    assert_int_equal(cs_topic_read(t, 0, 0, 1000, json_cb, &c), 150);
+    cs_topic_close(t);
+}
+
 static void test_bus_embedded(void **state)
 {
     struct fx *f = *state;
@@ -1520,6 +1666,7 @@ int main(void)
     cs_log_set_level(CS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_empty_log, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_compression, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_append_read_round_trip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_middle_of_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_recovers_end, fx_setup, fx_teardown),

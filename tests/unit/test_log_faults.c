@@ -35,6 +35,7 @@
 #include "core/util.h"
 #include "log/iofault.h"
 #include "log/log.h"
+#include "log/segment.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -82,10 +83,16 @@ static int expect_cb(const cs_rec *r, void *arg)
     return 0;
 }
 
+/* Set by fx_setup_zstd: the same fault runs over compressed batches
+ * (segment.h "CSB3"; the test values compress 2-3x). */
+static int g_compress;
+
 static cs_topic_opts small_opts(int partitions, const cs_io_ops *io)
 {
     cs_topic_opts o;
     cs_topic_opts_default(&o);
+    o.compression = g_compress;
+    o.compression_level = 1;
     o.partitions = partitions;
     o.segment_bytes = 2048;
     o.index_interval = 256;
@@ -1183,6 +1190,50 @@ static void test_t7_fsync_and_write_errors(void **state)
     fflush(stdout);
 }
 
+static int fx_setup_zstd(void **state)
+{
+    g_compress = 1;
+    return fx_setup(state);
+}
+
+static int fx_teardown_zstd(void **state)
+{
+    g_compress = 0;
+    return fx_teardown(state);
+}
+
+/* The fault runs below really meet compressed batches: with g_compress every
+ * segment file starts with a CSB3 batch (small_opts: 2 KiB segments, so a
+ * partition rolls over several). */
+static void test_zstd_segments_are_compressed(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/z", g_root);
+    cs_topic_opts o = small_opts(2, NULL);
+    char err[512];
+    cs_topic *t = cs_topic_open(dir, &o, err, sizeof err);
+    assert_non_null(t);
+    int64_t next[2] = {0, 0};
+    for (int b = 0; b < 80; b++) assert_int_equal(append_k(t, b % 2, &next[b % 2], 5), 0);
+    assert_int_equal(verify(t, 2, next), 0);
+    cs_topic_close(t);
+    static char files[256][256];
+    int nf = list_files(dir, files, 256), segs = 0;
+    for (int i = 0; i < nf; i++) {
+        size_t n = strlen(files[i]);
+        if (n < 4 || strcmp(files[i] + n - 4, ".seg") != 0) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        size_t len;
+        uint8_t *b = slurp(path, &len);
+        if (len >= 4) assert_int_equal(cs_get32(b), CS_SEG_ZBATCH_MAGIC);
+        segs += len >= 4;
+        free(b);
+    }
+    assert_true(segs >= 4);
+}
+
 int main(void)
 {
     /* The fault loops log an error per injected failure on purpose: quiet
@@ -1200,6 +1251,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_t5_missing_files, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t6_disk_full, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_t7_fsync_and_write_errors, fx_setup, fx_teardown),
+        /* The same power losses, truncations and bit flips over compressed batches. */
+        cmocka_unit_test_setup_teardown(test_zstd_segments_are_compressed, fx_setup_zstd, fx_teardown_zstd),
+        cmocka_unit_test_setup_teardown(test_t2_power_loss_every_op, fx_setup_zstd, fx_teardown_zstd),
+        cmocka_unit_test_setup_teardown(test_t2_journal_power_loss, fx_setup_zstd, fx_teardown_zstd),
+        cmocka_unit_test_setup_teardown(test_t3_truncate_every_byte, fx_setup_zstd, fx_teardown_zstd),
+        cmocka_unit_test_setup_teardown(test_t4_bit_flips, fx_setup_zstd, fx_teardown_zstd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
