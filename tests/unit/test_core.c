@@ -378,7 +378,7 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.max_event_bytes, 32768);
     assert_int_equal(c.max_batch_events, 2500);
     assert_int_equal(c.http_threads, 0); /* a thread per connection */
-    assert_int_equal(c.pipeline_batch_max, 500);
+    assert_int_equal(c.pipeline_batch_max, 5000);
     assert_int_equal(c.nreps, 0);
     assert_null(c.reps);
 
