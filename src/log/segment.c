@@ -56,26 +56,45 @@ void cs_seg_batch_seal(uint8_t *b, int64_t base, int64_t append_us, int64_t dura
     cs_put32(b + 4, cs_crc32c(0, b + 8, cs_get32(b + 8) - 8));
 }
 
-/* One compression context per thread (an appender compresses outside every
- * lock), freed when the thread exits. */
-static pthread_key_t cctx_key;
-static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
-static void cctx_free(void *c) { ZSTD_freeCCtx(c); }
-static void cctx_init(void) { pthread_key_create(&cctx_key, cctx_free); }
+/* Compression contexts: a small pool shared by the appenders (each
+ * compresses outside every lock). At most CCTX_POOL idle contexts are kept,
+ * none above CCTX_KEEP bytes (a context grows with the largest batch it
+ * compressed: ~80 KB for a request's 5 KB batch at level -1, ~270 KB for
+ * 60 KB); more concurrent appenders make temporary ones. */
+#define CCTX_POOL 8
+#define CCTX_KEEP (1u << 20)
+static pthread_mutex_t cctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static ZSTD_CCtx *cctx_pool[CCTX_POOL];
+static int cctx_n;
+
+static ZSTD_CCtx *cctx_get(void)
+{
+    pthread_mutex_lock(&cctx_mu);
+    ZSTD_CCtx *c = cctx_n ? cctx_pool[--cctx_n] : NULL;
+    pthread_mutex_unlock(&cctx_mu);
+    return c ? c : ZSTD_createCCtx();
+}
+
+static void cctx_put(ZSTD_CCtx *c)
+{
+    if (ZSTD_sizeof_CCtx(c) <= CCTX_KEEP) {
+        pthread_mutex_lock(&cctx_mu);
+        if (cctx_n < CCTX_POOL) cctx_pool[cctx_n++] = c, c = NULL;
+        pthread_mutex_unlock(&cctx_mu);
+    }
+    ZSTD_freeCCtx(c);
+}
 
 size_t cs_seg_batch_compress(const uint8_t *b, size_t total, int level, uint8_t **out)
 {
     size_t raw = total - CS_SEG_BATCH_HDR;
     if (cs_get32(b) != CS_SEG_BATCH_MAGIC || raw < 64) return 0; /* a record or two: not worth a frame */
-    pthread_once(&cctx_once, cctx_init);
-    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
-    if (!c) {
-        if (!(c = ZSTD_createCCtx())) return 0;
-        pthread_setspecific(cctx_key, c);
-    }
+    ZSTD_CCtx *c = cctx_get();
+    if (!c) return 0;
     size_t cap = CS_SEG_ZBATCH_HDR + ZSTD_compressBound(raw);
     uint8_t *z = cs_malloc(cap);
     size_t n = ZSTD_compressCCtx(c, z + CS_SEG_ZBATCH_HDR, cap - CS_SEG_ZBATCH_HDR, b + CS_SEG_BATCH_HDR, raw, level);
+    cctx_put(c);
     size_t zt = CS_SEG_ZBATCH_HDR + n;
     if (ZSTD_isError(n) || zt > total - total / 8 || zt < CS_SEG_MIN_BATCH) { /* < 1/8 saved: not worth a frame */
         free(z);

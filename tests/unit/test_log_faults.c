@@ -1253,6 +1253,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_t7_fsync_and_write_errors, fx_setup, fx_teardown),
         /* The same power losses, truncations and bit flips over compressed batches. */
         cmocka_unit_test_setup_teardown(test_zstd_segments_are_compressed, fx_setup_zstd, fx_teardown_zstd),
+        cmocka_unit_test_setup_teardown(test_journal_concurrent, fx_setup_zstd, fx_teardown_zstd), /* appenders sharing the context pool */
         cmocka_unit_test_setup_teardown(test_t2_power_loss_every_op, fx_setup_zstd, fx_teardown_zstd),
         cmocka_unit_test_setup_teardown(test_t2_journal_power_loss, fx_setup_zstd, fx_teardown_zstd),
         cmocka_unit_test_setup_teardown(test_t3_truncate_every_byte, fx_setup_zstd, fx_teardown_zstd),
