@@ -196,6 +196,7 @@ void cs_config_free(cs_config *cfg)
     free(cfg->data_dir);
     free(cfg->http_addr);
     free(cfg->fsync);
+    free(cfg->compression);
     free(cfg->metrics_enabled);
     free(cfg->rules_path);
     free(cfg->wh_postgres);
