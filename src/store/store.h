@@ -332,6 +332,11 @@ struct cs_store {
 
 /* Open the SQLite store at path, applying migrations. NULL with err filled. */
 cs_store *cs_store_sqlite_open(const char *path, char *err, size_t errlen);
+/* SQLite checkpoints (store/sqlite.c): after a commit that grew the WAL by
+ * `grew` pages, a checkpoint runs once the WAL holds this many pages. */
+#define CS_SQLITE_CKPT_MIN 100
+#define CS_SQLITE_CKPT_MAX 1000
+int cs_sqlite_ckpt_at(int grew);
 /* Open the PostgreSQL store at a libpq URI (postgresql://...), applying its
  * migrations. NULL with err filled. */
 cs_store *cs_store_postgres_open(const char *uri, char *err, size_t errlen);

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -913,6 +914,61 @@ static void test_open_rejects_unknown_store_specs(void **state)
     assert_null(cs_store_open("sqlite:/nonexistent-dir/x/crm.sqlite", "/tmp", err, sizeof err));
 }
 
+/* SQLite checkpoints follow the transactions' size (store/sqlite.c): small
+ * commits keep the WAL near CS_SQLITE_CKPT_MIN pages (short flushes, often);
+ * a big one lets it grow toward CS_SQLITE_CKPT_MAX (pages rewritten by many
+ * transactions are copied once). Seen through the WAL file's size: SQLite
+ * reuses the file from its start after a checkpoint, so its size is the
+ * most pages the WAL ever held. */
+static long wal_pages(const struct fx *f)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/crm.sqlite-wal", f->dir);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)((sb.st_size - 32) / (4096 + 24)) : 0;
+}
+
+static void test_sqlite_checkpoints_follow_the_transactions(void **state)
+{
+    assert_int_equal(cs_sqlite_ckpt_at(0), CS_SQLITE_CKPT_MIN);
+    assert_int_equal(cs_sqlite_ckpt_at(12), CS_SQLITE_CKPT_MIN);
+    assert_int_equal(cs_sqlite_ckpt_at(50), 400);
+    assert_int_equal(cs_sqlite_ckpt_at(125), CS_SQLITE_CKPT_MAX);
+    assert_int_equal(cs_sqlite_ckpt_at(1 << 30), CS_SQLITE_CKPT_MAX);
+    struct fx *f = fx_new(state);
+    cs_store *st = f->st;
+    /* 600 small commits: ~1,200 WAL frames written in all, never more than
+     * the minimum threshold plus one commit held. */
+    for (int i = 0; i < 600; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "acc_%d", i);
+        assert_int_equal(st->ops->begin(st), 0);
+        assert_true(st->ops->signal_set(st, id, "usage_7d", i, &cause1) >= 0);
+        assert_int_equal(st->ops->offset_set(st, "pipeline", "events", 0, i + 1), 0);
+        assert_int_equal(st->ops->commit(st), 0);
+    }
+    long small = wal_pages(f);
+    if (small < 10 || small > CS_SQLITE_CKPT_MIN + 20) fail_msg("WAL held %ld pages after small commits", small);
+    /* Big commits (a backlog): 4,000 accounts each; the WAL grows past the
+     * small threshold before a checkpoint. */
+    char name[200];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(st->ops->begin(st), 0);
+        for (int i = 0; i < 4000; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "big_%d_%d", t, i);
+            const cs_kv acc[] = {{"name", name}, {"plan_tier", "trial"}};
+            assert_true(st->ops->obj_upsert(st, CS_OBJ_ACCOUNT, id, acc, 2, &cause1) >= 0);
+        }
+        assert_int_equal(st->ops->offset_set(st, "pipeline", "events", 0, 1000 + t), 0);
+        assert_int_equal(st->ops->commit(st), 0);
+    }
+    long big = wal_pages(f);
+    if (big < 2 * CS_SQLITE_CKPT_MIN) fail_msg("WAL held only %ld pages after big commits", big);
+}
+
 #define BOTH(fn)                                                                                              \
     cmocka_unit_test_prestate_setup_teardown(fn, NULL, fx_teardown, BE)
 #define COMMON_TESTS                                                                                          \
@@ -942,6 +998,7 @@ int main(void)
     const struct CMUnitTest sqlite_tests[] = {
         COMMON_TESTS,
         BOTH(test_sqlite_integrity_after_kill9),
+        BOTH(test_sqlite_checkpoints_follow_the_transactions),
         cmocka_unit_test(test_open_rejects_unknown_store_specs),
     };
 #undef BE
