@@ -91,8 +91,8 @@ struct sq {
  * database and fsyncs that; on a shared disk every acknowledgement's
  * fdatasync in the log waits for those flushes. While transactions are small
  * (the pipeline caught up: a few events per pipeline.linger_ms) a checkpoint
- * comes every CS_SQLITE_CKPT_MIN pages: short flushes, often (the paced
- * single-event p99: 2.8-7.8 ms -> 1.1-3.4 ms, docs/BENCHMARKS.md). While they
+ * comes every CS_SQLITE_CKPT_MIN pages: short flushes, often (bench-ingest's
+ * single-event p99, docs/decisions.md "SQLite checkpoints"). While they
  * are big (a backlog: thousands of events each) every CS_SQLITE_CKPT_MAX
  * pages, as before, so a page rewritten by many transactions is copied once
  * (throughput). The threshold is 8 commits' worth of WAL growth, clamped. */
